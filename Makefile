@@ -1,0 +1,32 @@
+# Makefile for the sync extension (PGXS).
+#
+#   make                    build sync.so
+#   make install            install into the PostgreSQL named by PG_CONFIG
+#   make installcheck       run the pg_regress suite against a running server
+#
+# The whole suite (pg_regress on a temporary instance plus the TAP tests)
+# is run by test/run.sh; see README.md.
+
+EXTENSION = sync
+MODULE_big = sync
+OBJS = \
+	src/sync.o \
+	src/expr.o \
+	src/registry.o \
+	src/sequences.o \
+	src/tables.o
+
+DATA = sql/sync--0.1.sql
+DOCS =
+
+# pg_regress inputs live in sql/ beside the extension scripts; the scripts
+# are named sync--*.sql, the tests are listed here.
+REGRESS = registry identity tables sequences privileges
+REGRESS_OPTS = --inputdir=.
+
+# -Wunused-parameter is off: PostgreSQL's own headers (ilist.h, bufpage.h) trip it.
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

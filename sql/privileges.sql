@@ -1,0 +1,67 @@
+--
+-- Privileges: nothing for PUBLIC; what a DBA grants to a sync role works
+--
+CREATE EXTENSION sync;
+
+-- no function is executable and no table readable by PUBLIC
+SELECT p.proname
+  FROM pg_proc p
+ WHERE p.oid IN (SELECT objid FROM pg_depend WHERE refobjid =
+				 (SELECT oid FROM pg_extension WHERE extname = 'sync')
+				 AND classid = 'pg_proc'::regclass)
+   AND has_function_privilege('public', p.oid, 'EXECUTE');
+SELECT c.relname
+  FROM pg_class c
+ WHERE c.oid IN (SELECT objid FROM pg_depend WHERE refobjid =
+				 (SELECT oid FROM pg_extension WHERE extname = 'sync')
+				 AND classid = 'pg_class'::regclass)
+   AND (c.relacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = 0));
+
+CREATE ROLE sync_regress_nobody;
+CREATE ROLE sync_regress_admin;
+CREATE TABLE regress_owned (id bigserial PRIMARY KEY, v text);
+ALTER TABLE regress_owned OWNER TO sync_regress_admin;
+CREATE TABLE regress_not_owned (id bigserial PRIMARY KEY);
+
+-- a role without grants can do nothing
+SET ROLE sync_regress_nobody;
+SELECT * FROM sync_machine;
+SELECT * FROM sync_register_machine(1, 'one.example.org');
+SELECT * FROM sync_range(1);
+SELECT * FROM sync_init(1);
+SELECT * FROM sync_add_table('regress_owned');
+SELECT * FROM sync_sequence_usage;
+RESET ROLE;
+
+-- what doc/privileges.md tells a DBA to grant
+GRANT SELECT, INSERT, UPDATE, DELETE ON sync_machine, sync_instance, sync_table TO sync_regress_admin;
+GRANT SELECT ON sync_sequence_usage TO sync_regress_admin;
+GRANT EXECUTE ON FUNCTION sync_register_machine(bigint, text, text, text, bigint, bigint),
+	sync_range(bigint), sync_init(bigint), sync_add_table(regclass, name, text, jsonb),
+	sync_remove_table(regclass), sync_key_sequences(regclass, name)
+	TO sync_regress_admin;
+
+SET ROLE sync_regress_admin;
+SELECT id, hostname FROM sync_register_machine(1, 'one.example.org');
+SELECT * FROM sync_range(1);
+SELECT machine_id FROM sync_init(1);
+SELECT tbl FROM sync_add_table('regress_owned');
+INSERT INTO regress_owned (v) VALUES ('x') RETURNING id;
+SELECT table_name, confined FROM sync_sequence_usage;
+-- a table the role does not own cannot be registered
+SELECT * FROM sync_add_table('regress_not_owned');
+SELECT tbl FROM sync_remove_table('regress_owned');
+RESET ROLE;
+
+-- dropping a registered table needs no privilege on sync_table
+SELECT tbl FROM sync_add_table('regress_owned');
+REVOKE ALL ON sync_table FROM sync_regress_admin;
+SET ROLE sync_regress_admin;
+DROP TABLE regress_owned;
+RESET ROLE;
+SELECT count(*) FROM sync_table;
+
+DROP TABLE regress_not_owned;
+DROP EXTENSION sync;
+DROP ROLE sync_regress_nobody;
+DROP ROLE sync_regress_admin;

@@ -1,0 +1,190 @@
+/* sync--0.1.sql: objects of the sync extension, version 0.1 */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION sync" to load this file. \quit
+
+--
+-- Machine registry: every server of the federation, with the key range it
+-- owns.  Ranges never overlap; sync_register_machine() reports a collision
+-- by name, the exclusion constraint is the backstop for direct writes.
+--
+CREATE TABLE sync_machine (
+	id				bigint PRIMARY KEY,
+	hostname		text NOT NULL,
+	sync_url		text,
+	sync_contact	text,
+	sync_start		bigint NOT NULL,
+	sync_end		bigint NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT sync_machine_id_check CHECK (id >= 0),
+	CONSTRAINT sync_machine_hostname_key UNIQUE (hostname),
+	CONSTRAINT sync_machine_hostname_check CHECK (hostname <> ''),
+	CONSTRAINT sync_machine_range_check CHECK (sync_start <= sync_end),
+	CONSTRAINT sync_machine_range_excl
+		EXCLUDE USING gist (int8range(sync_start, sync_end, '[]') WITH &&)
+);
+
+COMMENT ON TABLE sync_machine IS 'machines of the federation and the key range each owns';
+
+--
+-- Local identity: which registered machine this server is.  At most one row.
+--
+CREATE TABLE sync_instance (
+	singleton		boolean PRIMARY KEY DEFAULT true,
+	machine_id		bigint NOT NULL REFERENCES sync_machine (id),
+	initialized_at	timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT sync_instance_singleton_check CHECK (singleton)
+);
+
+COMMENT ON TABLE sync_instance IS 'the machine this server is';
+
+--
+-- Registered tables.
+--
+CREATE TABLE sync_table (
+	tbl				regclass PRIMARY KEY,
+	key_column		name NOT NULL,
+	level_column	name,
+	filter			text,
+	anonymize		jsonb,
+	added_at		timestamptz NOT NULL DEFAULT now(),
+	updated_at		timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE sync_table IS 'tables that take part in sync';
+
+-- pg_dump keeps the configuration with the database.
+SELECT pg_catalog.pg_extension_config_dump('sync_machine', '');
+SELECT pg_catalog.pg_extension_config_dump('sync_instance', '');
+SELECT pg_catalog.pg_extension_config_dump('sync_table', '');
+
+--
+-- Functions.
+--
+CREATE FUNCTION sync_register_machine(id bigint,
+									  hostname text,
+									  sync_url text DEFAULT NULL,
+									  sync_contact text DEFAULT NULL,
+									  sync_start bigint DEFAULT NULL,
+									  sync_end bigint DEFAULT NULL)
+RETURNS sync_machine
+AS 'MODULE_PATHNAME', 'sync_register_machine'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+CREATE FUNCTION sync_range(machine_id bigint,
+						   OUT sync_start bigint, OUT sync_end bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sync_range'
+LANGUAGE C STRICT STABLE;
+
+CREATE FUNCTION sync_init(machine_id bigint)
+RETURNS sync_instance
+AS 'MODULE_PATHNAME', 'sync_init'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION sync_add_table(tbl regclass,
+							   level_column name DEFAULT NULL,
+							   filter text DEFAULT NULL,
+							   anonymize jsonb DEFAULT NULL)
+RETURNS sync_table
+AS 'MODULE_PATHNAME', 'sync_add_table'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+CREATE FUNCTION sync_remove_table(tbl regclass)
+RETURNS sync_table
+AS 'MODULE_PATHNAME', 'sync_remove_table'
+LANGUAGE C STRICT VOLATILE;
+
+-- The sequences that feed a table's key column: owned by it (serial,
+-- identity) or named in its DEFAULT (nextval('...')).
+CREATE FUNCTION sync_key_sequences(tbl regclass, key_column name)
+RETURNS SETOF regclass
+LANGUAGE sql STABLE STRICT
+AS $$
+	SELECT d.refobjid::pg_catalog.regclass
+	  FROM pg_catalog.pg_attrdef ad
+	  JOIN pg_catalog.pg_attribute a
+		ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+	  JOIN pg_catalog.pg_depend d
+		ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+	   AND d.objid = ad.oid
+	   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+	  JOIN pg_catalog.pg_class c ON c.oid = d.refobjid AND c.relkind = 'S'
+	 WHERE ad.adrelid = $1 AND a.attname = $2
+	UNION
+	SELECT d.objid::pg_catalog.regclass
+	  FROM pg_catalog.pg_depend d
+	  JOIN pg_catalog.pg_attribute a
+		ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+	  JOIN pg_catalog.pg_class c ON c.oid = d.objid AND c.relkind = 'S'
+	 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+	   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+	   AND d.refobjid = $1 AND a.attname = $2
+	   AND d.deptype IN ('a', 'i')
+$$;
+
+--
+-- Per sequence feeding a registered table: its bounds, the local range,
+-- the last value handed out and how much of the range is used.
+--
+CREATE VIEW sync_sequence_usage AS
+SELECT t.tbl AS table_name,
+	   t.key_column,
+	   s.seqrelid::pg_catalog.regclass AS sequence_name,
+	   m.id AS machine_id,
+	   m.sync_start AS range_start,
+	   m.sync_end AS range_end,
+	   s.seqmin AS sequence_min,
+	   s.seqmax AS sequence_max,
+	   (s.seqmin = m.sync_start AND s.seqmax = m.sync_end
+		AND NOT s.seqcycle) AS confined,
+	   pg_catalog.pg_sequence_last_value(s.seqrelid) AS last_value,
+	   pg_catalog.round(100.0 *
+		   CASE
+			 WHEN pg_catalog.pg_sequence_last_value(s.seqrelid) IS NULL THEN 0
+			 ELSE pg_catalog.pg_sequence_last_value(s.seqrelid) - s.seqmin + 1
+		   END / (s.seqmax::numeric - s.seqmin + 1), 2) AS percent_used
+  FROM sync_table t
+ CROSS JOIN LATERAL sync_key_sequences(t.tbl, t.key_column) AS ks(seq)
+  JOIN pg_catalog.pg_sequence s ON s.seqrelid = ks.seq
+  LEFT JOIN sync_instance i ON true
+  LEFT JOIN sync_machine m ON m.id = i.machine_id;
+
+COMMENT ON VIEW sync_sequence_usage IS 'sequences feeding registered tables and how much of their range is used';
+
+--
+-- A dropped table is no longer registered.  SECURITY DEFINER so that a
+-- role that may drop a table but not write sync_table is not stopped.
+--
+CREATE FUNCTION sync_forget_dropped_tables()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM @extschema@.sync_table t
+	 USING pg_catalog.pg_event_trigger_dropped_objects() d
+	 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+	   AND d.objsubid = 0
+	   AND d.objid = t.tbl::pg_catalog.oid;
+END
+$$;
+
+CREATE EVENT TRIGGER sync_forget_dropped_tables ON sql_drop
+	EXECUTE FUNCTION sync_forget_dropped_tables();
+
+--
+-- Nothing is open to PUBLIC; see doc/privileges.md for what to grant.
+--
+REVOKE ALL ON TABLE sync_machine, sync_instance, sync_table,
+	sync_sequence_usage FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+	sync_register_machine(bigint, text, text, text, bigint, bigint),
+	sync_range(bigint),
+	sync_init(bigint),
+	sync_add_table(regclass, name, text, jsonb),
+	sync_remove_table(regclass),
+	sync_key_sequences(regclass, name),
+	sync_forget_dropped_tables()
+	FROM PUBLIC;

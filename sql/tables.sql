@@ -1,0 +1,115 @@
+--
+-- Table registration: sync_add_table, sync_remove_table, sync_table
+--
+CREATE EXTENSION sync;
+
+CREATE TABLE users (
+	id bigserial PRIMARY KEY,
+	login text NOT NULL,
+	email text,
+	crypted_password text,
+	access_level integer,
+	checked integer DEFAULT 0,
+	created_at timestamptz DEFAULT now()
+);
+
+-- a full registration, and its row in sync_table
+SELECT tbl, key_column, level_column, filter, anonymize
+  FROM sync_add_table('users', 'access_level', 'checked <> -1',
+					  '{"email": "''user'' || id || ''@example.org''", "crypted_password": "NULL"}');
+-- registering again replaces the options
+SELECT tbl, key_column, level_column, filter, anonymize FROM sync_add_table('users');
+SELECT tbl, key_column, level_column, filter, anonymize
+  FROM sync_add_table('users', filter => 'checked IS DISTINCT FROM -1 AND users.login <> ''''');
+SELECT tbl, key_column, level_column, filter, anonymize
+  FROM sync_add_table('users', anonymize => '{"login": "upper(login)", "created_at": "date_trunc(''day'', created_at)"}');
+SELECT tbl, key_column, level_column, filter, anonymize FROM sync_table;
+
+-- integer keys of both sizes, in any schema, quoted names
+CREATE SCHEMA "Other Schema";
+CREATE TABLE "Other Schema"."Mixed Case" ("Key" integer PRIMARY KEY, "Level" smallint);
+SELECT tbl, key_column, level_column FROM sync_add_table('"Other Schema"."Mixed Case"', 'Level');
+
+-- keys: no primary key, text, composite, numeric
+CREATE TABLE no_pk (id integer, v text);
+SELECT * FROM sync_add_table('no_pk');
+CREATE TABLE text_pk (id text PRIMARY KEY);
+SELECT * FROM sync_add_table('text_pk');
+CREATE TABLE composite_pk (a integer, b integer, PRIMARY KEY (a, b));
+SELECT * FROM sync_add_table('composite_pk');
+CREATE TABLE numeric_pk (id numeric PRIMARY KEY);
+SELECT * FROM sync_add_table('numeric_pk');
+-- only tables
+CREATE VIEW users_view AS SELECT * FROM users;
+SELECT * FROM sync_add_table('users_view');
+CREATE TEMP TABLE temp_t (id integer PRIMARY KEY);
+SELECT * FROM sync_add_table('temp_t');
+SELECT * FROM sync_add_table(NULL);
+SELECT * FROM sync_add_table('no_such_table');
+
+-- level column: missing, system, not an integer
+SELECT * FROM sync_add_table('users', 'no_such_column');
+SELECT * FROM sync_add_table('users', 'xmin');
+SELECT * FROM sync_add_table('users', 'login');
+ALTER TABLE users ADD COLUMN dropped integer;
+ALTER TABLE users DROP COLUMN dropped;
+SELECT * FROM sync_add_table('users', 'dropped');
+
+-- filter: must parse, be one boolean expression over the table's own columns
+SELECT * FROM sync_add_table('users', filter => 'checked <> ');
+SELECT * FROM sync_add_table('users', filter => 'checked + 1');
+SELECT * FROM sync_add_table('users', filter => 'no_such_column > 0');
+SELECT * FROM sync_add_table('users', filter => 'other.id > 0');
+SELECT * FROM sync_add_table('users', filter => 'true; DROP TABLE users');
+SELECT * FROM sync_add_table('users', filter => 'true FROM pg_class');
+SELECT * FROM sync_add_table('users', filter => 'true WHERE false');
+SELECT * FROM sync_add_table('users', filter => 'true UNION SELECT false');
+SELECT * FROM sync_add_table('users', filter => 'true, false');
+SELECT * FROM sync_add_table('users', filter => 'true AS ok');
+SELECT * FROM sync_add_table('users', filter => 'id IN (SELECT id FROM users)');
+SELECT * FROM sync_add_table('users', filter => 'EXISTS (SELECT 1)');
+SELECT * FROM sync_add_table('users', filter => 'count(*) > 0');
+SELECT * FROM sync_add_table('users', filter => 'row_number() OVER () > 0');
+SELECT * FROM sync_add_table('users', filter => 'generate_series(1, 2) > 0');
+SELECT * FROM sync_add_table('users', filter => 'random() > 0.5');
+SELECT * FROM sync_add_table('users', filter => 'nextval(''users_id_seq'') > 0');
+SELECT * FROM sync_add_table('users', filter => 'ctid IS NOT NULL');
+SELECT * FROM sync_add_table('users', filter => 'users IS NOT NULL');
+SELECT * FROM sync_add_table('users', filter => '$1');
+SELECT * FROM sync_add_table('users', filter => '');
+SELECT * FROM sync_add_table('users', filter => '/* unterminated');
+
+-- anonymize: a JSON object of column => expression string
+SELECT * FROM sync_add_table('users', anonymize => '["email"]');
+SELECT * FROM sync_add_table('users', anonymize => '"email"');
+SELECT * FROM sync_add_table('users', anonymize => '{"email": null}');
+SELECT * FROM sync_add_table('users', anonymize => '{"email": 5}');
+SELECT * FROM sync_add_table('users', anonymize => '{"no_such_column": "NULL"}');
+SELECT * FROM sync_add_table('users', anonymize => '{"id": "0"}');
+SELECT * FROM sync_add_table('users', anonymize => '{"email": "''a'' || "}');
+SELECT * FROM sync_add_table('users', anonymize => '{"email": "(SELECT min(login) FROM users)"}');
+SELECT * FROM sync_add_table('users', anonymize => '{"email": "md5(random()::text)"}');
+SELECT * FROM sync_add_table('users', anonymize => '{"access_level": "''secret''::text"}');
+SELECT * FROM sync_add_table('users', anonymize => '{"email": "NULL; DELETE FROM users"}');
+SELECT * FROM sync_add_table('users', anonymize => '{"email": "string_agg(login, '','')"}');
+SELECT * FROM sync_add_table('users', anonymize => '{"email": "nosuch || ''x''"}');
+-- an empty object means no rules
+SELECT tbl, anonymize FROM sync_add_table('users', anonymize => '{}');
+
+-- failures changed nothing
+SELECT tbl, key_column, level_column, filter, anonymize FROM sync_table ORDER BY tbl::text;
+
+-- removal
+SELECT tbl, key_column FROM sync_remove_table('"Other Schema"."Mixed Case"');
+SELECT * FROM sync_remove_table('"Other Schema"."Mixed Case"');
+SELECT * FROM sync_remove_table('no_pk');
+-- a dropped table is no longer registered
+SELECT tbl FROM sync_add_table('"Other Schema"."Mixed Case"');
+DROP SCHEMA "Other Schema" CASCADE;
+SELECT tbl FROM sync_table ORDER BY tbl::text;
+-- renaming keeps the registration
+ALTER TABLE users RENAME TO people;
+SELECT tbl FROM sync_table;
+
+DROP TABLE people, no_pk, text_pk, composite_pk, numeric_pk CASCADE;
+DROP EXTENSION sync;

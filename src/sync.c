@@ -1,0 +1,164 @@
+/*-------------------------------------------------------------------------
+ *
+ * sync.c
+ *		Module entry point of the sync extension and the small helpers that
+ *		every other file uses to run SQL through SPI.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+
+#include "sync.h"
+
+PG_MODULE_MAGIC;
+
+/* Quoted name of the extension's schema, set by SyncEnter for each call. */
+static const char *sync_schema = NULL;
+
+void		_PG_init(void);
+
+/*
+ * Module load: reserve the sync. GUC prefix so that a misspelt setting is
+ * reported instead of silently ignored.
+ */
+void
+_PG_init(void)
+{
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("sync");
+#else
+	EmitWarningsOnPlaceholders("sync");
+#endif
+}
+
+/*
+ * Start of every SQL-callable function: remember the schema the extension
+ * was created in (the schema of the function being called), so that the
+ * SQL we build always names our own objects, whatever search_path says.
+ */
+void
+SyncEnter(FunctionCallInfo fcinfo)
+{
+	Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
+
+	sync_schema = quote_identifier(get_namespace_name(nsp));
+}
+
+/*
+ * Schema-qualified, quoted name of one of the extension's own objects.
+ */
+char *
+SyncObject(const char *name)
+{
+	Assert(sync_schema != NULL);
+	return psprintf("%s.%s", sync_schema, quote_identifier(name));
+}
+
+/*
+ * Schema-qualified, quoted name of a relation, for building SQL.
+ */
+char *
+SyncRelationName(Oid relid)
+{
+	char	   *relname = get_rel_name(relid);
+	char	   *nspname;
+
+	if (relname == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	nspname = get_namespace_name(get_rel_namespace(relid));
+	return quote_qualified_identifier(nspname, relname);
+}
+
+/*
+ * Run one SQL statement with parameters through SPI (the caller has
+ * connected).  Any failure is an ERROR; returns the number of rows
+ * processed, with the rows in SPI_tuptable.
+ */
+int
+SyncExecute(const char *sql, int nargs, Oid *argtypes, Datum *values,
+			const char *nulls, bool read_only)
+{
+	int			rc;
+
+	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls,
+							   read_only, 0);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_with_args failed: %s: %s",
+			 SPI_result_code_string(rc), sql);
+	return (int) SPI_processed;
+}
+
+/*
+ * Fetch an int64 (bigint, integer or smallint) value from the last SPI
+ * result; returns false for NULL.
+ */
+bool
+SyncGetInt64(int row, int col, int64 *value)
+{
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	bool		isnull;
+	Datum		d;
+
+	d = SPI_getbinval(SPI_tuptable->vals[row], desc, col, &isnull);
+	if (isnull)
+		return false;
+	switch (SPI_gettypeid(desc, col))
+	{
+		case INT8OID:
+			*value = DatumGetInt64(d);
+			break;
+		case INT4OID:
+			*value = DatumGetInt32(d);
+			break;
+		case INT2OID:
+			*value = DatumGetInt16(d);
+			break;
+		default:
+			elog(ERROR, "unexpected type %u in column %d",
+				 SPI_gettypeid(desc, col), col);
+	}
+	return true;
+}
+
+/*
+ * Fetch a value from the last SPI result as text (NULL for SQL NULL).
+ */
+char *
+SyncGetText(int row, int col)
+{
+	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+}
+
+/*
+ * Fetch an oid (or regclass) value from the last SPI result; InvalidOid for
+ * NULL.
+ */
+Oid
+SyncGetOid(int row, int col)
+{
+	bool		isnull;
+	Datum		d;
+
+	d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col,
+					  &isnull);
+	return isnull ? InvalidOid : DatumGetObjectId(d);
+}
+
+/*
+ * Copy a row of the last SPI result out of SPI's memory, as the composite
+ * result of the calling function.  Call before SPI_finish().
+ */
+Datum
+SyncReturnRow(int row)
+{
+	return PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[row],
+										   SPI_tuptable->tupdesc));
+}

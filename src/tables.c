@@ -1,0 +1,314 @@
+/*-------------------------------------------------------------------------
+ *
+ * tables.c
+ *		Registering the tables that take part in sync (sync_table).
+ *
+ * A registered table has a single-column integer primary key: keys are what
+ * ranges partition, so a key decides which machine owns a row.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/relcache.h"
+#include "utils/syscache.h"
+
+#include "sync.h"
+
+PG_FUNCTION_INFO_V1(sync_add_table);
+PG_FUNCTION_INFO_V1(sync_remove_table);
+
+/*
+ * The registered table must be an ordinary or partitioned table that the
+ * current user owns (sync changes its sequences, as its owner may).
+ */
+static void
+CheckTableKind(Relation rel)
+{
+	char		kind = rel->rd_rel->relkind;
+
+	if (kind != RELKIND_RELATION && kind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", RelationGetRelationName(rel)),
+				 errdetail("Only ordinary and partitioned tables can be registered for sync.")));
+	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("temporary table \"%s\" cannot be registered for sync",
+						RelationGetRelationName(rel))));
+#if PG_VERSION_NUM >= 160000
+	if (!object_ownercheck(RelationRelationId, RelationGetRelid(rel), GetUserId()))
+#else
+	if (!pg_class_ownercheck(RelationGetRelid(rel), GetUserId()))
+#endif
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(kind),
+					   RelationGetRelationName(rel));
+}
+
+/*
+ * Find the table's key: its primary key must be one column of type integer
+ * or bigint.  Returns the column's number.
+ */
+static AttrNumber
+FindKeyColumn(Relation rel)
+{
+	Oid			pk;
+	HeapTuple	tup;
+	Form_pg_index index;
+	AttrNumber	attnum;
+	Oid			atttype;
+
+#if PG_VERSION_NUM >= 180000
+	pk = RelationGetPrimaryKeyIndex(rel, false);
+#else
+	pk = RelationGetPrimaryKeyIndex(rel);
+#endif
+	if (!OidIsValid(pk))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+				 errmsg("table %s has no primary key",
+						SyncRelationName(RelationGetRelid(rel))),
+				 errdetail("sync identifies rows by a single-column integer primary key."),
+				 errhint("Add one with ALTER TABLE ... ADD PRIMARY KEY.")));
+
+	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(pk));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for index %u", pk);
+	index = (Form_pg_index) GETSTRUCT(tup);
+	if (index->indnkeyatts != 1)
+	{
+		int			n = index->indnkeyatts;
+
+		ReleaseSysCache(tup);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+				 errmsg("primary key of table %s has %d columns",
+						SyncRelationName(RelationGetRelid(rel)), n),
+				 errdetail("sync identifies rows by a single-column integer primary key.")));
+	}
+	attnum = index->indkey.values[0];
+	ReleaseSysCache(tup);
+
+	atttype = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid;
+	if (atttype != INT4OID && atttype != INT8OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("primary key column \"%s\" of table %s has type %s",
+						get_attname(RelationGetRelid(rel), attnum, false),
+						SyncRelationName(RelationGetRelid(rel)),
+						format_type_be(atttype)),
+				 errdetail("sync identifies rows by a primary key of type integer or bigint, which key ranges partition.")));
+	return attnum;
+}
+
+/*
+ * The level column must be an integer column of the table.
+ */
+static void
+CheckLevelColumn(Relation rel, const char *column)
+{
+	AttrNumber	attnum = get_attnum(RelationGetRelid(rel), column);
+	Oid			atttype;
+
+	if (attnum == InvalidAttrNumber || attnum < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("level column \"%s\" of table %s does not exist",
+						column, SyncRelationName(RelationGetRelid(rel)))));
+	atttype = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid;
+	if (atttype != INT2OID && atttype != INT4OID && atttype != INT8OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("level column \"%s\" of table %s has type %s",
+						column, SyncRelationName(RelationGetRelid(rel)),
+						format_type_be(atttype)),
+				 errdetail("An access level is an integer from 0 (private) to 4 (public).")));
+}
+
+/*
+ * sync_add_table(tbl, level_column, filter, anonymize) returns sync_table
+ *
+ * Register a table, or change the registration of one already registered.
+ * Everything is validated first; once the local identity is set, the
+ * sequences feeding the key are confined to the local range.
+ */
+Datum
+sync_add_table(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	Relation	rel;
+	AttrNumber	key_attnum;
+	char	   *key_column;
+	char	   *level_column = NULL;
+	char	   *filter = NULL;
+	Jsonb	   *anonymize = NULL;
+	int64		local_id;
+	SyncRange	range;
+	Oid			argtypes[5] = {REGCLASSOID, NAMEOID, NAMEOID, TEXTOID, JSONBOID};
+	Datum		values[5];
+	char		nulls[5] = "     ";
+	char	   *sql;
+	Datum		result;
+
+	SyncEnter(fcinfo);
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table must not be null")));
+	relid = PG_GETARG_OID(0);
+	if (!PG_ARGISNULL(1))
+		level_column = pstrdup(NameStr(*PG_GETARG_NAME(1)));
+	if (!PG_ARGISNULL(2))
+		filter = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	if (!PG_ARGISNULL(3))
+		anonymize = PG_GETARG_JSONB_P(3);
+
+	/* keep the table's definition stable while we look at it */
+	rel = table_open(relid, ShareUpdateExclusiveLock);
+	CheckTableKind(rel);
+	key_attnum = FindKeyColumn(rel);
+	key_column = pstrdup(NameStr(TupleDescAttr(RelationGetDescr(rel), key_attnum - 1)->attname));
+	if (level_column != NULL)
+		CheckLevelColumn(rel, level_column);
+	if (filter != NULL)
+		SyncValidateFilter(rel, filter);
+	if (anonymize != NULL)
+		SyncValidateAnonymize(rel, key_attnum, anonymize);
+	table_close(rel, NoLock);
+
+	SPI_connect();
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = DirectFunctionCall1(namein, CStringGetDatum(key_column));
+	values[2] = level_column ? DirectFunctionCall1(namein, CStringGetDatum(level_column)) : (Datum) 0;
+	nulls[2] = level_column ? ' ' : 'n';
+	values[3] = filter ? CStringGetTextDatum(filter) : (Datum) 0;
+	nulls[3] = filter ? ' ' : 'n';
+	values[4] = anonymize ? JsonbPGetDatum(anonymize) : (Datum) 0;
+	nulls[4] = anonymize ? ' ' : 'n';
+	sql = psprintf("INSERT INTO %s AS t (tbl, key_column, level_column, filter, anonymize)"
+				   " VALUES ($1, $2, $3, $4, $5)"
+				   " ON CONFLICT (tbl) DO UPDATE SET"
+				   "   key_column = EXCLUDED.key_column,"
+				   "   level_column = EXCLUDED.level_column,"
+				   "   filter = EXCLUDED.filter, anonymize = EXCLUDED.anonymize,"
+				   "   updated_at = now()"
+				   " RETURNING *",
+				   SyncObject("sync_table"));
+	SyncExecute(sql, 5, argtypes, values, nulls, false);
+	result = SyncReturnRow(0);
+
+	if (SyncLocalMachine(&local_id, &range))
+		SyncConfineTableSequences(relid, key_column, &range);
+
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * sync_remove_table(tbl) returns sync_table
+ *
+ * Unregister a table and return its former registration.  The table, its
+ * rows and its sequences are left as they are.
+ */
+Datum
+sync_remove_table(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Oid			argtypes[1] = {REGCLASSOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	char	   *sql;
+	Datum		result;
+
+	SyncEnter(fcinfo);
+	SPI_connect();
+	sql = psprintf("DELETE FROM %s WHERE tbl = $1 RETURNING *",
+				   SyncObject("sync_table"));
+	if (SyncExecute(sql, 1, argtypes, values, NULL, false) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("table %s is not registered for sync",
+						SyncRelationName(relid)),
+				 errhint("Registered tables are listed in sync_table.")));
+	result = SyncReturnRow(0);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * All registered tables with their key columns, in a stable order.  The
+ * caller is connected to SPI; returns the number of tables.
+ */
+int
+SyncRegisteredTables(Oid **relids, char ***keys)
+{
+	int			n;
+	int			i;
+
+	n = SyncExecute(psprintf("SELECT tbl::oid, key_column::text FROM %s ORDER BY tbl",
+							 SyncObject("sync_table")),
+					0, NULL, NULL, NULL, true);
+	*relids = palloc(sizeof(Oid) * (n + 1));
+	*keys = palloc(sizeof(char *) * (n + 1));
+	for (i = 0; i < n; i++)
+	{
+		(*relids)[i] = SyncGetOid(i, 1);
+		(*keys)[i] = SyncGetText(i, 2);
+	}
+	return n;
+}
+
+/*
+ * Refuse to give up machine_id's range (old_range) while a registered table
+ * still has rows in it that new_range does not cover (new_range NULL: none
+ * of it is kept).  Those rows would belong to a machine this server no
+ * longer is, and nobody could publish, change or delete them.
+ */
+void
+SyncCheckNoRowsLeft(int64 machine_id, const SyncRange *old_range,
+					const SyncRange *new_range, int64 new_machine_id)
+{
+	int			ntables;
+	int			i;
+	Oid		   *relids;
+	char	  **keys;
+
+	ntables = SyncRegisteredTables(&relids, &keys);
+	for (i = 0; i < ntables; i++)
+	{
+		int64		n = SyncCountKeys(relids[i], keys[i], old_range, new_range);
+
+		if (n == 0)
+			continue;
+		if (new_machine_id != machine_id)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot change this server from machine " INT64_FORMAT " to machine " INT64_FORMAT,
+							machine_id, new_machine_id),
+					 errdetail_plural("Table %s has " INT64_FORMAT " row with a key in the range [" INT64_FORMAT ", " INT64_FORMAT "] of machine " INT64_FORMAT ", which would then belong to a machine this server is not.",
+									  "Table %s has " INT64_FORMAT " rows with keys in the range [" INT64_FORMAT ", " INT64_FORMAT "] of machine " INT64_FORMAT ", which would then belong to a machine this server is not.",
+									  (unsigned long) n,
+									  SyncRelationName(relids[i]), n,
+							   old_range->start, old_range->end, machine_id),
+					 errhint("Keep this server as machine " INT64_FORMAT ", or delete or move those rows first.",
+							 machine_id)));
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot change the range of machine " INT64_FORMAT " to [" INT64_FORMAT ", " INT64_FORMAT "]",
+							machine_id, new_range->start, new_range->end),
+					 errdetail_plural("Table %s has " INT64_FORMAT " row of this server with a key outside the new range.",
+									  "Table %s has " INT64_FORMAT " rows of this server with keys outside the new range.",
+									  (unsigned long) n,
+									  SyncRelationName(relids[i]), n),
+					 errhint("Choose a range that still holds every key in use, or delete or move those rows first.")));
+	}
+}

@@ -1,0 +1,92 @@
+#!/bin/bash
+# test/run.sh: the whole test suite of sync.
+#
+# Installs what is missing (as root), builds, installs, then runs
+#   1. the pg_regress tests (sql/*.sql against expected/*.out) on a
+#      temporary instance, and
+#   2. the TAP tests in test/t/, each starting its own clusters (and, where
+#      needed, nginx on 127.0.0.1).
+# Ends with "N passed, N failed" alone on the last line; exits non-zero on
+# any failure.  Set SYNC_KEEP_WORK=1 to keep the scratch directory.
+set -u
+. "$(dirname "$0")/lib.sh"
+
+cleanup() {
+	if [ -n "${SYNC_WORK:-}" ] && [ -z "${SYNC_KEEP_WORK:-}" ]; then
+		rm -rf "$SYNC_WORK"
+	fi
+}
+trap cleanup EXIT
+
+sync_setup
+
+passed=0
+failed=0
+src=$SYNC_WORK/src
+
+# 1. pg_regress on a temporary instance
+tests=$(sed -n 's/^REGRESS = //p' "$SYNC_ROOT/Makefile")
+log "pg_regress: $tests"
+mkdir -p "$SYNC_WORK/regress"
+[ "$(id -u)" = 0 ] && chown "$SYNC_TEST_USER" "$SYNC_WORK/regress"
+# shellcheck disable=SC2086
+as_runner env PATH="$PATH" "$PGXS_DIR/test/regress/pg_regress" \
+	--temp-instance="$SYNC_WORK/regress/tmp_check" \
+	--temp-config="$src/test/regress.conf" \
+	--bindir="$PGBIN" \
+	--inputdir="$src" \
+	--outputdir="$SYNC_WORK/regress" \
+	--dbname=contrib_regression \
+	$tests >"$SYNC_WORK/regress/run.log" 2>&1
+cat "$SYNC_WORK/regress/run.log"
+n=$(grep -Ec '\.\.\. ok' "$SYNC_WORK/regress/run.log")
+f=$(grep -Ec '\.\.\. (FAILED|failed)' "$SYNC_WORK/regress/run.log")
+expected=$(echo "$tests" | wc -w)
+if [ $((n + f)) -lt "$expected" ]; then
+	f=$((expected - n))
+	log "pg_regress did not run every test"
+fi
+passed=$((passed + n))
+failed=$((failed + f))
+if [ "$f" -gt 0 ] && [ -f "$SYNC_WORK/regress/regression.diffs" ]; then
+	cat "$SYNC_WORK/regress/regression.diffs"
+fi
+
+# 2. TAP tests, one prove run per file so that a script that dies counts
+for t in "$src"/test/t/*.pl; do
+	[ -e "$t" ] || continue
+	name=$(basename "$t" .pl)
+	log "TAP: $name"
+	tapdir=$SYNC_WORK/tap/$name
+	mkdir -p "$tapdir"
+	[ "$(id -u)" = 0 ] && chown -R "$SYNC_TEST_USER" "$SYNC_WORK/tap"
+	as_runner env PATH="$PATH" \
+		PERL5LIB="$PGXS_DIR/test/perl:$src/test/lib" \
+		PG_REGRESS="$PGXS_DIR/test/regress/pg_regress" \
+		TESTDIR="$tapdir" SYNC_SRC="$src" \
+		prove -v "$t" >"$tapdir/prove.log" 2>&1
+	rc=$?
+	cat "$tapdir/prove.log"
+	n=$(grep -Ec '^ok [0-9]+' "$tapdir/prove.log")
+	f=$(grep -Ec '^not ok [0-9]+' "$tapdir/prove.log")
+	if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
+		f=1
+	fi
+	if [ "$rc" != 0 ]; then
+		# the servers' logs say why
+		for l in "$tapdir"/tmp_check/log/*.log; do
+			[ -e "$l" ] || continue
+			echo "---- $l (last 40 lines)"
+			tail -n 40 "$l"
+		done
+	fi
+	passed=$((passed + n))
+	failed=$((failed + f))
+done
+
+if [ $((passed + failed)) = 0 ]; then
+	log "no test ran"
+	failed=1
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
