@@ -5,7 +5,8 @@
 #   1. the pg_regress tests (sql/*.sql against expected/*.out) on a
 #      temporary instance, and
 #   2. the TAP tests in test/t/, each starting its own clusters (and, where
-#      needed, nginx on 127.0.0.1).
+#      needed, nginx on 127.0.0.1), and
+#   3. the demo of README's Quick start (test/demo.sh).
 # Ends with "N passed, N failed" alone on the last line; exits non-zero on
 # any failure.  Set SYNC_KEEP_WORK=1 to keep the scratch directory.
 set -u
@@ -83,6 +84,17 @@ for t in "$src"/test/t/*.pl; do
 	passed=$((passed + n))
 	failed=$((failed + f))
 done
+
+# 3. the README's demo still runs
+log "demo: test/demo.sh"
+if bash "$SYNC_ROOT/test/demo.sh" >"$SYNC_WORK/demo.log" 2>&1; then
+	echo "ok - demo (test/demo.sh) ran to the end"
+	passed=$((passed + 1))
+else
+	cat "$SYNC_WORK/demo.log"
+	echo "not ok - demo (test/demo.sh) failed"
+	failed=$((failed + 1))
+fi
 
 if [ $((passed + failed)) = 0 ]; then
 	log "no test ran"

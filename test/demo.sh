@@ -1,0 +1,35 @@
+#!/bin/bash
+# test/demo.sh: a guided tour of sync on a throwaway PostgreSQL cluster.
+#
+# Installs what is missing (as root), builds and installs the extension,
+# starts a private cluster (Unix socket only, in a scratch directory),
+# runs test/demo.sql through psql so that every statement is shown with its
+# result, then stops the cluster and removes everything it created.
+set -u
+. "$(dirname "$0")/lib.sh"
+
+cleanup() {
+	if [ -n "${SYNC_WORK:-}" ]; then
+		if [ -f "$SYNC_WORK/demo/data/postmaster.pid" ]; then
+			as_runner "$PGBIN/pg_ctl" -D "$SYNC_WORK/demo/data" -m fast stop >/dev/null 2>&1
+		fi
+		rm -rf "$SYNC_WORK"
+	fi
+}
+trap cleanup EXIT
+
+sync_setup
+
+demo=$SYNC_WORK/demo
+as_runner mkdir -p "$demo"
+log "starting a throwaway cluster in $demo"
+as_runner "$PGBIN/initdb" -D "$demo/data" -A trust -U postgres >"$SYNC_WORK/initdb.log" 2>&1 ||
+	{ cat "$SYNC_WORK/initdb.log"; die "initdb failed"; }
+as_runner "$PGBIN/pg_ctl" -D "$demo/data" -l "$demo/server.log" -w \
+	-o "-c listen_addresses='' -k $demo -p 5432" start >/dev/null ||
+	{ cat "$demo/server.log"; die "the server did not start"; }
+
+log "running test/demo.sql"
+as_runner "$PGBIN/psql" -X -a -v ON_ERROR_STOP=1 -h "$demo" -p 5432 -U postgres \
+	-d postgres -f "$SYNC_WORK/src/test/demo.sql" || die "the demo failed"
+log "demo finished; cleaning up"

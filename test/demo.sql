@@ -1,0 +1,56 @@
+-- ===================================================================
+-- sync demo: a server of a federation gets its identity, registers a
+-- table, and hands out keys only from its own range.
+-- ===================================================================
+
+CREATE EXTENSION sync;
+
+-- The federation: every machine owns a key range.  Machine N owns
+-- [N * 10^9 + 1, (N + 1) * 10^9 - 1] unless told otherwise.
+SELECT id, hostname, sync_url, sync_start, sync_end
+  FROM sync_register_machine(0, 'central.example.org', 'https://central.example.org/sync/');
+SELECT id, hostname, sync_url, sync_start, sync_end
+  FROM sync_register_machine(42, 'field-lab.example.org', 'https://field-lab.example.org/sync/');
+
+-- Ranges never overlap; the error names the machine in the way.
+\set ON_ERROR_STOP off
+SELECT * FROM sync_register_machine(7, 'rogue.example.org',
+									sync_start => 42000000500, sync_end => 42000009999);
+\set ON_ERROR_STOP on
+
+-- This server is machine 42.
+SELECT machine_id FROM sync_init(42);
+
+-- A table of observations: access level, a quality flag, a private column.
+CREATE TABLE observation (
+	id bigserial PRIMARY KEY,
+	site text NOT NULL,
+	value numeric,
+	observer_email text,
+	access_level integer DEFAULT 4,
+	checked integer DEFAULT 0
+);
+
+-- Register it: publish rows by access level, skip rows marked bad, and
+-- replace the observer's e-mail when anonymizing.
+SELECT tbl, key_column, level_column, filter, anonymize
+  FROM sync_add_table('observation', 'access_level', 'checked <> -1',
+					  '{"observer_email": "''observer'' || id || ''@example.org''"}');
+
+-- Its sequence is now confined to machine 42's range ...
+SELECT table_name, sequence_name, range_start, range_end, confined, last_value, percent_used
+  FROM sync_sequence_usage;
+
+-- ... so new rows get keys that only machine 42 can own.
+INSERT INTO observation (site, value, observer_email)
+VALUES ('north plot', 12.5, 'ana@field-lab.example.org'),
+	   ('south plot', 9.75, 'ben@field-lab.example.org')
+RETURNING id, site, value;
+
+-- Expressions are validated when registered: this one smuggles a statement.
+\set ON_ERROR_STOP off
+SELECT * FROM sync_add_table('observation', filter => 'true; DROP TABLE observation');
+\set ON_ERROR_STOP on
+
+SELECT table_name, last_value, percent_used FROM sync_sequence_usage;
+SELECT * FROM sync_range(42);
