@@ -44,6 +44,12 @@ CREATE VIEW users_view AS SELECT * FROM users;
 SELECT * FROM sync_add_table('users_view');
 CREATE TEMP TABLE temp_t (id integer PRIMARY KEY);
 SELECT * FROM sync_add_table('temp_t');
+-- a partitioned table, not its partitions
+CREATE TABLE parted (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, yr int) PARTITION BY HASH (id);
+CREATE TABLE parted_0 PARTITION OF parted FOR VALUES WITH (modulus 2, remainder 0);
+CREATE TABLE parted_1 PARTITION OF parted FOR VALUES WITH (modulus 2, remainder 1);
+SELECT tbl, key_column FROM sync_add_table('parted');
+SELECT * FROM sync_add_table('parted_0');
 SELECT * FROM sync_add_table(NULL);
 SELECT * FROM sync_add_table('no_such_table');
 
@@ -111,5 +117,5 @@ SELECT tbl FROM sync_table ORDER BY tbl::text;
 ALTER TABLE users RENAME TO people;
 SELECT tbl FROM sync_table;
 
-DROP TABLE people, no_pk, text_pk, composite_pk, numeric_pk CASCADE;
+DROP TABLE people, parted, no_pk, text_pk, composite_pk, numeric_pk CASCADE;
 DROP EXTENSION sync;
