@@ -14,19 +14,29 @@ OBJS = \
 	src/expr.o \
 	src/registry.o \
 	src/sequences.o \
-	src/tables.o
+	src/tables.o \
+	src/archive.o \
+	src/closure.o \
+	src/dump.o \
+	src/log.o
 
 DATA = sql/sync--0.1.sql
 DOCS =
 
 # pg_regress inputs live in sql/ beside the extension scripts; the scripts
 # are named sync--*.sql, the tests are listed here.
-REGRESS = registry identity tables sequences privileges
+REGRESS = registry identity tables sequences privileges dump
 REGRESS_OPTS = --inputdir=.
 
 # -Wunused-parameter is off: PostgreSQL's own headers (ilist.h, bufpage.h) trip it.
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 
 PG_CONFIG ?= pg_config
+SHLIB_LINK += -lzstd
+
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS does not track header dependencies: every object depends on every
+# header, so a changed struct never leaves a stale object behind.
+$(OBJS): $(wildcard src/*.h)

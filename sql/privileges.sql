@@ -48,10 +48,31 @@ SELECT machine_id FROM sync_init(1);
 SELECT tbl FROM sync_add_table('regress_owned');
 INSERT INTO regress_owned (v) VALUES ('x') RETURNING id;
 SELECT table_name, confined FROM sync_sequence_usage;
--- a table the role does not own cannot be registered
+-- a table the role does not own cannot be registered, nor unregistered
 SELECT * FROM sync_add_table('regress_not_owned');
+RESET ROLE;
+SELECT tbl FROM sync_add_table('regress_not_owned');
+SET ROLE sync_regress_admin;
+SELECT * FROM sync_remove_table('regress_not_owned');
+RESET ROLE;
+SELECT tbl FROM sync_remove_table('regress_not_owned');
+SET ROLE sync_regress_admin;
 SELECT tbl FROM sync_remove_table('regress_owned');
 RESET ROLE;
+
+-- a monitoring role reads the views; last_value needs the sequence's privilege
+CREATE ROLE sync_regress_monitor;
+GRANT SELECT ON sync_machine, sync_instance, sync_table, sync_sequence_usage TO sync_regress_monitor;
+GRANT EXECUTE ON FUNCTION sync_range(bigint), sync_key_sequences(regclass, name) TO sync_regress_monitor;
+SELECT tbl FROM sync_add_table('regress_owned');
+SET ROLE sync_regress_monitor;
+SELECT table_name, confined, last_value FROM sync_sequence_usage;
+RESET ROLE;
+GRANT SELECT ON SEQUENCE regress_owned_id_seq TO sync_regress_monitor;
+SET ROLE sync_regress_monitor;
+SELECT table_name, confined, last_value FROM sync_sequence_usage;
+RESET ROLE;
+SELECT tbl FROM sync_remove_table('regress_owned');
 
 -- dropping a registered table needs no privilege on sync_table
 SELECT tbl FROM sync_add_table('regress_owned');
@@ -64,4 +85,6 @@ SELECT count(*) FROM sync_table;
 DROP TABLE regress_not_owned;
 DROP EXTENSION sync;
 DROP ROLE sync_regress_nobody;
+DROP OWNED BY sync_regress_monitor;
+DROP ROLE sync_regress_monitor;
 DROP ROLE sync_regress_admin;

@@ -58,6 +58,10 @@ SELECT * FROM sync_register_machine(5, NULL);
 SELECT * FROM sync_register_machine(5, '');
 SELECT * FROM sync_register_machine(9223372036, 'too-far.example.org');
 SELECT * FROM sync_register_machine(5, 'five.example.org', 'ftp://five.example.org/');
+-- credentials never go into the registry, which every dump publishes,
+-- and the error does not repeat them
+SELECT * FROM sync_register_machine(5, 'five.example.org', 'https://user:s3cret@five.example.org/sync/');
+SELECT * FROM sync_register_machine(5, 'five.example.org', 'ftp://user:s3cret@five.example.org/');
 SELECT * FROM sync_register_machine(5, 'five.example.org', sync_start => 10);
 SELECT * FROM sync_register_machine(5, 'five.example.org', sync_start => 20, sync_end => 10);
 -- overlapping ranges name the machine whose range collides

@@ -80,6 +80,25 @@ INSERT INTO s_identity (v) VALUES ('8');
 SELECT id, sync_start, sync_end FROM sync_register_machine(3, NULL, sync_start => 3000000001, sync_end => 3000000010);
 INSERT INTO s_identity (v) VALUES ('9') RETURNING id;
 
+-- a renamed key column keeps its sequence confined
+ALTER TABLE s_identity RENAME COLUMN id TO ident;
+SELECT id, sync_start, sync_end FROM sync_register_machine(3, NULL, sync_start => 3000000001, sync_end => 3000000020);
+SELECT table_name, key_column, sequence_max FROM sync_sequence_usage WHERE table_name = 's_identity'::regclass;
+INSERT INTO s_identity (v) VALUES ('10') RETURNING ident;
+
+-- an integer key cannot hold this range even without a sequence
+CREATE TABLE s_int_nosequence (id integer PRIMARY KEY);
+SELECT * FROM sync_add_table('s_int_nosequence');
+DROP TABLE s_int_nosequence;
+
+-- a sequence counting down is refused, not confined onto used keys
+CREATE SEQUENCE s_down_seq INCREMENT BY -1;
+CREATE TABLE s_down (id bigint PRIMARY KEY DEFAULT nextval('s_down_seq'));
+SELECT * FROM sync_add_table('s_down');
+SELECT count(*) FROM sync_table WHERE tbl = 's_down'::regclass;
+DROP TABLE s_down;
+DROP SEQUENCE s_down_seq;
+
 -- the range of another machine does not touch local sequences
 SELECT id FROM sync_register_machine(0, NULL, sync_start => 1, sync_end => 500);
 SELECT sequence_min, sequence_max FROM sync_sequence_usage WHERE table_name = 's_identity'::regclass;

@@ -59,6 +59,7 @@ SELECT pg_catalog.pg_extension_config_dump('sync_machine', '');
 SELECT pg_catalog.pg_extension_config_dump('sync_instance', '');
 SELECT pg_catalog.pg_extension_config_dump('sync_table', '');
 
+
 --
 -- Functions.
 --
@@ -126,11 +127,13 @@ $$;
 
 --
 -- Per sequence feeding a registered table: its bounds, the local range,
--- the last value handed out and how much of the range is used.
+-- the last value handed out and how much of the range is used.  The key
+-- column is read from the primary key, so renames are followed; last_value
+-- is NULL for a role that may not read the sequence, as in pg_sequences.
 --
 CREATE VIEW sync_sequence_usage AS
 SELECT t.tbl AS table_name,
-	   t.key_column,
+	   a.attname AS key_column,
 	   s.seqrelid::pg_catalog.regclass AS sequence_name,
 	   m.id AS machine_id,
 	   m.sync_start AS range_start,
@@ -138,18 +141,20 @@ SELECT t.tbl AS table_name,
 	   s.seqmin AS sequence_min,
 	   s.seqmax AS sequence_max,
 	   (s.seqmin = m.sync_start AND s.seqmax = m.sync_end
-		AND NOT s.seqcycle) AS confined,
-	   pg_catalog.pg_sequence_last_value(s.seqrelid) AS last_value,
-	   pg_catalog.round(100.0 *
-		   CASE
-			 WHEN pg_catalog.pg_sequence_last_value(s.seqrelid) IS NULL THEN 0
-			 ELSE pg_catalog.pg_sequence_last_value(s.seqrelid) - s.seqmin + 1
-		   END / (s.seqmax::numeric - s.seqmin + 1), 2) AS percent_used
+		AND NOT s.seqcycle AND s.seqincrement > 0) AS confined,
+	   v.last_value,
+	   pg_catalog.round(100.0 * (COALESCE(v.last_value, s.seqmin - 1) - s.seqmin + 1)
+						/ (s.seqmax::numeric - s.seqmin + 1), 2) AS percent_used
   FROM sync_table t
- CROSS JOIN LATERAL sync_key_sequences(t.tbl, t.key_column) AS ks(seq)
+  JOIN pg_catalog.pg_index i ON i.indrelid = t.tbl AND i.indisprimary
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = t.tbl AND a.attnum = i.indkey[0]
+ CROSS JOIN LATERAL sync_key_sequences(t.tbl, a.attname) AS ks(seq)
   JOIN pg_catalog.pg_sequence s ON s.seqrelid = ks.seq
-  LEFT JOIN sync_instance i ON true
-  LEFT JOIN sync_machine m ON m.id = i.machine_id;
+ CROSS JOIN LATERAL (SELECT CASE
+		WHEN pg_catalog.has_sequence_privilege(s.seqrelid, 'SELECT,USAGE')
+		THEN pg_catalog.pg_sequence_last_value(s.seqrelid) END AS last_value) v
+  LEFT JOIN sync_instance inst ON true
+  LEFT JOIN sync_machine m ON m.id = inst.machine_id;
 
 COMMENT ON VIEW sync_sequence_usage IS 'sequences feeding registered tables and how much of their range is used';
 
@@ -175,10 +180,80 @@ CREATE EVENT TRIGGER sync_forget_dropped_tables ON sql_drop
 	EXECUTE FUNCTION sync_forget_dropped_tables();
 
 --
+-- A renamed key column is followed in sync_table (the C code and the
+-- views read the key from the primary key itself).
+--
+CREATE FUNCTION sync_follow_renamed_keys()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	UPDATE @extschema@.sync_table t
+	   SET key_column = a.attname, updated_at = now()
+	  FROM pg_catalog.pg_index i
+	  JOIN pg_catalog.pg_attribute a
+		ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+	 WHERE i.indrelid = t.tbl AND i.indisprimary
+	   AND t.key_column <> a.attname;
+END
+$$;
+
+CREATE EVENT TRIGGER sync_follow_renamed_keys ON ddl_command_end
+	WHEN TAG IN ('ALTER TABLE')
+	EXECUTE FUNCTION sync_follow_renamed_keys();
+
+--
+-- Every dump and pull, successful or not.  Rows are written in a
+-- transaction of their own, so a failure is recorded even though the
+-- failed operation rolls back.
+--
+CREATE TABLE sync_log (
+	id				bigserial PRIMARY KEY,
+	kind			text NOT NULL,
+	machine_id		bigint,
+	job_id			bigint,
+	started_at		timestamptz NOT NULL,
+	finished_at		timestamptz,
+	status			text NOT NULL,
+	tables			integer,
+	rows			bigint,
+	excluded		bigint,
+	inserted		bigint,
+	updated			bigint,
+	deleted			bigint,
+	bytes			bigint,
+	message			text,
+	details			jsonb,
+	CONSTRAINT sync_log_kind_check CHECK (kind IN ('dump', 'pull'))
+);
+
+CREATE INDEX sync_log_started_at_idx ON sync_log (started_at);
+CREATE INDEX sync_log_machine_idx ON sync_log (machine_id, started_at);
+
+COMMENT ON TABLE sync_log IS 'every dump and pull, successful or not';
+SELECT pg_catalog.pg_extension_config_dump('sync_log', '');
+SELECT pg_catalog.pg_extension_config_dump('sync_log_id_seq', '');
+
+--
+-- sync_dump: publish this server's own rows.
+--
+CREATE FUNCTION sync_dump(level integer DEFAULT 3,
+						  anonymize boolean DEFAULT true,
+						  unchecked boolean DEFAULT false,
+						  OUT path text, OUT tables integer, OUT rows bigint,
+						  OUT excluded bigint, OUT bytes bigint,
+						  OUT sha256 text, OUT duration interval)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sync_dump'
+LANGUAGE C STRICT VOLATILE;
+
+--
 -- Nothing is open to PUBLIC; see doc/privileges.md for what to grant.
 --
 REVOKE ALL ON TABLE sync_machine, sync_instance, sync_table,
-	sync_sequence_usage FROM PUBLIC;
+	sync_sequence_usage, sync_log FROM PUBLIC;
+REVOKE ALL ON SEQUENCE sync_log_id_seq FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	sync_register_machine(bigint, text, text, text, bigint, bigint),
 	sync_range(bigint),
@@ -186,5 +261,15 @@ REVOKE ALL ON FUNCTION
 	sync_add_table(regclass, name, text, jsonb),
 	sync_remove_table(regclass),
 	sync_key_sequences(regclass, name),
-	sync_forget_dropped_tables()
+	sync_forget_dropped_tables(),
+	sync_follow_renamed_keys(),
+	sync_dump(integer, boolean, boolean)
 	FROM PUBLIC;
+
+--
+-- Writing files into the dump directory is what pg_write_server_files is
+-- for: its members may publish dumps (they still need SELECT on the tables
+-- they publish).
+--
+GRANT EXECUTE ON FUNCTION sync_dump(integer, boolean, boolean) TO pg_write_server_files;
+GRANT SELECT ON TABLE sync_machine, sync_instance, sync_table TO pg_write_server_files;

@@ -30,7 +30,7 @@ CREATE SCHEMA "Other Schema";
 CREATE TABLE "Other Schema"."Mixed Case" ("Key" integer PRIMARY KEY, "Level" smallint);
 SELECT tbl, key_column, level_column FROM sync_add_table('"Other Schema"."Mixed Case"', 'Level');
 
--- keys: no primary key, text, composite, numeric
+-- keys: no primary key, text, composite, numeric, deferrable
 CREATE TABLE no_pk (id integer, v text);
 SELECT * FROM sync_add_table('no_pk');
 CREATE TABLE text_pk (id text PRIMARY KEY);
@@ -39,6 +39,8 @@ CREATE TABLE composite_pk (a integer, b integer, PRIMARY KEY (a, b));
 SELECT * FROM sync_add_table('composite_pk');
 CREATE TABLE numeric_pk (id numeric PRIMARY KEY);
 SELECT * FROM sync_add_table('numeric_pk');
+CREATE TABLE deferred_pk (id bigint PRIMARY KEY DEFERRABLE);
+SELECT * FROM sync_add_table('deferred_pk');
 -- only tables
 CREATE VIEW users_view AS SELECT * FROM users;
 SELECT * FROM sync_add_table('users_view');
@@ -78,7 +80,17 @@ SELECT * FROM sync_add_table('users', filter => 'count(*) > 0');
 SELECT * FROM sync_add_table('users', filter => 'row_number() OVER () > 0');
 SELECT * FROM sync_add_table('users', filter => 'generate_series(1, 2) > 0');
 SELECT * FROM sync_add_table('users', filter => 'random() > 0.5');
-SELECT * FROM sync_add_table('users', filter => 'nextval(''users_id_seq'') > 0');
+SELECT * FROM sync_add_table('users', filter => 'nextval(''public.users_id_seq'') > 0');
+-- only built-in functions, and none that reads other tables, settings or activity
+CREATE FUNCTION sync_regress_lookup(bigint) RETURNS text STABLE LANGUAGE sql
+	AS 'SELECT login FROM users WHERE id = $1';
+SELECT * FROM sync_add_table('users', anonymize => '{"email": "public.sync_regress_lookup(id)"}');
+SELECT * FROM sync_add_table('users', anonymize => '{"email": "sync_regress_lookup(id)"}');
+SELECT * FROM sync_add_table('users', anonymize => '{"email": "table_to_xml(''pg_authid'', true, false, '''')::text"}');
+SELECT * FROM sync_add_table('users', anonymize => '{"email": "current_setting(''data_directory'')"}');
+SELECT * FROM sync_add_table('users', filter => 'pg_stat_get_backend_pid(1) > 0');
+-- what the expressions may use: built-in operators, functions, casts
+SELECT tbl, filter FROM sync_add_table('users', filter => 'lower(login) LIKE ''a%'' AND coalesce(checked, 0) BETWEEN -1 AND 4');
 SELECT * FROM sync_add_table('users', filter => 'ctid IS NOT NULL');
 SELECT * FROM sync_add_table('users', filter => 'users IS NOT NULL');
 SELECT * FROM sync_add_table('users', filter => '$1');
@@ -113,9 +125,11 @@ SELECT * FROM sync_remove_table('no_pk');
 SELECT tbl FROM sync_add_table('"Other Schema"."Mixed Case"');
 DROP SCHEMA "Other Schema" CASCADE;
 SELECT tbl FROM sync_table ORDER BY tbl::text;
--- renaming keeps the registration
+-- renaming keeps the registration, and a renamed key column is followed
 ALTER TABLE users RENAME TO people;
-SELECT tbl FROM sync_table;
+ALTER TABLE people RENAME COLUMN id TO person_id;
+SELECT tbl, key_column FROM sync_table;
 
-DROP TABLE people, parted, no_pk, text_pk, composite_pk, numeric_pk CASCADE;
+DROP TABLE people, parted, no_pk, text_pk, composite_pk, numeric_pk, deferred_pk CASCADE;
+DROP FUNCTION sync_regress_lookup(bigint);
 DROP EXTENSION sync;

@@ -12,10 +12,17 @@
  * set-returning functions and volatile functions are refused: a dump must be
  * reproducible row by row and must not change anything.
  *
+ * Only PostgreSQL's built-in functions and operators may be called, and not
+ * those that read other tables, files, settings or server activity: the
+ * expressions run in every dump, whoever runs it, and what an anonymize
+ * rule computes is published.  They are parsed with search_path set to
+ * pg_catalog, so no user-defined object can stand in for a built-in one.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "catalog/pg_type.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
@@ -26,7 +33,10 @@
 #include "parser/parse_relation.h"
 #include "parser/parser.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/ruleutils.h"
 
 #include "sync.h"
 
@@ -109,6 +119,17 @@ SingleExpression(List *stmts, const ExprSource *src)
 	return target->val;
 }
 
+/* Raw-tree walker: true if the expression contains a subquery. */
+static bool
+ContainsSubLink(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, SubLink))
+		return true;
+	return raw_expression_tree_walker(node, ContainsSubLink, context);
+}
+
 /*
  * Walker: refuse system columns and whole-row references, which are not
  * the same on another server.
@@ -130,6 +151,73 @@ OnlyUserColumnsWalker(Node *node, void *context)
 }
 
 /*
+ * Built-in functions that must not be called from a filter or an anonymize
+ * rule although they are not volatile: they read other tables, files,
+ * settings or other sessions' activity.  Matched as name prefixes.
+ */
+static const char *const forbidden_builtins[] = {
+	"table_to_xml", "schema_to_xml", "database_to_xml", "query_to_xml",
+	"cursor_to_xml", "current_setting", "pg_show_all_settings", "pg_read_",
+	"pg_ls_", "pg_stat_", "lo_", "pg_get_", "pg_settings_", "pg_options_to_table",
+	"pg_sequence_", "pg_event_trigger_", "pg_identify_object", "pg_describe_object",
+	"pg_control_", "pg_current_", "pg_last_", "pg_walfile_", "pg_backup_",
+	"pg_replication_", "pg_logical_", "pg_ident_", "pg_hba_", "pg_snapshot_",
+	"txid_", "inet_client_", "inet_server_", "pg_blocking_pids",
+	"pg_safe_snapshot_blocking_pids", "pg_conf_load_time", "pg_postmaster_start_time",
+	"pg_tablespace_", "pg_database_size", "pg_relation_", "pg_total_relation_size",
+	"pg_table_size", "pg_indexes_size", "pg_size_", "has_", "pg_has_role",
+	"row_security_active", "pg_column_size", "pg_visible_in_snapshot",
+	"pg_xact_", "pg_get_wal_", "pg_filenode_relation", "pg_partition_",
+	NULL
+};
+
+/*
+ * check_functions_in_node callback: true if a function may not be called.
+ */
+static bool
+ForbiddenFunction(Oid funcid, void *context)
+{
+	const char *name;
+	int			i;
+
+	if (funcid >= FirstNormalObjectId)
+		return true;
+	name = get_func_name(funcid);
+	if (name == NULL)
+		return true;
+	for (i = 0; forbidden_builtins[i] != NULL; i++)
+		if (strncmp(name, forbidden_builtins[i], strlen(forbidden_builtins[i])) == 0)
+			return true;
+	return false;
+}
+
+/* Walker: the first node that calls a forbidden function, or NULL. */
+static bool
+ForbiddenFunctionWalker(Node *node, Node **found)
+{
+	if (node == NULL)
+		return false;
+	if (check_functions_in_node(node, ForbiddenFunction, NULL))
+	{
+		*found = node;
+		return true;
+	}
+	return expression_tree_walker(node, ForbiddenFunctionWalker, (void *) found);
+}
+
+/* Name of a function that node calls and that ForbiddenFunction refuses. */
+static bool
+FirstForbidden(Oid funcid, void *context)
+{
+	if (ForbiddenFunction(funcid, NULL))
+	{
+		*(Oid *) context = funcid;
+		return true;
+	}
+	return false;
+}
+
+/*
  * Parse and analyse one expression over rel.  Returns the analysed
  * expression and its parse state.
  */
@@ -142,6 +230,14 @@ AnalyseExpression(Relation rel, const ExprSource *src, ParseState **pstate_out)
 	Node	   *expr;
 	ParseState *pstate;
 	ParseNamespaceItem *nsitem;
+	Node	   *forbidden = NULL;
+	int			save_nestlevel;
+
+	/* resolve names as built-ins only, whatever the session's search_path */
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 
 	callback.callback = ExprErrorCallback;
 	callback.arg = (void *) src;
@@ -155,6 +251,14 @@ AnalyseExpression(Relation rel, const ExprSource *src, ParseState **pstate_out)
 #endif
 	expr = SingleExpression(stmts, src);
 
+	/* before analysis, which would look up the tables a subquery names */
+	if (ContainsSubLink(expr, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s of table %s must not contain a subquery",
+						src->what, src->relname),
+				 errdetail("It may reference only the columns of the row it is evaluated for.")));
+
 	pstate = make_parsestate(NULL);
 	pstate->p_sourcetext = sql;
 	nsitem = addRangeTableEntryForRelation(pstate, rel, AccessShareLock,
@@ -162,12 +266,7 @@ AnalyseExpression(Relation rel, const ExprSource *src, ParseState **pstate_out)
 	addNSItemToQuery(pstate, nsitem, false, true, true);
 	expr = transformExpr(pstate, expr, EXPR_KIND_SELECT_TARGET);
 
-	if (pstate->p_hasSubLinks)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("%s of table %s must not contain a subquery",
-						src->what, src->relname),
-				 errdetail("It may reference only the columns of the row it is evaluated for.")));
+	Assert(!pstate->p_hasSubLinks);
 	if (pstate->p_hasAggs)
 		ereport(ERROR,
 				(errcode(ERRCODE_GROUPING_ERROR),
@@ -185,29 +284,45 @@ AnalyseExpression(Relation rel, const ExprSource *src, ParseState **pstate_out)
 						src->what, src->relname)));
 	OnlyUserColumnsWalker(expr, (void *) src);
 	assign_expr_collations(pstate, expr);
+	if (ForbiddenFunctionWalker(expr, &forbidden))
+	{
+		Oid			funcid = InvalidOid;
+
+		check_functions_in_node(forbidden, FirstForbidden, &funcid);
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s of table %s must not call function %s",
+						src->what, src->relname, format_procedure(funcid)),
+				 errdetail("Only PostgreSQL's built-in functions and operators may be used, and none that reads other tables, files, settings or server activity."),
+				 errhint("Compute the value with a built-in expression over the row's own columns.")));
+	}
 	if (contain_volatile_functions(expr))
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
 				 errmsg("%s of table %s must not call volatile functions",
 						src->what, src->relname),
 				 errdetail("The expression is evaluated for every row of every dump, which must give the same result each time and change nothing."),
 				 errhint("Use only immutable or stable functions and operators.")));
 
 	error_context_stack = callback.previous;
+	AtEOXact_GUC(true, save_nestlevel);
 	*pstate_out = pstate;
 	return expr;
 }
 
 /*
  * Validate a table's filter: a boolean expression over its own columns.
+ * With alias, returns the expression as PostgreSQL deparses it, its column
+ * references qualified by alias, for building the dump query.
  */
-void
-SyncValidateFilter(Relation rel, const char *filter)
+char *
+SyncFilterSql(Relation rel, const char *filter, const char *alias)
 {
 	ExprSource	src;
 	ParseState *pstate;
 	Node	   *expr;
 	Oid			type;
+	char	   *sql = NULL;
 
 	src.what = "filter";
 	src.relname = SyncRelationName(RelationGetRelid(rel));
@@ -218,19 +333,26 @@ SyncValidateFilter(Relation rel, const char *filter)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("filter of table %s must be of type boolean, not %s",
-						src.relname, format_type_be(type)),
-				 errdetail("Filter: %s", filter)));
+						src.relname, format_type_be(type))));
+	if (alias)
+		sql = deparse_expression(expr,
+								 deparse_context_for(alias, RelationGetRelid(rel)),
+								 true, false);
 	free_parsestate(pstate);
+	return sql;
 }
 
 /*
  * Validate one anonymize rule: column must be a column of rel other than
- * the key, and the expression's value must be assignable to it.
+ * the key, and the expression's value must be assignable to it.  With
+ * alias, returns the SQL that computes the column's published value.
  */
-static void
-ValidateAnonymizeRule(Relation rel, AttrNumber key_attnum,
-					  const char *column, const char *text)
+static char *
+AnonymizeRuleSql(Relation rel, AttrNumber key_attnum,
+				 const char *column, const char *text, const char *alias)
 {
+	char	   *sql = NULL;
+	Node	   *coerced;
 	ExprSource	src;
 	AttrNumber	attnum = get_attnum(RelationGetRelid(rel), column);
 	Form_pg_attribute att;
@@ -256,25 +378,36 @@ ValidateAnonymizeRule(Relation rel, AttrNumber key_attnum,
 	src.text = text;
 	expr = AnalyseExpression(rel, &src, &pstate);
 	type = exprType(expr);
-	if (coerce_to_target_type(pstate, expr, type, att->atttypid,
-							  att->atttypmod, COERCION_ASSIGNMENT,
-							  COERCE_IMPLICIT_CAST, -1) == NULL)
+	coerced = coerce_to_target_type(pstate, expr, type, att->atttypid,
+									att->atttypmod, COERCION_ASSIGNMENT,
+									COERCE_IMPLICIT_CAST, -1);
+	if (coerced == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("anonymize rule for column \"%s\" of table %s is of type %s, which cannot be assigned to the column's type %s",
 						column, src.relname, format_type_be(type),
 						format_type_be(att->atttypid)),
 				 errhint("Cast the expression to %s.", format_type_be(att->atttypid))));
+	if (alias)
+		sql = psprintf("CAST((%s) AS %s)",
+					   deparse_expression(coerced,
+										  deparse_context_for(alias, RelationGetRelid(rel)),
+										  true, false),
+					   format_type_with_typemod(att->atttypid, att->atttypmod));
 	free_parsestate(pstate);
+	return sql;
 }
 
 /*
  * Validate a table's anonymize rules: a JSON object that maps column names
- * to SQL expressions given as strings.
+ * to SQL expressions given as strings.  With alias, returns a list of
+ * SyncAnonymizedColumn, the SQL for each column's published value.
  */
-void
-SyncValidateAnonymize(Relation rel, AttrNumber key_attnum, Jsonb *rules)
+List *
+SyncAnonymizeSql(Relation rel, AttrNumber key_attnum, Jsonb *rules,
+				 const char *alias)
 {
+	List	   *result = NIL;
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
@@ -303,7 +436,15 @@ SyncValidateAnonymize(Relation rel, AttrNumber key_attnum, Jsonb *rules)
 							column, SyncRelationName(RelationGetRelid(rel))),
 					 errdetail("Each rule is an SQL expression written as a JSON string."),
 					 errhint("To blank a column, write \"NULL\" as a string.")));
-		ValidateAnonymizeRule(rel, key_attnum, column,
-							  pnstrdup(v.val.string.val, v.val.string.len));
+		{
+			SyncAnonymizedColumn *col = palloc(sizeof(SyncAnonymizedColumn));
+
+			col->column = column;
+			col->sql = AnonymizeRuleSql(rel, key_attnum, column,
+										pnstrdup(v.val.string.val, v.val.string.len),
+										alias);
+			result = lappend(result, col);
+		}
 	}
+	return result;
 }

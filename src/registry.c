@@ -41,7 +41,7 @@ SyncLookupRange(int64 machine_id, SyncRange *range)
 
 	sql = psprintf("SELECT sync_start, sync_end FROM %s WHERE id = $1",
 				   SyncObject("sync_machine"));
-	if (SyncExecute(sql, 1, argtypes, values, NULL, true) == 0)
+	if (SyncExecute(sql, 1, argtypes, values, NULL) == 0)
 		return false;
 	SyncGetInt64(0, 1, &range->start);
 	SyncGetInt64(0, 2, &range->end);
@@ -60,7 +60,7 @@ SyncLocalMachine(int64 *machine_id, SyncRange *range)
 	sql = psprintf("SELECT m.id, m.sync_start, m.sync_end"
 				   "  FROM %s i JOIN %s m ON m.id = i.machine_id",
 				   SyncObject("sync_instance"), SyncObject("sync_machine"));
-	if (SyncExecute(sql, 0, NULL, NULL, NULL, true) == 0)
+	if (SyncExecute(sql, 0, NULL, NULL, NULL) == 0)
 		return false;
 	SyncGetInt64(0, 1, machine_id);
 	if (range)
@@ -85,22 +85,70 @@ ReportUnknownMachine(int64 machine_id)
 
 /*
  * Check a sync_url: empty means none; otherwise it must be an http, https
- * or file URL, the only schemes a subscriber will fetch from.
+ * or file URL, the only schemes a subscriber will fetch from, and must not
+ * carry credentials (the registry travels inside every dump).  Error
+ * messages never repeat the URL, which might hold a password.
  */
 static char *
 CheckSyncUrl(char *url)
 {
+	const char *rest;
+	size_t		authority;
+
 	if (url == NULL || url[0] == '\0')
 		return NULL;
-	if (pg_strncasecmp(url, "http://", 7) != 0 &&
-		pg_strncasecmp(url, "https://", 8) != 0 &&
-		pg_strncasecmp(url, "file://", 7) != 0)
+	if (pg_strncasecmp(url, "http://", 7) == 0)
+		rest = url + 7;
+	else if (pg_strncasecmp(url, "https://", 8) == 0)
+		rest = url + 8;
+	else if (pg_strncasecmp(url, "file://", 7) == 0)
+		rest = url + 7;
+	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid sync_url \"%s\"", url),
+				 errmsg("invalid sync_url"),
 				 errdetail("A sync_url must start with http://, https:// or file://."),
 				 errhint("Give the URL under which the machine's dump directory is served.")));
+	authority = strcspn(rest, "/?#");
+	if (memchr(rest, '@', authority) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sync_url must not contain credentials"),
+				 errdetail("The registry, sync_url included, is published in every dump."),
+				 errhint("Give the URL without user name and password; credentials for fetching from a machine are kept apart from the registry.")));
 	return url;
+}
+
+/*
+ * Warn about rows of registered tables whose keys lie outside this
+ * machine's range: they count as copies of other machines' rows, and a pull
+ * from their owner replaces or deletes them.  Rows created here before the
+ * identity was set (keys 1, 2, ... fall in machine 0's range) are the usual
+ * case worth knowing about.
+ */
+static void
+WarnForeignRows(int64 machine_id, const SyncRange *range)
+{
+	Oid		   *relids;
+	char	  **keys;
+	int			ntables = SyncRegisteredTables(AccessShareLock, &relids, &keys);
+	int			i;
+
+	for (i = 0; i < ntables; i++)
+	{
+		SyncRange	everything = {PG_INT64_MIN, PG_INT64_MAX};
+		int64		n = SyncCountKeys(relids[i], keys[i], &everything, range);
+
+		if (n > 0)
+			ereport(WARNING,
+					(errmsg_plural("table %s has " INT64_FORMAT " row outside the range of machine " INT64_FORMAT,
+								   "table %s has " INT64_FORMAT " rows outside the range of machine " INT64_FORMAT,
+								   (unsigned long) n,
+								   SyncRelationName(relids[i]), n, machine_id),
+					 errdetail("Rows with keys outside [" INT64_FORMAT ", " INT64_FORMAT "] are copies of other machines' rows: a pull from their owner replaces or deletes them.",
+							   range->start, range->end),
+					 errhint("If these rows were created on this server, give them keys in this machine's range before pulling.")));
+	}
 }
 
 /*
@@ -169,11 +217,11 @@ sync_register_machine(PG_FUNCTION_ARGS)
 
 	/* one registration at a time, so that the overlap check holds */
 	SyncExecute(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE",
-						 SyncObject("sync_machine")), 0, NULL, NULL, NULL, false);
+						 SyncObject("sync_machine")), 0, NULL, NULL, NULL);
 
 	sql = psprintf("SELECT hostname, sync_url, sync_contact, sync_start, sync_end"
 				   "  FROM %s WHERE id = $1", SyncObject("sync_machine"));
-	exists = SyncExecute(sql, 1, argtypes, values, NULL, true) > 0;
+	exists = SyncExecute(sql, 1, argtypes, values, NULL) > 0;
 	if (exists)
 	{
 		SyncGetInt64(0, 4, &old_range.start);
@@ -223,7 +271,7 @@ sync_register_machine(PG_FUNCTION_ARGS)
 					   " WHERE id <> $1 AND sync_start <= $3 AND sync_end >= $2"
 					   " ORDER BY sync_start LIMIT 1",
 					   SyncObject("sync_machine"));
-		if (SyncExecute(sql, 3, types, vals, NULL, true) > 0)
+		if (SyncExecute(sql, 3, types, vals, NULL) > 0)
 		{
 			int64		other;
 			SyncRange	other_range;
@@ -250,7 +298,7 @@ sync_register_machine(PG_FUNCTION_ARGS)
 
 		sql = psprintf("SELECT id FROM %s WHERE id <> $1 AND hostname = $2",
 					   SyncObject("sync_machine"));
-		if (SyncExecute(sql, 2, types, vals, NULL, true) > 0 &&
+		if (SyncExecute(sql, 2, types, vals, NULL) > 0 &&
 			SyncGetInt64(0, 1, &other))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNIQUE_VIOLATION),
@@ -291,7 +339,7 @@ sync_register_machine(PG_FUNCTION_ARGS)
 				   "     THEN now() ELSE m.updated_at END"
 				   " RETURNING *",
 				   SyncObject("sync_machine"));
-	SyncExecute(sql, 6, argtypes, values, nulls, false);
+	SyncExecute(sql, 6, argtypes, values, nulls);
 	result = SyncReturnRow(0);
 
 	if (has_local && local_id == id &&
@@ -353,7 +401,7 @@ sync_init(PG_FUNCTION_ARGS)
 	SPI_connect();
 
 	SyncExecute(psprintf("LOCK TABLE %s IN EXCLUSIVE MODE",
-						 SyncObject("sync_instance")), 0, NULL, NULL, NULL, false);
+						 SyncObject("sync_instance")), 0, NULL, NULL, NULL);
 
 	if (!SyncLookupRange(id, &range))
 		ReportUnknownMachine(id);
@@ -368,10 +416,11 @@ sync_init(PG_FUNCTION_ARGS)
 				   "     THEN i.initialized_at ELSE now() END"
 				   " RETURNING *",
 				   SyncObject("sync_instance"));
-	SyncExecute(sql, 1, argtypes, values, NULL, false);
+	SyncExecute(sql, 1, argtypes, values, NULL);
 	result = SyncReturnRow(0);
 
 	SyncConfineAllSequences(&range);
+	WarnForeignRows(id, &range);
 
 	SPI_finish();
 	PG_RETURN_DATUM(result);

@@ -16,6 +16,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
@@ -47,7 +48,7 @@ SyncCountKeys(Oid relid, const char *key_column, const SyncRange *range,
 				   " AND ($3 IS NULL OR %s NOT BETWEEN $3 AND $4)",
 				   SyncRelationName(relid), quote_identifier(key_column),
 				   quote_identifier(key_column));
-	SyncExecute(sql, 4, argtypes, values, nulls, true);
+	SyncExecute(sql, 4, argtypes, values, nulls);
 	SyncGetInt64(0, 1, &n);
 	return n;
 }
@@ -66,7 +67,7 @@ MaxKeyInRange(Oid relid, const char *key_column, const SyncRange *range,
 	sql = psprintf("SELECT max(%s) FROM %s WHERE %s BETWEEN $1 AND $2",
 				   quote_identifier(key_column), SyncRelationName(relid),
 				   quote_identifier(key_column));
-	SyncExecute(sql, 2, argtypes, values, NULL, true);
+	SyncExecute(sql, 2, argtypes, values, NULL);
 	return SyncGetInt64(0, 1, max);
 }
 
@@ -76,7 +77,7 @@ MaxKeyInRange(Oid relid, const char *key_column, const SyncRange *range,
  * higher and inside the range.
  */
 static void
-ConfineSequence(Oid seqid, Oid key_type, Oid relid, const char *key_column,
+ConfineSequence(Oid seqid, Oid relid, Oid key_type, const char *key_column,
 				const SyncRange *range, bool has_used, int64 used)
 {
 	Oid			argtypes[2] = {REGCLASSOID, INT8OID};
@@ -87,9 +88,9 @@ ConfineSequence(Oid seqid, Oid key_type, Oid relid, const char *key_column,
 	int64		last;
 
 	values[0] = ObjectIdGetDatum(seqid);
-	SyncExecute("SELECT seqtypid, pg_catalog.pg_sequence_last_value(seqrelid)"
+	SyncExecute("SELECT seqtypid, pg_catalog.pg_sequence_last_value(seqrelid), seqincrement"
 				"  FROM pg_catalog.pg_sequence WHERE seqrelid = $1",
-				1, argtypes, values, NULL, true);
+				1, argtypes, values, NULL);
 	if (SPI_processed != 1)
 		elog(ERROR, "sequence %s not found in pg_sequence", seqname);
 	seq_type = SyncGetOid(0, 1);
@@ -100,15 +101,19 @@ ConfineSequence(Oid seqid, Oid key_type, Oid relid, const char *key_column,
 		has_used = true;
 	}
 
-	/* the key column and the sequence must be able to hold the range */
-	if (key_type == INT4OID &&
-		(range->end > PG_INT32_MAX || range->start < PG_INT32_MIN))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("key column \"%s\" of table %s cannot hold the local range [" INT64_FORMAT ", " INT64_FORMAT "]",
-						key_column, SyncRelationName(relid), range->start, range->end),
-				 errdetail("The column is of type integer, and sequence %s feeds it.", seqname),
-				 errhint("Change the column to bigint with ALTER TABLE ... ALTER COLUMN ... TYPE bigint.")));
+	{
+		int64		increment = 1;
+
+		SyncGetInt64(0, 3, &increment);
+		if (increment < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("sequence %s of table %s counts down", seqname,
+							SyncRelationName(relid)),
+					 errdetail("Sync confines ascending sequences and places them after the highest key in use."),
+					 errhint("Make it ascend with ALTER SEQUENCE %s INCREMENT BY %lld.",
+							 seqname, (long long) -increment)));
+	}
 	if (key_type == INT8OID && seq_type != INT8OID)
 		as_type = " AS bigint";
 	else if (key_type == INT4OID && seq_type == INT2OID)
@@ -119,12 +124,12 @@ ConfineSequence(Oid seqid, Oid key_type, Oid relid, const char *key_column,
 						 " RESTART WITH " INT64_FORMAT " NO CYCLE",
 						 seqname, as_type,
 						 range->start, range->end, range->start, range->start),
-				0, NULL, NULL, NULL, false);
+				0, NULL, NULL, NULL);
 	if (has_used)
 	{
 		values[1] = Int64GetDatum(used);
 		SyncExecute("SELECT pg_catalog.setval($1, $2, true)",
-					2, argtypes, values, NULL, false);
+					2, argtypes, values, NULL);
 	}
 }
 
@@ -146,9 +151,22 @@ SyncConfineTableSequences(Oid relid, const char *key_column,
 	Oid		   *seqs;
 	int			i;
 
+	/* no key may arrive while we look for the highest one */
+	LockRelationOid(relid, ShareLock);
+
+	/* the key column must be able to hold the local range at all */
+	if (key_type == INT4OID &&
+		(range->end > PG_INT32_MAX || range->start < PG_INT32_MIN))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("key column \"%s\" of table %s cannot hold the local range [" INT64_FORMAT ", " INT64_FORMAT "]",
+						key_column, SyncRelationName(relid), range->start, range->end),
+				 errdetail("The column is of type integer, whose largest value is 2147483647."),
+				 errhint("Change the column to bigint with ALTER TABLE ... ALTER COLUMN ... TYPE bigint.")));
+
 	nseqs = SyncExecute(psprintf("SELECT s::oid FROM %s($1, $2::name) s ORDER BY 1",
 								 SyncObject("sync_key_sequences")),
-						2, argtypes, values, NULL, true);
+						2, argtypes, values, NULL);
 	if (nseqs == 0)
 		return;
 	seqs = palloc(sizeof(Oid) * nseqs);
@@ -157,7 +175,7 @@ SyncConfineTableSequences(Oid relid, const char *key_column,
 
 	has_used = MaxKeyInRange(relid, key_column, range, &used);
 	for (i = 0; i < nseqs; i++)
-		ConfineSequence(seqs[i], key_type, relid, key_column, range,
+		ConfineSequence(seqs[i], relid, key_type, key_column, range,
 						has_used, used);
 }
 
@@ -170,7 +188,7 @@ SyncConfineAllSequences(const SyncRange *range)
 {
 	Oid		   *relids;
 	char	  **keys;
-	int			ntables = SyncRegisteredTables(&relids, &keys);
+	int			ntables = SyncRegisteredTables(ShareLock, &relids, &keys);
 	int			i;
 
 	for (i = 0; i < ntables; i++)

@@ -13,23 +13,39 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "catalog/pg_class.h"
 
 #include "sync.h"
 
 PG_MODULE_MAGIC;
 
-/* Quoted name of the extension's schema, set by SyncEnter for each call. */
+/* GUC: where sync_dump writes */
+char	   *sync_dump_directory = NULL;
+
+/* The extension's schema (and its quoted name), set by SyncEnter. */
+static Oid	sync_schema_oid = InvalidOid;
 static const char *sync_schema = NULL;
 
 void		_PG_init(void);
 
 /*
- * Module load: reserve the sync. GUC prefix so that a misspelt setting is
- * reported instead of silently ignored.
+ * Module load: define the settings, and reserve the sync. prefix so that a
+ * misspelt setting is reported instead of silently ignored.
  */
 void
 _PG_init(void)
 {
+	DefineCustomStringVariable("sync.dump_directory",
+							   "Directory that sync_dump() writes archives into.",
+							   "Serve it at this machine's sync_url. A relative path is relative to the data directory.",
+							   &sync_dump_directory,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("sync");
 #else
@@ -46,8 +62,44 @@ void
 SyncEnter(FunctionCallInfo fcinfo)
 {
 	Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
+	const char *quoted = quote_identifier(get_namespace_name(nsp));
 
-	sync_schema = quote_identifier(get_namespace_name(nsp));
+	/*
+	 * Kept in TopMemoryContext: a nested call (from a trigger, say) must not
+	 * leave the outer call with a pointer into memory freed meanwhile.  Only
+	 * a renamed schema makes a new copy; the old one is left in place for
+	 * any caller still holding it.
+	 */
+	if (sync_schema == NULL || nsp != sync_schema_oid ||
+		strcmp(sync_schema, quoted) != 0)
+		sync_schema = MemoryContextStrdup(TopMemoryContext, quoted);
+	sync_schema_oid = nsp;
+}
+
+/*
+ * The extension's schema, as set by SyncEnter.
+ */
+Oid
+SyncSchemaOid(void)
+{
+	Assert(OidIsValid(sync_schema_oid));
+	return sync_schema_oid;
+}
+
+/*
+ * Owner of a relation.
+ */
+Oid
+SyncRelationOwner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
 }
 
 /*
@@ -81,18 +133,46 @@ SyncRelationName(Oid relid)
  * Run one SQL statement with parameters through SPI (the caller has
  * connected).  Any failure is an ERROR; returns the number of rows
  * processed, with the rows in SPI_tuptable.
+ *
+ * Never read-only: each statement sees what committed before it started
+ * (in READ COMMITTED) and what earlier statements of this call did, so
+ * checks made after taking a lock see the state the lock protects.
  */
 int
 SyncExecute(const char *sql, int nargs, Oid *argtypes, Datum *values,
-			const char *nulls, bool read_only)
+			const char *nulls)
 {
 	int			rc;
 
 	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls,
-							   read_only, 0);
+							   false, 0);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_with_args failed: %s: %s",
 			 SPI_result_code_string(rc), sql);
+	return (int) SPI_processed;
+}
+
+/*
+ * Like SyncExecute, but every query sees the given snapshot (plus the
+ * effects of earlier statements of this command), not a new one: so a
+ * series of statements works on one consistent view of the database.
+ */
+int
+SyncExecuteSnapshot(const char *sql, int nargs, Oid *argtypes, Datum *values,
+					const char *nulls, Snapshot snapshot)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	int			rc;
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s: %s",
+			 SPI_result_code_string(SPI_result), sql);
+	rc = SPI_execute_snapshot(plan, values, nulls, snapshot, InvalidSnapshot,
+							  false, false, 0);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_snapshot failed: %s: %s",
+			 SPI_result_code_string(rc), sql);
+	SPI_freeplan(plan);
 	return (int) SPI_processed;
 }
 

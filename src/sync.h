@@ -12,7 +12,19 @@
 
 #include "fmgr.h"
 #include "utils/jsonb.h"
+#include "nodes/pg_list.h"
+#include "storage/lockdefs.h"
 #include "utils/rel.h"
+#include "utils/snapshot.h"
+
+/* version of the extension's SQL objects, as in sync.control */
+#define SYNC_EXTENSION_VERSION "0.1"
+
+/* name of the index file beside the archives in the dump directory */
+#define SYNC_INDEX_NAME "sync-index.json"
+
+/* settings */
+extern char *sync_dump_directory;
 
 /* One machine's owned key range, inclusive at both ends. */
 typedef struct SyncRange
@@ -24,9 +36,14 @@ typedef struct SyncRange
 /* sync.c: entry points and helpers for running SQL through SPI */
 extern void SyncEnter(FunctionCallInfo fcinfo);
 extern char *SyncObject(const char *name);
+extern Oid	SyncSchemaOid(void);
+extern Oid	SyncRelationOwner(Oid relid);
 extern char *SyncRelationName(Oid relid);
 extern int	SyncExecute(const char *sql, int nargs, Oid *argtypes,
-						Datum *values, const char *nulls, bool read_only);
+						Datum *values, const char *nulls);
+extern int	SyncExecuteSnapshot(const char *sql, int nargs, Oid *argtypes,
+								Datum *values, const char *nulls,
+								Snapshot snapshot);
 extern bool SyncGetInt64(int row, int col, int64 *value);
 extern char *SyncGetText(int row, int col);
 extern Oid	SyncGetOid(int row, int col);
@@ -37,7 +54,8 @@ extern bool SyncLookupRange(int64 machine_id, SyncRange *range);
 extern bool SyncLocalMachine(int64 *machine_id, SyncRange *range);
 
 /* tables.c: registered tables */
-extern int	SyncRegisteredTables(Oid **relids, char ***keys);
+extern int	SyncRegisteredTables(LOCKMODE lockmode, Oid **relids, char ***keys);
+extern AttrNumber SyncKeyColumn(Relation rel);
 extern void SyncCheckNoRowsLeft(int64 machine_id, const SyncRange *old_range,
 								const SyncRange *new_range,
 								int64 new_machine_id);
@@ -50,8 +68,14 @@ extern int64 SyncCountKeys(Oid relid, const char *key_column,
 						   const SyncRange *range, const SyncRange *except);
 
 /* expr.c: validating filter and anonymize expressions */
-extern void SyncValidateFilter(Relation rel, const char *filter);
-extern void SyncValidateAnonymize(Relation rel, AttrNumber key_attnum,
-								  Jsonb *rules);
+typedef struct SyncAnonymizedColumn
+{
+	char	   *column;			/* column name */
+	char	   *sql;			/* SQL of its published value */
+} SyncAnonymizedColumn;
+
+extern char *SyncFilterSql(Relation rel, const char *filter, const char *alias);
+extern List *SyncAnonymizeSql(Relation rel, AttrNumber key_attnum,
+							  Jsonb *rules, const char *alias);
 
 #endif							/* SYNC_H */

@@ -11,6 +11,8 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "catalog/objectaddress.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -26,8 +28,24 @@ PG_FUNCTION_INFO_V1(sync_add_table);
 PG_FUNCTION_INFO_V1(sync_remove_table);
 
 /*
+ * Only the owner of a table may register or unregister it (sync changes its
+ * sequences, as only its owner may).
+ */
+static void
+CheckTableOwner(Oid relid)
+{
+#if PG_VERSION_NUM >= 160000
+	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
+#else
+	if (!pg_class_ownercheck(relid, GetUserId()))
+#endif
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)),
+					   get_rel_name(relid));
+}
+
+/*
  * The registered table must be an ordinary or partitioned table that the
- * current user owns (sync changes its sequences, as its owner may).
+ * current user owns.
  */
 static void
 CheckTableKind(Relation rel)
@@ -50,21 +68,15 @@ CheckTableKind(Relation rel)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("temporary table \"%s\" cannot be registered for sync",
 						RelationGetRelationName(rel))));
-#if PG_VERSION_NUM >= 160000
-	if (!object_ownercheck(RelationRelationId, RelationGetRelid(rel), GetUserId()))
-#else
-	if (!pg_class_ownercheck(RelationGetRelid(rel), GetUserId()))
-#endif
-		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(kind),
-					   RelationGetRelationName(rel));
+	CheckTableOwner(RelationGetRelid(rel));
 }
 
 /*
  * Find the table's key: its primary key must be one column of type integer
  * or bigint.  Returns the column's number.
  */
-static AttrNumber
-FindKeyColumn(Relation rel)
+AttrNumber
+SyncKeyColumn(Relation rel)
 {
 	Oid			pk;
 	HeapTuple	tup;
@@ -78,12 +90,34 @@ FindKeyColumn(Relation rel)
 	pk = RelationGetPrimaryKeyIndex(rel);
 #endif
 	if (!OidIsValid(pk))
+	{
+		List	   *indexes = RelationGetIndexList(rel);
+		ListCell   *lc;
+
+		foreach(lc, indexes)
+		{
+			HeapTuple	itup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+			bool		deferrable;
+
+			if (!HeapTupleIsValid(itup))
+				continue;
+			deferrable = ((Form_pg_index) GETSTRUCT(itup))->indisprimary &&
+				!((Form_pg_index) GETSTRUCT(itup))->indimmediate;
+			ReleaseSysCache(itup);
+			if (deferrable)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+						 errmsg("primary key of table %s is deferrable",
+								SyncRelationName(RelationGetRelid(rel))),
+						 errdetail("Sync needs a primary key that is checked immediately.")));
+		}
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
 				 errmsg("table %s has no primary key",
 						SyncRelationName(RelationGetRelid(rel))),
-				 errdetail("sync identifies rows by a single-column integer primary key."),
+				 errdetail("Sync identifies rows by a single-column integer primary key."),
 				 errhint("Add one with ALTER TABLE ... ADD PRIMARY KEY.")));
+	}
 
 	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(pk));
 	if (!HeapTupleIsValid(tup))
@@ -98,7 +132,7 @@ FindKeyColumn(Relation rel)
 				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
 				 errmsg("primary key of table %s has %d columns",
 						SyncRelationName(RelationGetRelid(rel)), n),
-				 errdetail("sync identifies rows by a single-column integer primary key.")));
+				 errdetail("Sync identifies rows by a single-column integer primary key.")));
 	}
 	attnum = index->indkey.values[0];
 	ReleaseSysCache(tup);
@@ -111,7 +145,7 @@ FindKeyColumn(Relation rel)
 						get_attname(RelationGetRelid(rel), attnum, false),
 						SyncRelationName(RelationGetRelid(rel)),
 						format_type_be(atttype)),
-				 errdetail("sync identifies rows by a primary key of type integer or bigint, which key ranges partition.")));
+				 errdetail("Sync identifies rows by a primary key of type integer or bigint, which key ranges partition.")));
 	return attnum;
 }
 
@@ -177,17 +211,20 @@ sync_add_table(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(3))
 		anonymize = PG_GETARG_JSONB_P(3);
 
-	/* keep the table's definition stable while we look at it */
-	rel = table_open(relid, ShareUpdateExclusiveLock);
+	/*
+	 * Keep the table's definition stable while we look at it, and its keys
+	 * too while its sequences are positioned after the highest one.
+	 */
+	rel = table_open(relid, ShareLock);
 	CheckTableKind(rel);
-	key_attnum = FindKeyColumn(rel);
+	key_attnum = SyncKeyColumn(rel);
 	key_column = pstrdup(NameStr(TupleDescAttr(RelationGetDescr(rel), key_attnum - 1)->attname));
 	if (level_column != NULL)
 		CheckLevelColumn(rel, level_column);
 	if (filter != NULL)
-		SyncValidateFilter(rel, filter);
+		(void) SyncFilterSql(rel, filter, NULL);
 	if (anonymize != NULL)
-		SyncValidateAnonymize(rel, key_attnum, anonymize);
+		(void) SyncAnonymizeSql(rel, key_attnum, anonymize, NULL);
 	table_close(rel, NoLock);
 
 	SPI_connect();
@@ -209,7 +246,7 @@ sync_add_table(PG_FUNCTION_ARGS)
 				   "   updated_at = now()"
 				   " RETURNING *",
 				   SyncObject("sync_table"));
-	SyncExecute(sql, 5, argtypes, values, nulls, false);
+	SyncExecute(sql, 5, argtypes, values, nulls);
 	result = SyncReturnRow(0);
 
 	if (SyncLocalMachine(&local_id, &range))
@@ -235,10 +272,12 @@ sync_remove_table(PG_FUNCTION_ARGS)
 	Datum		result;
 
 	SyncEnter(fcinfo);
+	if (get_rel_name(relid) != NULL)
+		CheckTableOwner(relid);
 	SPI_connect();
 	sql = psprintf("DELETE FROM %s WHERE tbl = $1 RETURNING *",
 				   SyncObject("sync_table"));
-	if (SyncExecute(sql, 1, argtypes, values, NULL, false) == 0)
+	if (SyncExecute(sql, 1, argtypes, values, NULL) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("table %s is not registered for sync",
@@ -250,24 +289,31 @@ sync_remove_table(PG_FUNCTION_ARGS)
 }
 
 /*
- * All registered tables with their key columns, in a stable order.  The
+ * All registered tables with their key columns, in a stable order, each
+ * locked in lockmode.  The key column is read from the table's primary key
+ * now, not from the registration, so a renamed column is followed.  The
  * caller is connected to SPI; returns the number of tables.
  */
 int
-SyncRegisteredTables(Oid **relids, char ***keys)
+SyncRegisteredTables(LOCKMODE lockmode, Oid **relids, char ***keys)
 {
 	int			n;
 	int			i;
 
-	n = SyncExecute(psprintf("SELECT tbl::oid, key_column::text FROM %s ORDER BY tbl",
+	n = SyncExecute(psprintf("SELECT tbl FROM %s ORDER BY tbl",
 							 SyncObject("sync_table")),
-					0, NULL, NULL, NULL, true);
+					0, NULL, NULL, NULL);
 	*relids = palloc(sizeof(Oid) * (n + 1));
 	*keys = palloc(sizeof(char *) * (n + 1));
 	for (i = 0; i < n; i++)
-	{
 		(*relids)[i] = SyncGetOid(i, 1);
-		(*keys)[i] = SyncGetText(i, 2);
+	for (i = 0; i < n; i++)
+	{
+		Relation	rel = table_open((*relids)[i], lockmode);
+		AttrNumber	key = SyncKeyColumn(rel);
+
+		(*keys)[i] = pstrdup(NameStr(TupleDescAttr(RelationGetDescr(rel), key - 1)->attname));
+		table_close(rel, NoLock);
 	}
 	return n;
 }
@@ -287,7 +333,8 @@ SyncCheckNoRowsLeft(int64 machine_id, const SyncRange *old_range,
 	Oid		   *relids;
 	char	  **keys;
 
-	ntables = SyncRegisteredTables(&relids, &keys);
+	/* no rows may arrive in the range while we look */
+	ntables = SyncRegisteredTables(ShareLock, &relids, &keys);
 	for (i = 0; i < ntables; i++)
 	{
 		int64		n = SyncCountKeys(relids[i], keys[i], old_range, new_range);

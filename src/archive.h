@@ -1,0 +1,32 @@
+/*-------------------------------------------------------------------------
+ *
+ * archive.h
+ *		Writing a dump archive: a tar stream compressed with zstd.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SYNC_ARCHIVE_H
+#define SYNC_ARCHIVE_H
+
+#include "postgres.h"
+
+/* mode of the files sync_dump publishes */
+#define SYNC_PUBLISHED_FILE_MODE 0644
+
+/* hex SHA-256 plus terminator */
+#define SYNC_SHA256_HEX_LEN (2 * 32 + 1)
+
+typedef struct SyncArchive SyncArchive;
+
+extern SyncArchive *SyncArchiveCreate(const char *tmppath, int level);
+extern void SyncArchiveAddMember(SyncArchive *archive, const char *name,
+								 const char *data, size_t len);
+extern uint64 SyncArchiveFinish(SyncArchive *archive, const char *path,
+								char *sha256_hex);
+extern void SyncArchiveAbort(SyncArchive *archive);
+
+extern void SyncHexDigest(const uint8 *digest, char *hex);
+extern void SyncWriteFileDurably(const char *tmppath, const char *path,
+								 const char *data, size_t len);
+
+#endif							/* SYNC_ARCHIVE_H */

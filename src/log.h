@@ -1,0 +1,38 @@
+/*-------------------------------------------------------------------------
+ *
+ * log.h
+ *		Recording dumps and pulls in sync_log.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SYNC_LOG_H
+#define SYNC_LOG_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+
+/* One row of sync_log; NULL strings and negative counts are stored as NULL. */
+typedef struct SyncLogEntry
+{
+	const char *kind;			/* 'dump' or 'pull' */
+	int64		machine_id;		/* -1: none */
+	int64		job_id;			/* -1: none */
+	TimestampTz started_at;
+	TimestampTz finished_at;
+	const char *status;
+	int64		tables;
+	int64		rows;
+	int64		excluded;
+	int64		inserted;
+	int64		updated;
+	int64		deleted;
+	int64		bytes;
+	const char *message;
+	const char *details;		/* JSON text */
+} SyncLogEntry;
+
+extern void SyncLogInit(SyncLogEntry *entry, const char *kind);
+extern void SyncLogWrite(const SyncLogEntry *entry);
+
+#endif							/* SYNC_LOG_H */
