@@ -102,6 +102,7 @@ typedef struct CopyReceiver
 	DumpState  *state;
 	DumpTable  *table;
 	FmgrInfo   *out;			/* output function per column */
+	MemoryContext cxt;			/* for what outlives the query: file names */
 	MemoryContext rowcxt;		/* reset after every row */
 	StringInfoData chunk;		/* COPY text not yet in the archive */
 } CopyReceiver;
@@ -308,16 +309,21 @@ static void
 FlushChunk(CopyReceiver *r, bool force)
 {
 	DumpTable  *t = r->table;
+	MemoryContext oldcxt;
 	char	   *name;
 
 	if (r->chunk.len == 0 && !force)
 		return;
+
+	/* called from inside the executor too, whose memory dies with the query */
+	oldcxt = MemoryContextSwitchTo(r->cxt);
 	name = psprintf("%s/%06d.copy", t->dir, list_length(t->files) + 1);
 	if (pg_cryptohash_update(r->state->table_sha, (uint8 *) r->chunk.data,
 							 r->chunk.len) < 0)
 		elog(ERROR, "could not update SHA-256 digest");
-	SyncArchiveAddMember(r->state->archive, name, r->chunk.data, r->chunk.len);
 	t->files = lappend(t->files, name);
+	MemoryContextSwitchTo(oldcxt);
+	SyncArchiveAddMember(r->state->archive, name, r->chunk.data, r->chunk.len);
 	resetStringInfo(&r->chunk);
 }
 
@@ -444,6 +450,7 @@ ExportTable(DumpState *state, DumpTable *t, const SyncRange *range,
 	r.pub.mydest = DestNone;
 	r.state = state;
 	r.table = t;
+	r.cxt = CurrentMemoryContext;
 	r.rowcxt = AllocSetContextCreate(CurrentMemoryContext, "sync_dump row",
 									 ALLOCSET_DEFAULT_SIZES);
 	initStringInfo(&r.chunk);

@@ -23,9 +23,12 @@ SYNC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 #   nginx-light                      the web server between machines in tests
 #   libipc-run-perl                  IPC::Run, required by the TAP modules
 #   perl                             prove, the TAP test runner
+#   libzstd-dev                      zstd compression of dump archives
+#   zstd                             the command-line tool that opens them
+#                                    (tar --zstd), used by tests and DBAs
 #   make gcc                         the build
 SYNC_PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR \
-libcurl4-openssl-dev nginx-light libipc-run-perl perl make gcc"
+libcurl4-openssl-dev nginx-light libipc-run-perl perl libzstd-dev zstd make gcc"
 
 log() { printf '%s\n' "== $*" >&2; }
 die() { printf '%s\n' "error: $*" >&2; exit 1; }
