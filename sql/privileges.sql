@@ -66,11 +66,11 @@ GRANT SELECT ON sync_machine, sync_instance, sync_table, sync_sequence_usage TO 
 GRANT EXECUTE ON FUNCTION sync_range(bigint), sync_key_sequences(regclass, name) TO sync_regress_monitor;
 SELECT tbl FROM sync_add_table('regress_owned');
 SET ROLE sync_regress_monitor;
-SELECT table_name, confined, last_value FROM sync_sequence_usage;
+SELECT table_name, confined, last_value, percent_used FROM sync_sequence_usage;
 RESET ROLE;
 GRANT SELECT ON SEQUENCE regress_owned_id_seq TO sync_regress_monitor;
 SET ROLE sync_regress_monitor;
-SELECT table_name, confined, last_value FROM sync_sequence_usage;
+SELECT table_name, confined, last_value, percent_used FROM sync_sequence_usage;
 RESET ROLE;
 SELECT tbl FROM sync_remove_table('regress_owned');
 

@@ -143,16 +143,18 @@ SELECT t.tbl AS table_name,
 	   (s.seqmin = m.sync_start AND s.seqmax = m.sync_end
 		AND NOT s.seqcycle AND s.seqincrement > 0) AS confined,
 	   v.last_value,
-	   pg_catalog.round(100.0 * (COALESCE(v.last_value, s.seqmin - 1) - s.seqmin + 1)
-						/ (s.seqmax::numeric - s.seqmin + 1), 2) AS percent_used
+	   CASE WHEN v.readable THEN
+		   pg_catalog.round(100.0 * (COALESCE(v.last_value, s.seqmin - 1) - s.seqmin + 1)
+							/ (s.seqmax::numeric - s.seqmin + 1), 2)
+	   END AS percent_used
   FROM sync_table t
   JOIN pg_catalog.pg_index i ON i.indrelid = t.tbl AND i.indisprimary
   JOIN pg_catalog.pg_attribute a ON a.attrelid = t.tbl AND a.attnum = i.indkey[0]
  CROSS JOIN LATERAL sync_key_sequences(t.tbl, a.attname) AS ks(seq)
   JOIN pg_catalog.pg_sequence s ON s.seqrelid = ks.seq
- CROSS JOIN LATERAL (SELECT CASE
-		WHEN pg_catalog.has_sequence_privilege(s.seqrelid, 'SELECT,USAGE')
-		THEN pg_catalog.pg_sequence_last_value(s.seqrelid) END AS last_value) v
+ CROSS JOIN LATERAL (SELECT p.readable,
+		CASE WHEN p.readable THEN pg_catalog.pg_sequence_last_value(s.seqrelid) END AS last_value
+		FROM (SELECT pg_catalog.has_sequence_privilege(s.seqrelid, 'SELECT,USAGE') AS readable) p) v
   LEFT JOIN sync_instance inst ON true
   LEFT JOIN sync_machine m ON m.id = inst.machine_id;
 

@@ -49,7 +49,7 @@ struct SyncArchive
 /*
  * Format a SHA-256 digest as lowercase hex.
  */
-void
+static void
 SyncHexDigest(const uint8 *digest, char *hex)
 {
 	static const char digits[] = "0123456789abcdef";
@@ -61,6 +61,41 @@ SyncHexDigest(const uint8 *digest, char *hex)
 		hex[2 * i + 1] = digits[digest[i] & 0x0f];
 	}
 	hex[2 * PG_SHA256_DIGEST_LENGTH] = '\0';
+}
+
+/*
+ * Start a SHA-256 digest.
+ */
+pg_cryptohash_ctx *
+SyncSha256Begin(void)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0)
+	{
+		if (ctx)
+			pg_cryptohash_free(ctx);
+		elog(ERROR, "could not initialize SHA-256 digest");
+	}
+	return ctx;
+}
+
+/*
+ * Finish a SHA-256 digest as lowercase hex, and free its context.
+ */
+void
+SyncSha256Finish(pg_cryptohash_ctx *ctx, char *hex)
+{
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+
+#if PG_VERSION_NUM >= 150000
+	if (pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+#else
+	if (pg_cryptohash_final(ctx, digest) < 0)
+#endif
+		elog(ERROR, "could not finish SHA-256 digest");
+	SyncHexDigest(digest, hex);
+	pg_cryptohash_free(ctx);
 }
 
 /*
@@ -140,12 +175,7 @@ SyncArchiveCreate(const char *tmppath, int level)
 	archive->outsize = ZSTD_CStreamOutSize();
 	archive->outbuf = palloc(archive->outsize);
 
-	archive->sha = pg_cryptohash_create(PG_SHA256);
-	if (archive->sha == NULL || pg_cryptohash_init(archive->sha) < 0)
-	{
-		SyncArchiveAbort(archive);
-		elog(ERROR, "could not initialize SHA-256 digest");
-	}
+	archive->sha = SyncSha256Begin();
 	archive->zstd = ZSTD_createCCtx();
 	if (archive->zstd == NULL)
 	{
@@ -256,20 +286,14 @@ uint64
 SyncArchiveFinish(SyncArchive *archive, const char *path, char *sha256_hex)
 {
 	static const char zeros[2 * TAR_BLOCK] = {0};
-	uint8		digest[PG_SHA256_DIGEST_LENGTH];
 	uint64		size;
 
 	/* a tar stream ends with two empty blocks */
 	Compress(archive, zeros, sizeof(zeros), false);
 	Compress(archive, NULL, 0, true);
 
-#if PG_VERSION_NUM >= 150000
-	if (pg_cryptohash_final(archive->sha, digest, sizeof(digest)) < 0)
-#else
-	if (pg_cryptohash_final(archive->sha, digest) < 0)
-#endif
-		elog(ERROR, "could not finish SHA-256 digest");
-	SyncHexDigest(digest, sha256_hex);
+	SyncSha256Finish(archive->sha, sha256_hex);
+	archive->sha = NULL;
 
 	if (pg_fsync(archive->fd) != 0)
 		ereport(ERROR,
@@ -291,8 +315,6 @@ SyncArchiveFinish(SyncArchive *archive, const char *path, char *sha256_hex)
 	size = archive->written;
 	ZSTD_freeCCtx(archive->zstd);
 	archive->zstd = NULL;
-	pg_cryptohash_free(archive->sha);
-	archive->sha = NULL;
 	return size;
 }
 

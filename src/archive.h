@@ -10,6 +10,8 @@
 
 #include "postgres.h"
 
+#include "common/cryptohash.h"
+
 /* mode of the files sync_dump publishes */
 #define SYNC_PUBLISHED_FILE_MODE 0644
 
@@ -25,7 +27,8 @@ extern uint64 SyncArchiveFinish(SyncArchive *archive, const char *path,
 								char *sha256_hex);
 extern void SyncArchiveAbort(SyncArchive *archive);
 
-extern void SyncHexDigest(const uint8 *digest, char *hex);
+extern pg_cryptohash_ctx *SyncSha256Begin(void);
+extern void SyncSha256Finish(pg_cryptohash_ctx *ctx, char *hex);
 extern void SyncWriteFileDurably(const char *tmppath, const char *path,
 								 const char *data, size_t len);
 

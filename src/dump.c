@@ -410,7 +410,6 @@ ExportTable(DumpState *state, DumpTable *t, const SyncRange *range,
 	SPIExecuteOptions options;
 	Oid			argtypes[3] = {INT8OID, INT8OID, INT4OID};
 	Datum		values[3];
-	uint8		digest[PG_SHA256_DIGEST_LENGTH];
 	char	   *sql;
 	int			rc;
 	int			i;
@@ -456,9 +455,7 @@ ExportTable(DumpState *state, DumpTable *t, const SyncRange *range,
 	initStringInfo(&r.chunk);
 	enlargeStringInfo(&r.chunk, SYNC_CHUNK_SIZE);
 
-	state->table_sha = pg_cryptohash_create(PG_SHA256);
-	if (state->table_sha == NULL || pg_cryptohash_init(state->table_sha) < 0)
-		elog(ERROR, "could not initialize SHA-256 digest");
+	state->table_sha = SyncSha256Begin();
 
 	memset(&options, 0, sizeof(options));
 	options.params = params;
@@ -476,14 +473,7 @@ ExportTable(DumpState *state, DumpTable *t, const SyncRange *range,
 	SPI_freeplan(plan);
 
 	FlushChunk(&r, t->files == NIL);
-#if PG_VERSION_NUM >= 150000
-	if (pg_cryptohash_final(state->table_sha, digest, sizeof(digest)) < 0)
-#else
-	if (pg_cryptohash_final(state->table_sha, digest) < 0)
-#endif
-		elog(ERROR, "could not finish SHA-256 digest");
-	SyncHexDigest(digest, t->sha256);
-	pg_cryptohash_free(state->table_sha);
+	SyncSha256Finish(state->table_sha, t->sha256);
 	state->table_sha = NULL;
 
 	pfree(r.chunk.data);

@@ -21,12 +21,12 @@ trap cleanup EXIT
 sync_setup
 
 demo=$SYNC_WORK/demo
-as_runner mkdir -p "$demo"
+as_runner mkdir -p "$demo" "$demo/published"
 log "starting a throwaway cluster in $demo"
 as_runner "$PGBIN/initdb" -D "$demo/data" -A trust -U postgres >"$SYNC_WORK/initdb.log" 2>&1 ||
 	{ cat "$SYNC_WORK/initdb.log"; die "initdb failed"; }
 as_runner "$PGBIN/pg_ctl" -D "$demo/data" -l "$demo/server.log" -w \
-	-o "-c listen_addresses='' -k $demo -p 5432" start >/dev/null ||
+	-o "-c listen_addresses='' -k $demo -p 5432 -c sync.dump_directory=$demo/published" start >/dev/null ||
 	{ cat "$demo/server.log"; die "the server did not start"; }
 
 log "running test/demo.sql"

@@ -1,6 +1,7 @@
 -- ===================================================================
 -- sync demo: a server of a federation gets its identity, registers a
--- table, and hands out keys only from its own range.
+-- table, hands out keys only from its own range, and publishes its own
+-- rows as an archive any web server can serve.
 -- ===================================================================
 
 CREATE EXTENSION sync;
@@ -54,3 +55,24 @@ SELECT * FROM sync_add_table('observation', filter => 'true; DROP TABLE observat
 
 SELECT table_name, last_value, percent_used FROM sync_sequence_usage;
 SELECT * FROM sync_range(42);
+
+-- A copy of a row that machine 0 owns: not ours to publish.
+INSERT INTO observation (id, site, value) VALUES (17, 'central plot', 3.25);
+-- A private row and a row marked bad: left out of a dump at level 3.
+INSERT INTO observation (site, value, access_level) VALUES ('private plot', 1, 1);
+INSERT INTO observation (site, value, checked) VALUES ('broken sensor', -999, -1);
+
+-- Publish: rows of machine 42's range, level >= 3, filter passed,
+-- e-mails anonymized, into sync.dump_directory.
+SHOW sync.dump_directory;
+SELECT tables, rows, excluded, bytes, sha256 FROM sync_dump();
+
+-- The archive opens with standard tools; the index names it for subscribers.
+SELECT pg_read_file(current_setting('sync.dump_directory') || '/sync-index.json') AS index;
+SELECT path AS archive FROM sync_dump() \gset
+\setenv ARCHIVE :archive
+\! tar --zstd -tvf "$ARCHIVE"
+\! tar --zstd -xOf "$ARCHIVE" tables/0001-public.observation/000001.copy
+
+-- Every dump is recorded.
+SELECT kind, machine_id, status, tables, rows, excluded FROM sync_log ORDER BY id;
