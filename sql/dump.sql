@@ -15,7 +15,7 @@ SET sync.dump_directory = 'postgresql.conf';
 SELECT * FROM sync_dump();
 SET sync.dump_directory = '/';
 SELECT * FROM sync_dump();
-\! mkdir "$DUMPDIR"
+\! mkdir -m 0777 "$DUMPDIR"
 SET sync.dump_directory = :'dumpdir';
 
 -- no identity, no tables, a level outside 0..4
@@ -80,7 +80,9 @@ SELECT d.sha256 = i->>'sha256' AS same_sha, d.bytes = (i->>'size')::bigint AS sa
 -- partial file
 SELECT pg_read_file(:'dumpdir' || '/sync-index.json') AS index_before \gset
 SELECT tbl FROM sync_add_table('measurement', 'access_level', 'value / (id - id) > 0');
+\set VERBOSITY terse
 SELECT * FROM sync_dump();
+\set VERBOSITY default
 SELECT pg_read_file(:'dumpdir' || '/sync-index.json') = :'index_before' AS index_unchanged;
 SELECT count(*) FILTER (WHERE f LIKE 'sync-1-%.tar.zst') AS archives,
 	   count(*) FILTER (WHERE f LIKE '.%') AS temporary

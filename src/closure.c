@@ -122,7 +122,7 @@ SyncDumpClosure(DumpTable *tables, int ntables, const SyncRange *range,
 
 			if (t->ex_table)
 				continue;
-			t->ex_table = psprintf("pg_temp.sync_dump_excluded_%u", t->relid);
+			t->ex_table = psprintf("pg_temp.sync_dump_excluded_%d", ends[e] + 1);
 			SyncExecute(psprintf("CREATE TEMP TABLE %s (key bigint PRIMARY KEY)",
 								 strchr(t->ex_table, '.') + 1),
 						0, NULL, NULL, NULL);
