@@ -18,7 +18,10 @@ OBJS = \
 	src/archive.o \
 	src/closure.o \
 	src/dump.o \
-	src/log.o
+	src/log.o \
+	src/fetch.o \
+	src/pull.o \
+	src/apply.o
 
 DATA = sql/sync--0.1.sql
 DOCS =
@@ -32,7 +35,7 @@ REGRESS_OPTS = --inputdir=.
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 
 PG_CONFIG ?= pg_config
-SHLIB_LINK += -lzstd
+SHLIB_LINK += -lzstd -lcurl
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

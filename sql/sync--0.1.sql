@@ -251,10 +251,127 @@ AS 'MODULE_PATHNAME', 'sync_dump'
 LANGUAGE C STRICT VOLATILE;
 
 --
+-- How to reach other machines: a CA file, HTTP credentials, a proxy.  Never
+-- readable by PUBLIC, never copied into sync_log or a dump; written and read
+-- by the extension's functions as the table's owner.
+--
+CREATE TABLE sync_remote (
+	machine_id		bigint PRIMARY KEY REFERENCES sync_machine (id) ON DELETE CASCADE,
+	ca_file			text,
+	username		text,
+	password		text,
+	proxy			text,
+	updated_at		timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE sync_remote IS 'how to reach other machines; holds credentials';
+
+CREATE FUNCTION sync_set_remote(machine_id bigint,
+								ca_file text DEFAULT NULL,
+								username text DEFAULT NULL,
+								password text DEFAULT NULL,
+								proxy text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'sync_set_remote'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+-- what is set, without the password
+CREATE VIEW sync_remote_options AS
+SELECT machine_id, ca_file, username, password IS NOT NULL AS has_password,
+	   proxy, updated_at
+  FROM sync_remote;
+
+--
+-- What the last successful pull of each machine applied, so that the next
+-- one skips an unchanged archive, and unchanged tables.
+--
+CREATE TABLE sync_pull_state (
+	machine_id		bigint PRIMARY KEY REFERENCES sync_machine (id) ON DELETE CASCADE,
+	index_etag		text,
+	archive_sha256	text NOT NULL,
+	table_sha256	jsonb NOT NULL,
+	applied_at		timestamptz NOT NULL
+);
+
+COMMENT ON TABLE sync_pull_state IS 'what the last successful pull of each machine applied';
+
+--
+-- sync_pull: fetch what a machine published and merge it, all or nothing.
+--
+CREATE FUNCTION sync_pull(remote bigint,
+						  OUT machine_id bigint, OUT status text,
+						  OUT tables integer, OUT inserted bigint,
+						  OUT updated bigint, OUT deleted bigint,
+						  OUT bytes bigint, OUT duration interval)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sync_pull_id'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION sync_pull(remote text,
+						  OUT machine_id bigint, OUT status text,
+						  OUT tables integer, OUT inserted bigint,
+						  OUT updated bigint, OUT deleted bigint,
+						  OUT bytes bigint, OUT duration interval)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sync_pull_name'
+LANGUAGE C STRICT VOLATILE;
+
+--
+-- Per remote machine: the last pull attempted, the last that succeeded.
+--
+CREATE VIEW sync_status AS
+SELECT m.id AS machine_id,
+	   m.hostname,
+	   m.sync_url,
+	   a.started_at AS last_attempt,
+	   a.status,
+	   a.message,
+	   s.started_at AS last_success,
+	   a.tables,
+	   a.inserted,
+	   a.updated,
+	   a.deleted,
+	   a.bytes,
+	   st.applied_at
+  FROM sync_machine m
+  LEFT JOIN sync_instance i ON true
+  LEFT JOIN LATERAL (SELECT l.* FROM sync_log l
+					  WHERE l.kind = 'pull' AND l.machine_id = m.id
+					  ORDER BY l.started_at DESC, l.id DESC LIMIT 1) a ON true
+  LEFT JOIN LATERAL (SELECT l.* FROM sync_log l
+					  WHERE l.kind = 'pull' AND l.machine_id = m.id
+						AND l.status IN ('applied', 'unchanged')
+					  ORDER BY l.started_at DESC, l.id DESC LIMIT 1) s ON true
+  LEFT JOIN sync_pull_state st ON st.machine_id = m.id
+ WHERE m.id IS DISTINCT FROM i.machine_id;
+
+COMMENT ON VIEW sync_status IS 'per remote machine, the last pull attempted and the last that succeeded';
+
+--
+-- Pulls under way: what each is doing.
+--
+CREATE VIEW sync_progress AS
+SELECT a.pid,
+	   (pg_catalog.regexp_match(a.query, 'machine=(-?[0-9]+)'))[1]::bigint AS machine_id,
+	   (pg_catalog.regexp_match(a.query, 'phase=([a-z]+)'))[1] AS phase,
+	   NULLIF((pg_catalog.regexp_match(a.query, 'table=(.*)$'))[1], '-') AS table_name,
+	   (pg_catalog.regexp_match(a.query, 'bytes=([0-9]+)'))[1]::bigint AS bytes,
+	   (pg_catalog.regexp_match(a.query, 'rows=([0-9]+)'))[1]::bigint AS rows,
+	   a.query_start AS started_at
+  FROM pg_catalog.pg_stat_activity a
+ WHERE a.state = 'active' AND a.query LIKE 'sync_pull machine=%';
+
+COMMENT ON VIEW sync_progress IS 'pulls under way and their phase';
+
+SELECT pg_catalog.pg_extension_config_dump('sync_remote', '');
+SELECT pg_catalog.pg_extension_config_dump('sync_pull_state', '');
+
+--
 -- Nothing is open to PUBLIC; see doc/privileges.md for what to grant.
 --
 REVOKE ALL ON TABLE sync_machine, sync_instance, sync_table,
-	sync_sequence_usage, sync_log FROM PUBLIC;
+	sync_sequence_usage, sync_log, sync_remote, sync_remote_options,
+	sync_pull_state, sync_status, sync_progress FROM PUBLIC;
 REVOKE ALL ON SEQUENCE sync_log_id_seq FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	sync_register_machine(bigint, text, text, text, bigint, bigint),
@@ -265,7 +382,10 @@ REVOKE ALL ON FUNCTION
 	sync_key_sequences(regclass, name),
 	sync_forget_dropped_tables(),
 	sync_follow_renamed_keys(),
-	sync_dump(integer, boolean, boolean)
+	sync_dump(integer, boolean, boolean),
+	sync_set_remote(bigint, text, text, text, text),
+	sync_pull(bigint),
+	sync_pull(text)
 	FROM PUBLIC;
 
 --

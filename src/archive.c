@@ -13,6 +13,10 @@
  * PostgreSQL's resource tracking; the caller must call SyncArchiveFinish or
  * SyncArchiveAbort on every path (dump.c does so in PG_FINALLY).
  *
+ * Reading (for pulls) streams the same format back, one member at a time,
+ * checking zstd's frame checksum and every tar header's checksum; a
+ * truncated or corrupted archive is an ERROR, never a short read.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -390,4 +394,245 @@ SyncWriteFileDurably(const char *tmppath, const char *path, const char *data,
 				(errcode_for_file_access(),
 				 errmsg("could not close file \"%s\": %m", tmppath)));
 	durable_rename(tmppath, path, ERROR);
+}
+
+
+/*
+ * Reading an archive.
+ */
+struct SyncArchiveReader
+{
+	char	   *path;
+	int			fd;				/* -1 once closed */
+	ZSTD_DCtx  *zstd;
+	char	   *inbuf;			/* compressed bytes read from the file */
+	ZSTD_inBuffer in;
+	bool		eof;			/* the file has no more bytes */
+	bool		frame_done;		/* zstd reported the end of its frame */
+	char	   *outbuf;			/* decompressed bytes not consumed yet */
+	size_t		outsize;
+	size_t		outpos;
+	size_t		outlen;
+	uint64		member_left;	/* data bytes left in the current member */
+	uint64		padding_left;	/* padding after it */
+};
+
+/* Report a damaged archive. */
+static void
+ArchiveCorrupt(SyncArchiveReader *reader, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("archive \"%s\" is damaged", reader->path),
+			 errdetail("%s", detail)));
+}
+
+/*
+ * Decompress more bytes into outbuf; false at the clean end of the stream.
+ */
+static bool
+Refill(SyncArchiveReader *reader)
+{
+	reader->outpos = reader->outlen = 0;
+	while (reader->outlen == 0)
+	{
+		ZSTD_outBuffer out = {reader->outbuf, reader->outsize, 0};
+		size_t		rc;
+
+		CHECK_FOR_INTERRUPTS();
+		if (reader->in.pos == reader->in.size && !reader->eof)
+		{
+			ssize_t		n = read(reader->fd, reader->inbuf, ZSTD_DStreamInSize());
+
+			if (n < 0)
+				ereport(ERROR,
+						(errcode_for_file_access(),
+						 errmsg("could not read archive \"%s\": %m", reader->path)));
+			reader->in.src = reader->inbuf;
+			reader->in.size = n;
+			reader->in.pos = 0;
+			if (n == 0)
+				reader->eof = true;
+		}
+		if (reader->in.pos == reader->in.size && reader->eof)
+		{
+			if (!reader->frame_done)
+				ArchiveCorrupt(reader, "The zstd stream ends early: the archive is truncated.");
+			return false;
+		}
+		rc = ZSTD_decompressStream(reader->zstd, &out, &reader->in);
+		if (ZSTD_isError(rc))
+			ArchiveCorrupt(reader, psprintf("zstd: %s.", ZSTD_getErrorName(rc)));
+		reader->frame_done = (rc == 0);
+		reader->outlen = out.pos;
+	}
+	return true;
+}
+
+/*
+ * Copy up to len decompressed bytes into buf (NULL: skip them); returns
+ * how many, fewer only at the end of the stream.
+ */
+static size_t
+ReadRaw(SyncArchiveReader *reader, char *buf, size_t len)
+{
+	size_t		done = 0;
+
+	while (done < len)
+	{
+		size_t		n;
+
+		if (reader->outpos == reader->outlen && !Refill(reader))
+			break;
+		n = Min(len - done, reader->outlen - reader->outpos);
+		if (buf)
+			memcpy(buf + done, reader->outbuf + reader->outpos, n);
+		reader->outpos += n;
+		done += n;
+	}
+	return done;
+}
+
+/*
+ * Open an archive for reading.
+ */
+SyncArchiveReader *
+SyncArchiveOpen(const char *path)
+{
+	SyncArchiveReader *reader = palloc0(sizeof(SyncArchiveReader));
+
+	reader->fd = -1;
+	reader->path = pstrdup(path);
+	reader->inbuf = palloc(ZSTD_DStreamInSize());
+	reader->outsize = ZSTD_DStreamOutSize();
+	reader->outbuf = palloc(reader->outsize);
+	reader->zstd = ZSTD_createDCtx();
+	if (reader->zstd == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Could not create a zstd decompression context.")));
+	reader->fd = open(path, O_RDONLY | PG_BINARY, 0);
+	if (reader->fd < 0)
+	{
+		int			save_errno = errno;
+
+		SyncArchiveClose(reader);
+		errno = save_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open archive \"%s\": %m", path)));
+	}
+	return reader;
+}
+
+/* Parse an octal tar header field. */
+static bool
+ParseOctal(const char *field, int width, uint64 *value)
+{
+	int			i = 0;
+
+	*value = 0;
+	while (i < width && field[i] == ' ')
+		i++;
+	for (; i < width && field[i] >= '0' && field[i] <= '7'; i++)
+		*value = (*value << 3) + (field[i] - '0');
+	return i == width || field[i] == '\0' || field[i] == ' ';
+}
+
+/*
+ * Go to the next member: skips what is left of the current one.  Returns
+ * false at the end of the archive; otherwise its name and size.
+ */
+bool
+SyncArchiveNext(SyncArchiveReader *reader, char **name, uint64 *size)
+{
+	char		header[TAR_BLOCK];
+	uint64		checksum;
+	unsigned int sum = 0;
+	int			i;
+
+	/* skip the rest of the current member and its padding */
+	while (reader->member_left + reader->padding_left > 0)
+	{
+		uint64		skip = reader->member_left + reader->padding_left;
+		size_t		n = ReadRaw(reader, NULL, Min(skip, (uint64) 65536));
+
+		if (n == 0)
+			ArchiveCorrupt(reader, "A member ends early: the archive is truncated.");
+		if (n <= reader->member_left)
+			reader->member_left -= n;
+		else
+		{
+			reader->padding_left -= n - reader->member_left;
+			reader->member_left = 0;
+		}
+	}
+
+	if (ReadRaw(reader, header, TAR_BLOCK) != TAR_BLOCK)
+		ArchiveCorrupt(reader, "The tar stream ends without its end-of-archive blocks.");
+	for (i = 0; i < TAR_BLOCK && header[i] == 0; i++)
+		;
+	if (i == TAR_BLOCK)
+	{
+		/* end of archive: a second zero block, then the end of the stream */
+		if (ReadRaw(reader, header, TAR_BLOCK) != TAR_BLOCK)
+			ArchiveCorrupt(reader, "The tar stream ends without its end-of-archive blocks.");
+		while (ReadRaw(reader, header, TAR_BLOCK) > 0)
+			;
+		return false;
+	}
+
+	if (!ParseOctal(header + 148, 8, &checksum))
+		ArchiveCorrupt(reader, "A tar header has an invalid checksum field.");
+	for (i = 0; i < TAR_BLOCK; i++)
+		sum += (i >= 148 && i < 156) ? ' ' : (unsigned char) header[i];
+	if (sum != checksum)
+		ArchiveCorrupt(reader, "A tar header's checksum does not match.");
+	if (header[156] != '0' && header[156] != '\0')
+		ArchiveCorrupt(reader, "The archive holds something other than regular files.");
+	if (!ParseOctal(header + 124, 12, size))
+		ArchiveCorrupt(reader, "A tar header has an invalid size field.");
+
+	*name = pnstrdup(header, 100);
+	reader->member_left = *size;
+	reader->padding_left = (TAR_BLOCK - *size % TAR_BLOCK) % TAR_BLOCK;
+	return true;
+}
+
+/*
+ * Read up to len bytes of the current member's data; 0 at its end.
+ */
+size_t
+SyncArchiveRead(SyncArchiveReader *reader, char *buf, size_t len)
+{
+	size_t		n;
+
+	if (reader->member_left == 0)
+		return 0;
+	n = ReadRaw(reader, buf, Min((uint64) len, reader->member_left));
+	if (n == 0)
+		ArchiveCorrupt(reader, "A member ends early: the archive is truncated.");
+	reader->member_left -= n;
+	return n;
+}
+
+/*
+ * Release a reader.  Never throws; safe to call twice.
+ */
+void
+SyncArchiveClose(SyncArchiveReader *reader)
+{
+	if (reader == NULL)
+		return;
+	if (reader->fd >= 0)
+	{
+		close(reader->fd);
+		reader->fd = -1;
+	}
+	if (reader->zstd)
+	{
+		ZSTD_freeDCtx(reader->zstd);
+		reader->zstd = NULL;
+	}
 }

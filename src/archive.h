@@ -27,6 +27,16 @@ extern uint64 SyncArchiveFinish(SyncArchive *archive, const char *path,
 								char *sha256_hex);
 extern void SyncArchiveAbort(SyncArchive *archive);
 
+/* reading */
+typedef struct SyncArchiveReader SyncArchiveReader;
+
+extern SyncArchiveReader *SyncArchiveOpen(const char *path);
+extern bool SyncArchiveNext(SyncArchiveReader *reader, char **name,
+							uint64 *size);
+extern size_t SyncArchiveRead(SyncArchiveReader *reader, char *buf,
+							  size_t len);
+extern void SyncArchiveClose(SyncArchiveReader *reader);
+
 extern pg_cryptohash_ctx *SyncSha256Begin(void);
 extern void SyncSha256Finish(pg_cryptohash_ctx *ctx, char *hex);
 extern void SyncWriteFileDurably(const char *tmppath, const char *path,

@@ -180,3 +180,49 @@ SyncDumpClosure(DumpTable *tables, int ntables, const SyncRange *range,
 		}
 	} while (changed);
 }
+
+/*
+ * Order tables so that every table comes after the tables it references
+ * (parents first), keeping the given order among independent tables; the
+ * tables of a reference cycle keep their given order.  Subscribers apply
+ * archives in this order.  The caller is connected to SPI.
+ */
+void
+SyncSortTablesByReferences(DumpTable *tables, int ntables)
+{
+	List	   *edges = ClosureEdges(tables, ntables);
+	DumpTable  *sorted = palloc(sizeof(DumpTable) * ntables);
+	bool	   *placed = palloc0(sizeof(bool) * ntables);
+	int			n = 0;
+
+	while (n < ntables)
+	{
+		int			pick = -1;
+		int			i;
+
+		/* the first table all of whose parents are placed */
+		for (i = 0; i < ntables && pick < 0; i++)
+		{
+			ListCell   *lc;
+			bool		ready = !placed[i];
+
+			foreach(lc, edges)
+			{
+				ClosureEdge *edge = lfirst(lc);
+
+				if (ready && edge->child == i && edge->parent != i &&
+					!placed[edge->parent])
+					ready = false;
+			}
+			if (ready)
+				pick = i;
+		}
+		/* a cycle: take the first table not placed yet */
+		for (i = 0; i < ntables && pick < 0; i++)
+			if (!placed[i])
+				pick = i;
+		placed[pick] = true;
+		sorted[n++] = tables[pick];
+	}
+	memcpy(tables, sorted, sizeof(DumpTable) * ntables);
+}

@@ -10,9 +10,10 @@
  * of bounded size: memory stays flat whatever the table size.
  *
  * The archive (sync-<machine>-<time>.tar.zst) holds, as tar members:
- *	  registry/sync_machine.copy	the machine registry
+ *	  header.json				what follows: source, tables, columns, keys
+ *	  registry/000001.copy		the machine registry
  *	  tables/NNNN-<name>/NNNNNN.copy each table's rows, COPY text format
- *	  manifest.json				what the archive holds, with checksums
+ *	  manifest.json				the header plus files, counts and checksums
  * and sync-index.json beside it names the newest archive, its size and its
  * SHA-256, for subscribers to poll.
  *
@@ -181,7 +182,7 @@ TableDirectory(int position, const char *schema, const char *name)
  * validated again: the table may have changed since it was registered.
  */
 static void
-PrepareTable(DumpState *state, DumpTable *t, int position, Oid relid,
+PrepareTable(DumpState *state, DumpTable *t, Oid relid,
 			 const char *level_column, const char *filter, Jsonb *anonymize)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
@@ -198,7 +199,6 @@ PrepareTable(DumpState *state, DumpTable *t, int position, Oid relid,
 	t->qualname = SyncRelationName(relid);
 	t->key_name = pstrdup(NameStr(TupleDescAttr(desc, key_attnum - 1)->attname));
 	t->key = pstrdup(quote_identifier(t->key_name));
-	t->dir = TableDirectory(position, t->schema, t->name);
 
 	if (anonymize != NULL)
 	{
@@ -492,9 +492,12 @@ JsonString(StringInfo buf, const char *s)
 		escape_json(buf, s);
 }
 
-/* Append the manifest entry of one table. */
+/*
+ * Append the manifest entry of one table; with results, also its files,
+ * counts and checksum (the header, written first, has no results yet).
+ */
 static void
-ManifestTable(StringInfo buf, DumpTable *t)
+ManifestTable(StringInfo buf, DumpTable *t, bool results)
 {
 	ListCell   *lc;
 	bool		first = true;
@@ -519,7 +522,14 @@ ManifestTable(StringInfo buf, DumpTable *t)
 		appendStringInfoChar(buf, '}');
 		first = false;
 	}
-	appendStringInfoString(buf, "], \"files\": [");
+	appendStringInfo(buf, "], \"dir\": ");
+	JsonString(buf, t->dir);
+	if (!results)
+	{
+		appendStringInfoChar(buf, '}');
+		return;
+	}
+	appendStringInfoString(buf, ", \"files\": [");
 	first = true;
 	foreach(lc, t->files)
 	{
@@ -533,11 +543,11 @@ ManifestTable(StringInfo buf, DumpTable *t)
 }
 
 /*
- * The manifest: what the archive holds, where from, and the checksum of
- * every table's COPY text.
+ * The manifest: what the archive holds, where from, and (with results) the
+ * files, counts and checksum of every table's COPY text.
  */
 static char *
-BuildManifest(DumpState *state)
+BuildManifest(DumpState *state, bool results)
 {
 	StringInfoData buf;
 	int			i;
@@ -560,12 +570,12 @@ BuildManifest(DumpState *state)
 	appendStringInfoString(&buf, ",\n  \"snapshot_time\": ");
 	JsonString(&buf, FormatUtc(state->snapshot_time, false));
 	appendStringInfoString(&buf, ",\n  \"registry\": ");
-	ManifestTable(&buf, &state->registry);
+	ManifestTable(&buf, &state->registry, results);
 	appendStringInfoString(&buf, ",\n  \"tables\": [");
 	for (i = 0; i < state->ntables; i++)
 	{
 		appendStringInfoString(&buf, i ? ",\n    " : "\n    ");
-		ManifestTable(&buf, &state->tables[i]);
+		ManifestTable(&buf, &state->tables[i], results);
 	}
 	appendStringInfoString(&buf, "\n  ]\n}\n");
 	return buf.data;
@@ -714,8 +724,14 @@ PrepareTables(DumpState *state)
 	state->ntables = n;
 	state->tables = palloc0(sizeof(DumpTable) * n);
 	for (i = 0; i < n; i++)
-		PrepareTable(state, &state->tables[i], i + 1, relids[i], levels[i],
+		PrepareTable(state, &state->tables[i], relids[i], levels[i],
 					 filters[i], rules[i]);
+
+	/* parents first, so that subscribers can apply in archive order */
+	SyncSortTablesByReferences(state->tables, n);
+	for (i = 0; i < n; i++)
+		state->tables[i].dir = TableDirectory(i + 1, state->tables[i].schema,
+											  state->tables[i].name);
 }
 
 /*
@@ -817,12 +833,14 @@ RunDump(DumpState *state)
 												MyDatabaseId, MyProcPid),
 									   SYNC_ZSTD_LEVEL);
 
+	manifest = BuildManifest(state, false);
+	SyncArchiveAddMember(state->archive, "header.json", manifest, strlen(manifest));
 	ExportTable(state, &state->registry, &everything, snapshot);
 	state->rows -= state->registry.rows;	/* count table rows only */
 	for (i = 0; i < state->ntables; i++)
 		ExportTable(state, &state->tables[i], &state->range, snapshot);
 
-	manifest = BuildManifest(state);
+	manifest = BuildManifest(state, true);
 	SyncArchiveAddMember(state->archive, "manifest.json", manifest, strlen(manifest));
 	state->bytes = SyncArchiveFinish(state->archive, state->archive_path,
 									 state->sha256);

@@ -44,6 +44,7 @@ typedef struct DumpColumn
 } DumpColumn;
 
 /* closure.c */
+extern void SyncSortTablesByReferences(DumpTable *tables, int ntables);
 extern void SyncDumpClosure(DumpTable *tables, int ntables,
 							const SyncRange *range, int level,
 							Snapshot snapshot);

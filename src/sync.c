@@ -8,6 +8,9 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+#include <curl/curl.h>
+
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
@@ -21,8 +24,14 @@
 
 PG_MODULE_MAGIC;
 
-/* GUC: where sync_dump writes */
+/* settings */
 char	   *sync_dump_directory = NULL;
+char	   *sync_work_directory = NULL;
+int			sync_max_download_kb = 1024 * 1024;
+int			sync_connect_timeout = 10 * 1000;
+int			sync_timeout = 30 * 60 * 1000;
+int			sync_max_redirects = 5;
+int			sync_registry_authority = 0;
 
 /* The extension's schema (and its quoted name), set by SyncEnter. */
 static Oid	sync_schema_oid = InvalidOid;
@@ -45,6 +54,57 @@ _PG_init(void)
 							   PGC_SUSET,
 							   0,
 							   NULL, NULL, NULL);
+	DefineCustomStringVariable("sync.work_directory",
+							   "Directory where sync_pull() keeps downloads while it verifies and applies them.",
+							   "Empty means the data directory's pgsql_tmp. A relative path is relative to the data directory.",
+							   &sync_work_directory,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("sync.max_download_bytes",
+							"Largest archive sync_pull() downloads.",
+							NULL,
+							&sync_max_download_kb,
+							1024 * 1024, 1, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("sync.connect_timeout",
+							"Time allowed to connect to another machine.",
+							NULL,
+							&sync_connect_timeout,
+							10 * 1000, 1, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("sync.timeout",
+							"Time allowed for one download from another machine.",
+							NULL,
+							&sync_timeout,
+							30 * 60 * 1000, 1, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("sync.max_redirects",
+							"Most HTTP redirects followed when fetching from another machine.",
+							NULL,
+							&sync_max_redirects,
+							5, 0, 50,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("sync.registry_authority",
+							"Machine whose archives may change other machines' registry entries.",
+							"Hostnames, URLs and contacts of a machine change through that machine's own archive or the authority's.",
+							&sync_registry_authority,
+							0, 0, INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		elog(ERROR, "could not initialize libcurl");
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("sync");

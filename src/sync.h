@@ -25,6 +25,12 @@
 
 /* settings */
 extern char *sync_dump_directory;
+extern char *sync_work_directory;
+extern int	sync_max_download_kb;
+extern int	sync_connect_timeout;
+extern int	sync_timeout;
+extern int	sync_max_redirects;
+extern int	sync_registry_authority;
 
 /* One machine's owned key range, inclusive at both ends. */
 typedef struct SyncRange

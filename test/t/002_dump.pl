@@ -120,7 +120,7 @@ is( $listing,
 	  . "tables/0002-public.site/000001.copy\n"
 	  . "tables/0003-public.trait/000001.copy\n"
 	  . "manifest.json\n",
-	'tar lists the registry, one file per table and the manifest');
+	'tar lists the header, the registry, one file per table (parents first) and the manifest');
 
 my $index = decode_json(slurp_file("$dumpdir/sync-index.json"));
 is($dumpdir . '/' . $index->{archive}, $path, 'index names the archive');

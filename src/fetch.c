@@ -1,0 +1,355 @@
+/*-------------------------------------------------------------------------
+ *
+ * fetch.c
+ *		Fetching what another machine published, with libcurl.
+ *
+ * Only http and https (and file, for roles allowed to read server files)
+ * are spoken, redirects are bounded and may not leave http(s), TLS peers
+ * are verified (against a per-remote CA file where one is configured), and
+ * connect and total timeouts come from settings.  A progress callback lets
+ * a cancel or statement_timeout stop a transfer promptly.  Downloads are
+ * capped by sync.max_download_bytes.  The curl handle and its lists are
+ * released on every path, errors included.
+ *
+ * Credentials (user name, password, proxy) never appear in an error
+ * message, a log row or a dump.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <unistd.h>
+#include <curl/curl.h>
+
+#include "catalog/pg_authid.h"
+#include "common/cryptohash.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+
+#include "archive.h"
+#include "fetch.h"
+#include "sync.h"
+
+/* State of one transfer, shared with the callbacks. */
+typedef struct Transfer
+{
+	const char *what;			/* for messages: "index", "archive" */
+	int			fd;				/* destination file, or -1 */
+	StringInfo	buf;			/* destination buffer, or NULL */
+	pg_cryptohash_ctx *sha;		/* digest of what is received, or NULL */
+	uint64		received;
+	uint64		limit;
+	bool		too_large;
+	int			write_errno;	/* errno of a failed write, or 0 */
+	bool		interrupted;
+} Transfer;
+
+/*
+ * curl write callback: append to the file or buffer, within the cap.
+ * Returning less than asked aborts the transfer.
+ */
+static size_t
+WriteCallback(char *data, size_t size, size_t nmemb, void *arg)
+{
+	Transfer   *t = (Transfer *) arg;
+	size_t		len = size * nmemb;
+
+	if (t->received + len > t->limit)
+	{
+		t->too_large = true;
+		return 0;
+	}
+	if (t->fd >= 0)
+	{
+		size_t		done = 0;
+
+		while (done < len)
+		{
+			ssize_t		n = write(t->fd, data + done, len - done);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+			{
+				t->write_errno = (n < 0) ? errno : ENOSPC;
+				return 0;
+			}
+			done += n;
+		}
+	}
+	else
+		appendBinaryStringInfo(t->buf, data, len);
+	if (t->sha && pg_cryptohash_update(t->sha, (uint8 *) data, len) < 0)
+	{
+		t->write_errno = EIO;
+		return 0;
+	}
+	t->received += len;
+	return len;
+}
+
+/*
+ * curl progress callback: abort the transfer when the backend is asked to
+ * cancel or terminate; the caller then raises the interrupt.
+ */
+static int
+ProgressCallback(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+				 curl_off_t ultotal, curl_off_t ulnow)
+{
+	Transfer   *t = (Transfer *) arg;
+
+	if (InterruptPending && (QueryCancelPending || ProcDiePending))
+	{
+		t->interrupted = true;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * The URL of a file published under a machine's sync_url.
+ */
+char *
+SyncRemoteUrl(const SyncRemote *remote, const char *name)
+{
+	size_t		len = strlen(remote->url);
+
+	return psprintf("%s%s%s", remote->url,
+					(len > 0 && remote->url[len - 1] == '/') ? "" : "/", name);
+}
+
+/* Set a curl option; a failure is a bug or an old libcurl. */
+#define SET_OPT(handle, opt, value) \
+	do { \
+		CURLcode rc_ = curl_easy_setopt((handle), (opt), (value)); \
+		if (rc_ != CURLE_OK) \
+			elog(ERROR, "could not set curl option %s: %s", #opt, \
+				 curl_easy_strerror(rc_)); \
+	} while (0)
+
+/*
+ * Report a failed transfer of url from remote.
+ */
+static void
+ReportCurlError(const SyncRemote *remote, const char *url, Transfer *t,
+				CURLcode rc, const char *errbuf)
+{
+	const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+
+	if (t->interrupted)
+		CHECK_FOR_INTERRUPTS();
+	if (t->too_large)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s of machine " INT64_FORMAT " is larger than sync.max_download_bytes (" UINT64_FORMAT " bytes)",
+						t->what, remote->machine_id, t->limit),
+				 errdetail("Fetching %s was stopped after " UINT64_FORMAT " bytes.", url, t->received),
+				 errhint("Raise sync.max_download_bytes if the machine really publishes that much.")));
+	if (t->write_errno)
+	{
+		errno = t->write_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not store %s of machine " INT64_FORMAT ": %m",
+						t->what, remote->machine_id),
+				 errhint("Check the space in sync.work_directory.")));
+	}
+	switch (rc)
+	{
+		case CURLE_OPERATION_TIMEDOUT:
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("fetching %s of machine " INT64_FORMAT " timed out", t->what,
+							remote->machine_id),
+					 errdetail("%s: %s", url, detail),
+					 errhint("See sync.connect_timeout and sync.timeout.")));
+			break;
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CACERT_BADFILE:
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_SSL_CERTPROBLEM:
+		case CURLE_SSL_ISSUER_ERROR:
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("TLS connection to machine " INT64_FORMAT " failed", remote->machine_id),
+					 errdetail("%s: %s", url, detail),
+					 errhint("If the machine uses a certificate of your own certificate authority, give its CA file with sync_set_remote(%lld, ca_file => '...').",
+							 (long long) remote->machine_id)));
+			break;
+		case CURLE_UNSUPPORTED_PROTOCOL:
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("protocol of %s is not allowed", url),
+					 errdetail("%s", detail),
+					 errhint("Machines are reached over http or https; file:// URLs only by superusers and members of pg_read_server_files.")));
+			break;
+		default:
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not fetch %s of machine " INT64_FORMAT, t->what,
+							remote->machine_id),
+					 errdetail("%s: %s", url, detail)));
+	}
+}
+
+/*
+ * Fetch name from remote into fd (or, with fd < 0, into buf), at most
+ * limit bytes, computing its SHA-256 into sha when given.  With
+ * if_none_match, a 304 answer sets result->not_modified and fetches
+ * nothing.  Any failure is an ERROR.
+ */
+static void
+Fetch(const SyncRemote *remote, const char *name, const char *what,
+	  int fd, StringInfo buf, pg_cryptohash_ctx *sha, uint64 limit,
+	  const char *if_none_match, SyncFetchResult *result)
+{
+	char	   *url = SyncRemoteUrl(remote, name);
+	CURL	   *volatile handle = NULL;
+	struct curl_slist *volatile headers = NULL;
+	char		errbuf[CURL_ERROR_SIZE];
+	Transfer	t;
+	bool		file_allowed;
+
+	memset(&t, 0, sizeof(t));
+	t.what = what;
+	t.fd = fd;
+	t.buf = buf;
+	t.sha = sha;
+	t.limit = limit;
+	memset(result, 0, sizeof(*result));
+	errbuf[0] = '\0';
+
+	file_allowed = superuser() ||
+		has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES);
+
+	PG_TRY();
+	{
+		CURLcode	rc;
+		long		status = 0;
+
+		handle = curl_easy_init();
+		if (handle == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create a curl handle")));
+
+		SET_OPT(handle, CURLOPT_URL, url);
+		SET_OPT(handle, CURLOPT_PROTOCOLS_STR, file_allowed ? "http,https,file" : "http,https");
+		SET_OPT(handle, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+		SET_OPT(handle, CURLOPT_FOLLOWLOCATION, 1L);
+		SET_OPT(handle, CURLOPT_MAXREDIRS, (long) sync_max_redirects);
+		SET_OPT(handle, CURLOPT_CONNECTTIMEOUT_MS, (long) sync_connect_timeout);
+		SET_OPT(handle, CURLOPT_TIMEOUT_MS, (long) sync_timeout);
+		SET_OPT(handle, CURLOPT_NOSIGNAL, 1L);
+		SET_OPT(handle, CURLOPT_SSL_VERIFYPEER, 1L);
+		SET_OPT(handle, CURLOPT_SSL_VERIFYHOST, 2L);
+		SET_OPT(handle, CURLOPT_ERRORBUFFER, errbuf);
+		SET_OPT(handle, CURLOPT_WRITEFUNCTION, WriteCallback);
+		SET_OPT(handle, CURLOPT_WRITEDATA, &t);
+		SET_OPT(handle, CURLOPT_NOPROGRESS, 0L);
+		SET_OPT(handle, CURLOPT_XFERINFOFUNCTION, ProgressCallback);
+		SET_OPT(handle, CURLOPT_XFERINFODATA, &t);
+		SET_OPT(handle, CURLOPT_USERAGENT, "sync/" SYNC_EXTENSION_VERSION);
+		/* an archive is already compressed; the index is tiny */
+		SET_OPT(handle, CURLOPT_ACCEPT_ENCODING, NULL);
+		if (remote->ca_file)
+			SET_OPT(handle, CURLOPT_CAINFO, remote->ca_file);
+		if (remote->username)
+		{
+			SET_OPT(handle, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+			SET_OPT(handle, CURLOPT_USERNAME, remote->username);
+			SET_OPT(handle, CURLOPT_PASSWORD, remote->password ? remote->password : "");
+		}
+		if (remote->proxy)
+			SET_OPT(handle, CURLOPT_PROXY, remote->proxy);
+		if (if_none_match)
+		{
+			headers = curl_slist_append(headers,
+										psprintf("If-None-Match: %s", if_none_match));
+			if (headers == NULL)
+				elog(ERROR, "could not build HTTP headers");
+			SET_OPT(handle, CURLOPT_HTTPHEADER, headers);
+		}
+
+		rc = curl_easy_perform(handle);
+		CHECK_FOR_INTERRUPTS();
+		if (rc != CURLE_OK)
+			ReportCurlError(remote, url, &t, rc, errbuf);
+
+		curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &status);
+		if (pg_strncasecmp(url, "file:", 5) == 0)
+			status = 200;
+		result->http_status = status;
+		if (status == 304 && if_none_match)
+			result->not_modified = true;
+		else if (status == 404)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FILE),
+					 errmsg("machine " INT64_FORMAT " has published no %s at %s",
+							remote->machine_id, what, url),
+					 errdetail("The web server answered 404 Not Found."),
+					 errhint("Check the machine's sync_url, and that sync_dump() has run there.")));
+		else if (status != 200)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not fetch %s of machine " INT64_FORMAT, what,
+							remote->machine_id),
+					 errdetail("%s answered HTTP status %ld.", url, status)));
+		{
+			struct curl_header *h;
+
+			if (curl_easy_header(handle, "ETag", 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
+				result->etag = pstrdup(h->value);
+		}
+		result->bytes = t.received;
+	}
+	PG_FINALLY();
+	{
+		if (headers)
+			curl_slist_free_all(headers);
+		if (handle)
+			curl_easy_cleanup(handle);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Fetch a machine's index (small, into memory).  With etag, a 304 answer
+ * sets not_modified and returns NULL.
+ */
+char *
+SyncFetchIndex(const SyncRemote *remote, const char *etag,
+			   SyncFetchResult *result)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	Fetch(remote, SYNC_INDEX_NAME, "index", -1, &buf, NULL,
+		  1024 * 1024, etag, result);
+	return result->not_modified ? NULL : buf.data;
+}
+
+/*
+ * Fetch an archive into the open file fd, computing its SHA-256 as hex.
+ */
+void
+SyncFetchArchive(const SyncRemote *remote, const char *name, int fd,
+				 char *sha256_hex, SyncFetchResult *result)
+{
+	pg_cryptohash_ctx *volatile sha = SyncSha256Begin();
+
+	PG_TRY();
+	{
+		Fetch(remote, name, "archive", fd, NULL, sha,
+			  (uint64) sync_max_download_kb * 1024, NULL, result);
+		SyncSha256Finish(sha, sha256_hex);
+		sha = NULL;
+	}
+	PG_FINALLY();
+	{
+		if (sha)
+			pg_cryptohash_free(sha);
+	}
+	PG_END_TRY();
+}
