@@ -287,7 +287,6 @@ SELECT machine_id, ca_file, username, password IS NOT NULL AS has_password,
 --
 CREATE TABLE sync_pull_state (
 	machine_id		bigint PRIMARY KEY REFERENCES sync_machine (id) ON DELETE CASCADE,
-	index_etag		text,
 	archive_sha256	text NOT NULL,
 	table_sha256	jsonb NOT NULL,
 	applied_at		timestamptz NOT NULL

@@ -229,6 +229,9 @@ MapTable(Pull *pull, PullTable *t)
 	t->relid = relid;
 
 	rel = table_open(relid, AccessShareLock);
+	/* rows of tables inheriting from it are not its */
+	t->from = (rel->rd_rel->relkind == RELKIND_RELATION) ?
+		psprintf("ONLY %s", t->qualname) : t->qualname;
 	desc = RelationGetDescr(rel);
 	key = SyncKeyColumn(rel);
 	if (strcmp(NameStr(TupleDescAttr(desc, key - 1)->attname), t->key) != 0)
@@ -331,7 +334,7 @@ HasRowsInRange(Pull *pull, PullTable *t)
 	Datum		values[2] = {Int64GetDatum(pull->range.start), Int64GetDatum(pull->range.end)};
 
 	return SyncExecute(psprintf("SELECT 1 FROM %s WHERE %s BETWEEN $1 AND $2 LIMIT 1",
-								t->qualname, quote_identifier(t->key)),
+								t->from, quote_identifier(t->key)),
 					   2, argtypes, values, NULL) > 0;
 }
 
@@ -505,14 +508,14 @@ MergeTable(Pull *pull, List *edges, int *order_pos, int ti)
 	t->inserted += SyncExecute(psprintf("INSERT INTO %s (%s) SELECT %s FROM %s s"
 										" WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE t.%s = s.%s)",
 										t->qualname, cols.data, vals.data, t->stage,
-										t->qualname, key, key),
+										t->from, key, key),
 							   0, NULL, NULL, NULL);
 	if (set.len > 0)
 	{
 		SyncPullProgress(pull, "updating", t->qualname, 0, t->inserted);
 		t->updated += SyncExecute(psprintf("UPDATE %s t SET %s FROM %s s"
 										   " WHERE t.%s = s.%s AND t.%s BETWEEN $1 AND $2 AND (%s)",
-										   t->qualname, set.data, t->stage,
+										   t->from, set.data, t->stage,
 										   key, key, key, differ.data),
 								  2, argtypes, values, NULL);
 	}
@@ -547,7 +550,7 @@ ApplyBackColumns(Pull *pull, List *edges, int *order_pos, int ti)
 	if (set.len == 0)
 		return;
 	(void) SyncExecute(psprintf("UPDATE %s t SET %s FROM %s s WHERE t.%s = s.%s AND (%s)",
-								t->qualname, set.data, t->stage, key, key, differ.data),
+								t->from, set.data, t->stage, key, key, differ.data),
 					   0, NULL, NULL, NULL);
 }
 
@@ -622,7 +625,7 @@ CheckDeletionReach(Pull *pull, int ti)
 		sql = psprintf("SELECT %s, t.%s FROM %s r JOIN %s t ON %s"
 					   " WHERE %s AND NOT %s LIMIT 5",
 					   rkey, quote_identifier(t->key),
-					   SyncRelationName(children[r]), t->qualname, joins[r],
+					   SyncRelationName(children[r]), t->from, joins[r],
 					   ScheduledSql(pull, t, "t"),
 					   (child && child->stage) ? ScheduledSql(pull, child, "r") : "false");
 		if (SyncExecute(sql, 0, NULL, NULL, NULL) > 0)
@@ -662,7 +665,7 @@ DeleteMissing(Pull *pull, int ti)
 	CheckDeletionReach(pull, ti);
 	SyncPullProgress(pull, "deleting", t->qualname, 0, 0);
 	t->deleted += SyncExecute(psprintf("DELETE FROM %s t WHERE %s",
-									   t->qualname, ScheduledSql(pull, t, "t")),
+									   t->from, ScheduledSql(pull, t, "t")),
 							  0, NULL, NULL, NULL);
 }
 
@@ -680,7 +683,7 @@ ClearBackColumns(Pull *pull, List *edges, int *order_pos, int ti)
 							 quote_identifier(t->columns[i]));
 	if (set.len > 0)
 		(void) SyncExecute(psprintf("UPDATE %s t SET %s WHERE %s",
-									t->qualname, set.data, ScheduledSql(pull, t, "t")),
+									t->from, set.data, ScheduledSql(pull, t, "t")),
 						   0, NULL, NULL, NULL);
 }
 

@@ -219,9 +219,15 @@ SyncArchiveCreate(const char *tmppath, int level)
 	 * server.
 	 */
 	if (fchmod(archive->fd, SYNC_PUBLISHED_FILE_MODE) != 0)
+	{
+		int			save_errno = errno;
+
+		SyncArchiveAbort(archive);
+		errno = save_errno;
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not set permissions of dump archive \"%s\": %m", tmppath)));
+	}
 	return archive;
 }
 
@@ -372,30 +378,43 @@ SyncWriteFileDurably(const char *tmppath, const char *path, const char *data,
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not create file \"%s\": %m", tmppath)));
-	if (fchmod(fd, SYNC_PUBLISHED_FILE_MODE) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not set permissions of file \"%s\": %m", tmppath)));
-	errno = 0;
-	if (write(fd, data, len) != (ssize_t) len)
+	PG_TRY();
 	{
-		if (errno == 0)
-			errno = ENOSPC;
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not write file \"%s\": %m", tmppath)));
+		if (fchmod(fd, SYNC_PUBLISHED_FILE_MODE) != 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not set permissions of file \"%s\": %m", tmppath)));
+		errno = 0;
+		if (write(fd, data, len) != (ssize_t) len)
+		{
+			if (errno == 0)
+				errno = ENOSPC;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not write file \"%s\": %m", tmppath)));
+		}
+		if (pg_fsync(fd) != 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not fsync file \"%s\": %m", tmppath)));
+		if (CloseTransientFile(fd) != 0)
+		{
+			fd = -1;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not close file \"%s\": %m", tmppath)));
+		}
+		fd = -1;
+		durable_rename(tmppath, path, ERROR);
 	}
-	if (pg_fsync(fd) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not fsync file \"%s\": %m", tmppath)));
-	if (CloseTransientFile(fd) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not close file \"%s\": %m", tmppath)));
-	durable_rename(tmppath, path, ERROR);
+	PG_CATCH();
+	{
+		/* a transient file is closed at abort; the name is ours to remove */
+		(void) unlink(tmppath);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }
-
 
 /*
  * Reading an archive.

@@ -104,7 +104,7 @@ SyncDumpClosure(DumpTable *tables, int ntables, const SyncRange *range,
 	Datum		values[3] = {Int64GetDatum(range->start), Int64GetDatum(range->end),
 	Int32GetDatum(level)};
 	bool	   *seeded = palloc0(sizeof(bool) * ntables);
-	bool		changed;
+	int			round;
 
 	if (edges == NIL)
 		return;
@@ -123,7 +123,7 @@ SyncDumpClosure(DumpTable *tables, int ntables, const SyncRange *range,
 			if (t->ex_table)
 				continue;
 			t->ex_table = psprintf("pg_temp.sync_dump_excluded_%d", ends[e] + 1);
-			SyncExecute(psprintf("CREATE TEMP TABLE %s (key bigint PRIMARY KEY)",
+			SyncExecute(psprintf("CREATE TEMP TABLE %s (key bigint PRIMARY KEY, round integer NOT NULL)",
 								 strchr(t->ex_table, '.') + 1),
 						0, NULL, NULL, NULL);
 			t->ex_rows = 0;
@@ -140,18 +140,24 @@ SyncDumpClosure(DumpTable *tables, int ntables, const SyncRange *range,
 			continue;
 		seeded[edge->parent] = true;
 		p->ex_rows += SyncExecuteSnapshot(psprintf("INSERT INTO %s"
-												   " SELECT t.%s FROM %s t"
+												   " SELECT t.%s, 0 FROM %s t"
 												   " WHERE t.%s BETWEEN $1 AND $2 AND NOT (%s)"
 												   " ON CONFLICT DO NOTHING",
-												   p->ex_table, p->key, p->qualname,
+												   p->ex_table, p->key, p->from,
 												   p->key, p->keep_sql),
 										  3, argtypes, values, NULL, snapshot);
 	}
 
-	/* follow the references until nothing more is left out */
-	do
+	/*
+	 * Follow the references until nothing more is left out.  Each round
+	 * joins only the keys the previous round added (semi-naive evaluation),
+	 * so a long chain costs rounds of small joins, not repeated full ones.
+	 */
+	for (round = 0;; round++)
 	{
-		changed = false;
+		bool		changed = false;
+
+		values[2] = Int32GetDatum(round);
 		foreach(lc, edges)
 		{
 			ClosureEdge *edge = lfirst(lc);
@@ -163,22 +169,24 @@ SyncDumpClosure(DumpTable *tables, int ntables, const SyncRange *range,
 			if (p->ex_rows == 0)
 				continue;
 			n = SyncExecuteSnapshot(psprintf("INSERT INTO %s"
-											 " SELECT c.%s FROM %s c"
+											 " SELECT c.%s, $3 + 1 FROM %s c"
 											 " JOIN %s p ON %s"
-											 " JOIN %s e ON e.key = p.%s"
+											 " JOIN %s e ON e.key = p.%s AND e.round = $3"
 											 " WHERE c.%s BETWEEN $1 AND $2"
 											 " ON CONFLICT DO NOTHING",
-											 c->ex_table, c->key, c->qualname,
-											 p->qualname, edge->join_sql,
+											 c->ex_table, c->key, c->from,
+											 p->from, edge->join_sql,
 											 p->ex_table, p->key, c->key),
-									2, argtypes, values, NULL, snapshot);
+									3, argtypes, values, NULL, snapshot);
 			if (n > 0)
 			{
 				c->ex_rows += n;
 				changed = true;
 			}
 		}
-	} while (changed);
+		if (!changed)
+			break;
+	}
 }
 
 /*

@@ -26,6 +26,7 @@
 
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
@@ -88,6 +89,8 @@ typedef struct DumpState
 	/* resources to release if the dump fails */
 	SyncArchive *archive;
 	pg_cryptohash_ctx *table_sha;
+	bool		archive_published;	/* renamed into place */
+	bool		index_written;	/* the index names it */
 
 	/* results */
 	int64		rows;
@@ -197,6 +200,9 @@ PrepareTable(DumpState *state, DumpTable *t, Oid relid,
 	t->schema = get_namespace_name(RelationGetNamespace(rel));
 	t->name = pstrdup(RelationGetRelationName(rel));
 	t->qualname = SyncRelationName(relid);
+	/* rows of tables inheriting from it are theirs, not its */
+	t->from = (rel->rd_rel->relkind == RELKIND_RELATION) ?
+		psprintf("ONLY %s", t->qualname) : t->qualname;
 	t->key_name = pstrdup(NameStr(TupleDescAttr(desc, key_attnum - 1)->attname));
 	t->key = pstrdup(quote_identifier(t->key_name));
 
@@ -418,7 +424,7 @@ ExportTable(DumpState *state, DumpTable *t, const SyncRange *range,
 				   " WHERE t.%s BETWEEN $1 AND $2 ORDER BY t.%s",
 				   t->keep_sql,
 				   t->ex_rows > 0 ? " AND e.key IS NULL" : "",
-				   t->select_sql, t->qualname,
+				   t->select_sql, t->from,
 				   t->ex_rows > 0 ? psprintf(" LEFT JOIN %s e ON e.key = t.%s",
 											 t->ex_table, t->key) : "",
 				   t->key, t->key);
@@ -582,13 +588,25 @@ BuildManifest(DumpState *state, bool results)
 }
 
 /*
+ * Start of the names of this database's temporary files: the cluster's
+ * system identifier and the database, so that dumps of other databases or
+ * other clusters sharing the directory are never mistaken for ours.
+ */
+static char *
+TempPrefix(void)
+{
+	return psprintf(".sync-" UINT64_FORMAT "-%u", GetSystemIdentifier(),
+					MyDatabaseId);
+}
+
+/*
  * Remove temporary files that an earlier dump of this database left when
  * its server crashed.  Dumps are serialized, so none is in use.
  */
 static void
 RemoveStaleTemporaryFiles(const char *dir)
 {
-	char	   *prefix = psprintf(".sync-%u-", MyDatabaseId);
+	char	   *prefix = psprintf("%s-", TempPrefix());
 	DIR		   *d = AllocateDir(dir);
 	struct dirent *de;
 
@@ -610,46 +628,72 @@ RemoveStaleTemporaryFiles(const char *dir)
 	FreeDir(d);
 }
 
-static int
-CompareNames(const ListCell *a, const ListCell *b)
+/*
+ * The archive the current index names, or NULL.
+ */
+static char *
+IndexedArchive(DumpState *state)
 {
-	return strcmp(lfirst(a), lfirst(b));
+	char	   *path = psprintf("%s/%s", state->dir, SYNC_INDEX_NAME);
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	char	   *text;
+	FILE	   *f = AllocateFile(path, "r");
+	char		buf[4096];
+	size_t		n;
+
+	if (f == NULL)
+		return NULL;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	FreeFile(f);
+	buf[n] = '\0';
+	text = buf;
+	values[0] = CStringGetTextDatum(text);
+	PG_TRY();
+	{
+		SyncExecute("SELECT $1::pg_catalog.jsonb->>'archive'", 1, argtypes, values, NULL);
+	}
+	PG_CATCH();
+	{
+		/* an index we cannot read names nothing worth keeping */
+		FlushErrorState();
+		return NULL;
+	}
+	PG_END_TRY();
+	return SyncGetText(0, 1);
 }
 
 /*
- * Keep the newest archives of this machine (the one the index names and
- * the one before, which a subscriber may still be fetching), remove older
- * ones.  Archive names sort by time.
+ * Remove this machine's archives except the new one and the one the
+ * previous index named (a subscriber may still be fetching it).  Archives
+ * are told apart by name, never by their times: a clock that went back
+ * changes nothing.
  */
 static void
-PruneOldArchives(DumpState *state)
+PruneOldArchives(DumpState *state, const char *previous)
 {
 	char	   *prefix = psprintf("sync-" INT64_FORMAT "-", state->machine_id);
 	DIR		   *d = AllocateDir(state->dir);
 	struct dirent *de;
-	List	   *names = NIL;
+	List	   *doomed = NIL;
 	ListCell   *lc;
-	int			n;
 
 	while ((de = ReadDir(d, state->dir)) != NULL)
 	{
 		size_t		len = strlen(de->d_name);
 
 		if (strncmp(de->d_name, prefix, strlen(prefix)) == 0 &&
-			len > 8 && strcmp(de->d_name + len - 8, ".tar.zst") == 0)
-			names = lappend(names, pstrdup(de->d_name));
+			len > 8 && strcmp(de->d_name + len - 8, ".tar.zst") == 0 &&
+			strcmp(de->d_name, state->archive_name) != 0 &&
+			(previous == NULL || strcmp(de->d_name, previous) != 0))
+			doomed = lappend(doomed, pstrdup(de->d_name));
 	}
 	FreeDir(d);
 
-	list_sort(names, CompareNames);
-	n = list_length(names);
-	foreach(lc, names)
+	foreach(lc, doomed)
 	{
-		char	   *path;
+		char	   *path = psprintf("%s/%s", state->dir, (char *) lfirst(lc));
 
-		if (n-- <= SYNC_ARCHIVES_KEPT)
-			break;
-		path = psprintf("%s/%s", state->dir, (char *) lfirst(lc));
 		if (unlink(path) != 0 && errno != ENOENT)
 			ereport(WARNING,
 					(errcode_for_file_access(),
@@ -675,8 +719,8 @@ WriteIndex(DumpState *state)
 	appendStringInfo(&buf, ", \"level\": %d, \"anonymized\": %s, \"unchecked\": %s}\n",
 					 state->level, state->anonymize ? "true" : "false",
 					 state->unchecked ? "true" : "false");
-	SyncWriteFileDurably(psprintf("%s/.sync-%u-%d-index.tmp", state->dir,
-								  MyDatabaseId, MyProcPid),
+	SyncWriteFileDurably(psprintf("%s/%s-%d-index.tmp", state->dir,
+								  TempPrefix(), MyProcPid),
 						 psprintf("%s/%s", state->dir, SYNC_INDEX_NAME),
 						 buf.data, buf.len);
 }
@@ -753,7 +797,7 @@ PrepareRegistry(DumpState *state)
 	t->relid = get_relname_relid("sync_machine", SyncSchemaOid());
 	t->schema = get_namespace_name(SyncSchemaOid());
 	t->name = "sync_machine";
-	t->qualname = SyncObject("sync_machine");
+	t->qualname = t->from = SyncObject("sync_machine");
 	t->key = t->key_name = "id";
 	t->keep_sql = "true";
 	t->dir = "registry";
@@ -776,24 +820,33 @@ PrepareRegistry(DumpState *state)
 static void
 RunDump(DumpState *state)
 {
+	MemoryContext outer = CurrentMemoryContext;
 	Snapshot	snapshot;
 	SyncRange	everything = {PG_INT64_MIN, PG_INT64_MAX};
 	char	   *manifest;
+	char	   *previous;
 	int			save_nestlevel;
 	int			i;
+
+	/* a dump publishes committed rows only */
+	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("sync_dump cannot run in a transaction that has changed data"),
+				 errdetail("A dump publishes committed rows only; this transaction's changes would be published before they are committed."),
+				 errhint("Commit or roll back first, and run sync_dump in a transaction of its own.")));
 
 	state->dir = CheckDumpDirectory();
 
 	/*
-	 * Every name in the dump's queries is qualified or built in: resolve them
-	 * with a search_path no user object can stand in.
+	 * Names resolve to built-ins only, and values are written in the same
+	 * formats whatever the session's settings.
 	 */
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	save_nestlevel = SyncPinSettings(true);
 
 	SPI_connect();
+	/* what we allocate must outlive SPI_finish: the caller's memory */
+	MemoryContextSwitchTo(outer);
 
 	/* one dump at a time in this database */
 	SyncExecute("SELECT pg_catalog.pg_advisory_xact_lock(1937337955, 1)",
@@ -815,6 +868,17 @@ RunDump(DumpState *state)
 		state->hostname = SyncGetText(0, 1);
 	}
 
+	/*
+	 * Lock the registered tables before the snapshot is taken, so that no
+	 * TRUNCATE or rewrite committed meanwhile can show an empty table.
+	 */
+	{
+		Oid		   *relids;
+		char	  **keys;
+
+		(void) SyncRegisteredTables(AccessShareLock, &relids, &keys);
+	}
+
 	/* one snapshot for every query of the dump */
 	snapshot = RegisterSnapshot(GetTransactionSnapshot());
 	state->snapshot_time = GetCurrentTimestamp();
@@ -829,8 +893,8 @@ RunDump(DumpState *state)
 								   state->machine_id,
 								   FormatUtc(state->snapshot_time, true));
 	state->archive_path = psprintf("%s/%s", state->dir, state->archive_name);
-	state->archive = SyncArchiveCreate(psprintf("%s/.sync-%u-%d.tmp", state->dir,
-												MyDatabaseId, MyProcPid),
+	state->archive = SyncArchiveCreate(psprintf("%s/%s-%d.tmp", state->dir,
+												TempPrefix(), MyProcPid),
 									   SYNC_ZSTD_LEVEL);
 
 	manifest = BuildManifest(state, false);
@@ -842,10 +906,13 @@ RunDump(DumpState *state)
 
 	manifest = BuildManifest(state, true);
 	SyncArchiveAddMember(state->archive, "manifest.json", manifest, strlen(manifest));
+	previous = IndexedArchive(state);
 	state->bytes = SyncArchiveFinish(state->archive, state->archive_path,
 									 state->sha256);
+	state->archive_published = true;
 	WriteIndex(state);
-	PruneOldArchives(state);
+	state->index_written = true;
+	PruneOldArchives(state, previous);
 
 	for (i = 0; i < state->ntables; i++)
 		if (state->tables[i].ex_table)
@@ -908,6 +975,10 @@ sync_dump(PG_FUNCTION_ARGS)
 
 		/* the archive's files and contexts are ours to release */
 		SyncArchiveAbort(state->archive);
+		if (state->archive_published && !state->index_written &&
+			unlink(state->archive_path) != 0 && errno != ENOENT)
+			elog(WARNING, "could not remove unpublished dump archive \"%s\": %m",
+				 state->archive_path);
 		if (state->table_sha)
 			pg_cryptohash_free(state->table_sha);
 		RollbackAndReleaseCurrentSubTransaction();

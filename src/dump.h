@@ -20,6 +20,7 @@ typedef struct DumpTable
 	char	   *schema;			/* plain names, for the manifest */
 	char	   *name;
 	char	   *qualname;		/* quoted schema.table, for SQL */
+	char	   *from;			/* qualname, with ONLY where children inherit */
 	char	   *key;			/* quoted key column, for SQL */
 	char	   *key_name;		/* plain key column, for the manifest */
 	char	   *keep_sql;		/* whether a local row is published (alias t) */

@@ -24,6 +24,7 @@
 
 #include "access/transam.h"
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "parser/parse_coerce.h"
@@ -234,10 +235,7 @@ AnalyseExpression(Relation rel, const ExprSource *src, ParseState **pstate_out)
 	int			save_nestlevel;
 
 	/* resolve names as built-ins only, whatever the session's search_path */
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	save_nestlevel = SyncPinSettings(false);
 
 	callback.callback = ExprErrorCallback;
 	callback.arg = (void *) src;
@@ -343,6 +341,27 @@ SyncFilterSql(Relation rel, const char *filter, const char *alias)
 }
 
 /*
+ * Does a column reference another table, or is it referenced, through a
+ * foreign key?
+ */
+static bool
+ColumnInForeignKey(Oid relid, AttrNumber attnum)
+{
+	Oid			argtypes[2] = {OIDOID, INT2OID};
+	Datum		values[2] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum)};
+	bool		found;
+
+	SPI_connect();
+	found = SyncExecute("SELECT 1 FROM pg_catalog.pg_constraint"
+						" WHERE contype = 'f'"
+						"   AND ((conrelid = $1 AND $2 = ANY (conkey))"
+						"     OR (confrelid = $1 AND $2 = ANY (confkey)))",
+						2, argtypes, values, NULL) > 0;
+	SPI_finish();
+	return found;
+}
+
+/*
  * Validate one anonymize rule: column must be a column of rel other than
  * the key, and the expression's value must be assignable to it.  With
  * alias, returns the SQL that computes the column's published value.
@@ -372,6 +391,12 @@ AnonymizeRuleSql(Relation rel, AttrNumber key_attnum,
 				 errmsg("key column \"%s\" of table %s cannot be anonymized",
 						column, src.relname),
 				 errdetail("Subscribers identify rows by their key.")));
+	if (ColumnInForeignKey(RelationGetRelid(rel), attnum))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("column \"%s\" of table %s takes part in a foreign key and cannot be anonymized",
+						column, src.relname),
+				 errdetail("An anonymized value would no longer match the rows it references or that reference it, and the real value would reach subscribers through them.")));
 	att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
 
 	src.what = psprintf("anonymize rule for column \"%s\"", column);

@@ -195,18 +195,16 @@ ReportCurlError(const SyncRemote *remote, const char *url, Transfer *t,
 
 /*
  * Fetch name from remote into fd (or, with fd < 0, into buf), at most
- * limit bytes, computing its SHA-256 into sha when given.  With
- * if_none_match, a 304 answer sets result->not_modified and fetches
- * nothing.  Any failure is an ERROR.
+ * limit bytes, computing its SHA-256 into sha when given.  Any failure is
+ * an ERROR.
  */
 static void
 Fetch(const SyncRemote *remote, const char *name, const char *what,
 	  int fd, StringInfo buf, pg_cryptohash_ctx *sha, uint64 limit,
-	  const char *if_none_match, SyncFetchResult *result)
+	  SyncFetchResult *result)
 {
 	char	   *url = SyncRemoteUrl(remote, name);
 	CURL	   *volatile handle = NULL;
-	struct curl_slist *volatile headers = NULL;
 	char		errbuf[CURL_ERROR_SIZE];
 	Transfer	t;
 	bool		file_allowed;
@@ -263,14 +261,6 @@ Fetch(const SyncRemote *remote, const char *name, const char *what,
 		}
 		if (remote->proxy)
 			SET_OPT(handle, CURLOPT_PROXY, remote->proxy);
-		if (if_none_match)
-		{
-			headers = curl_slist_append(headers,
-										psprintf("If-None-Match: %s", if_none_match));
-			if (headers == NULL)
-				elog(ERROR, "could not build HTTP headers");
-			SET_OPT(handle, CURLOPT_HTTPHEADER, headers);
-		}
 
 		rc = curl_easy_perform(handle);
 		CHECK_FOR_INTERRUPTS();
@@ -281,9 +271,7 @@ Fetch(const SyncRemote *remote, const char *name, const char *what,
 		if (pg_strncasecmp(url, "file:", 5) == 0)
 			status = 200;
 		result->http_status = status;
-		if (status == 304 && if_none_match)
-			result->not_modified = true;
-		else if (status == 404)
+		if (status == 404)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_FILE),
 					 errmsg("machine " INT64_FORMAT " has published no %s at %s",
@@ -296,18 +284,10 @@ Fetch(const SyncRemote *remote, const char *name, const char *what,
 					 errmsg("could not fetch %s of machine " INT64_FORMAT, what,
 							remote->machine_id),
 					 errdetail("%s answered HTTP status %ld.", url, status)));
-		{
-			struct curl_header *h;
-
-			if (curl_easy_header(handle, "ETag", 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
-				result->etag = pstrdup(h->value);
-		}
 		result->bytes = t.received;
 	}
 	PG_FINALLY();
 	{
-		if (headers)
-			curl_slist_free_all(headers);
 		if (handle)
 			curl_easy_cleanup(handle);
 	}
@@ -315,19 +295,16 @@ Fetch(const SyncRemote *remote, const char *name, const char *what,
 }
 
 /*
- * Fetch a machine's index (small, into memory).  With etag, a 304 answer
- * sets not_modified and returns NULL.
+ * Fetch a machine's index (small, into memory).
  */
 char *
-SyncFetchIndex(const SyncRemote *remote, const char *etag,
-			   SyncFetchResult *result)
+SyncFetchIndex(const SyncRemote *remote, SyncFetchResult *result)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	Fetch(remote, SYNC_INDEX_NAME, "index", -1, &buf, NULL,
-		  1024 * 1024, etag, result);
-	return result->not_modified ? NULL : buf.data;
+	Fetch(remote, SYNC_INDEX_NAME, "index", -1, &buf, NULL, 1024 * 1024, result);
+	return buf.data;
 }
 
 /*
@@ -342,7 +319,7 @@ SyncFetchArchive(const SyncRemote *remote, const char *name, int fd,
 	PG_TRY();
 	{
 		Fetch(remote, name, "archive", fd, NULL, sha,
-			  (uint64) sync_max_download_kb * 1024, NULL, result);
+			  (uint64) sync_max_download_kb * 1024, result);
 		SyncSha256Finish(sha, sha256_hex);
 		sha = NULL;
 	}

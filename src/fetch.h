@@ -25,13 +25,10 @@ typedef struct SyncFetchResult
 {
 	long		http_status;
 	uint64		bytes;
-	char	   *etag;			/* the answer's ETag, or NULL */
-	bool		not_modified;	/* 304 to a conditional request */
 } SyncFetchResult;
 
 extern char *SyncRemoteUrl(const SyncRemote *remote, const char *name);
-extern char *SyncFetchIndex(const SyncRemote *remote, const char *etag,
-							SyncFetchResult *result);
+extern char *SyncFetchIndex(const SyncRemote *remote, SyncFetchResult *result);
 extern void SyncFetchArchive(const SyncRemote *remote, const char *name,
 							 int fd, char *sha256_hex,
 							 SyncFetchResult *result);

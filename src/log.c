@@ -16,6 +16,8 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
@@ -24,49 +26,51 @@
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/syscache.h"
+#include "utils/jsonb.h"
+#include "utils/resowner.h"
 
 #include "log.h"
 #include "sync.h"
 
 PGDLLEXPORT void sync_log_worker_main(Datum main_arg);
 
-/*
- * The columns of sync_log that a log row fills, with the expression that
- * turns the text parameter into the column's value.  Timestamps travel as
- * microseconds since 2000-01-01 UTC, independent of DateStyle and TimeZone.
- */
-#define AS_TIMESTAMPTZ(n) "(timestamptz '2000-01-01 00:00:00+00' + $" #n "::pg_catalog.int8 * interval '1 microsecond')"
+/* The columns of sync_log that a log row fills, and their types. */
 static const struct
 {
 	const char *name;
-	const char *value;
+	Oid			type;
 }			log_columns[] =
 {
-	{"kind", "$1"},
-	{"machine_id", "$2::pg_catalog.int8"},
-	{"job_id", "$3::pg_catalog.int8"},
-	{"started_at", AS_TIMESTAMPTZ(4)},
-	{"finished_at", AS_TIMESTAMPTZ(5)},
-	{"status", "$6"},
-	{"tables", "$7::pg_catalog.int4"},
-	{"rows", "$8::pg_catalog.int8"},
-	{"excluded", "$9::pg_catalog.int8"},
-	{"inserted", "$10::pg_catalog.int8"},
-	{"updated", "$11::pg_catalog.int8"},
-	{"deleted", "$12::pg_catalog.int8"},
-	{"bytes", "$13::pg_catalog.int8"},
-	{"message", "$14"},
-	{"details", "$15::pg_catalog.jsonb"},
+	{"kind", TEXTOID},
+	{"machine_id", INT8OID},
+	{"job_id", INT8OID},
+	{"started_at", TIMESTAMPTZOID},
+	{"finished_at", TIMESTAMPTZOID},
+	{"status", TEXTOID},
+	{"tables", INT4OID},
+	{"rows", INT8OID},
+	{"excluded", INT8OID},
+	{"inserted", INT8OID},
+	{"updated", INT8OID},
+	{"deleted", INT8OID},
+	{"bytes", INT8OID},
+	{"message", TEXTOID},
+	{"details", JSONBOID},
 };
 
 #define LOG_NCOLUMNS ((int) lengthof(log_columns))
 
 /* longest message kept; longer ones are cut */
 #define LOG_MAX_MESSAGE 8000
+
+/* how long a caller waits for the log writer */
+#define LOG_WAIT_MS 30000
 
 /*
  * What the caller hands to the worker: where to write, and the row's
@@ -97,7 +101,10 @@ SyncLogInit(SyncLogEntry *entry, const char *kind)
 	entry->started_at = GetCurrentTimestamp();
 }
 
-/* The entry's values as text, in log_columns order (NULL for NULL). */
+/*
+ * The entry's values as text, in log_columns order (NULL for NULL);
+ * timestamps as microseconds since 2000-01-01 UTC.
+ */
 static void
 EntryValues(const SyncLogEntry *entry, const char **values)
 {
@@ -124,7 +131,9 @@ EntryValues(const SyncLogEntry *entry, const char **values)
 
 /*
  * Insert one log row in the current transaction.  The caller is connected
- * to SPI; log_relid names sync_log.
+ * to SPI; log_relid names sync_log.  Values are bound with their own types
+ * and the statement names nothing but the table, so no operator or function
+ * a user created can take part.
  */
 static void
 InsertLogRow(Oid log_relid, const char **values)
@@ -143,39 +152,138 @@ InsertLogRow(Oid log_relid, const char **values)
 	appendStringInfoString(&sql, ") VALUES (");
 	for (i = 0; i < LOG_NCOLUMNS; i++)
 	{
-		appendStringInfo(&sql, "%s%s", i ? ", " : "", log_columns[i].value);
-		argtypes[i] = TEXTOID;
-		args[i] = values[i] ? CStringGetTextDatum(values[i]) : (Datum) 0;
-		nulls[i] = values[i] ? ' ' : 'n';
+		const char *v = values[i];
+
+		appendStringInfo(&sql, "%s$%d", i ? ", " : "", i + 1);
+		argtypes[i] = log_columns[i].type;
+		nulls[i] = v ? ' ' : 'n';
+		args[i] = (Datum) 0;
+		if (v == NULL)
+			continue;
+		switch (log_columns[i].type)
+		{
+			case INT8OID:
+			case TIMESTAMPTZOID:
+				args[i] = Int64GetDatum(strtoi64(v, NULL, 10));
+				break;
+			case INT4OID:
+				args[i] = Int32GetDatum((int32) strtol(v, NULL, 10));
+				break;
+			case JSONBOID:
+				args[i] = DirectFunctionCall1(jsonb_in, CStringGetDatum(v));
+				break;
+			default:
+				args[i] = CStringGetTextDatum(v);
+		}
 	}
 	appendStringInfoChar(&sql, ')');
 	SyncExecute(sql.data, LOG_NCOLUMNS, argtypes, args, nulls);
 }
 
 /*
+ * Write the row in the caller's transaction, as the log's owner (the caller
+ * need not be allowed to write sync_log), in a subtransaction: a failure
+ * here becomes a WARNING and never hides the caller's own error.
+ */
+static void
+InsertInCallerTransaction(Oid log_relid, Oid owner, const char **values)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	Oid			save_userid;
+	int			save_sec_context;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		SPI_connect();
+		InsertLogRow(log_relid, values);
+		SPI_finish();
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("could not record the %s in sync_log: %s", values[0], edata->message)));
+	}
+	PG_END_TRY();
+}
+
+/*
+ * The role the log writer connects as: the log's owner, or the bootstrap
+ * superuser if the owner may not log in.
+ */
+static Oid
+WriterRole(Oid owner)
+{
+	HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(owner));
+	bool		canlogin = false;
+
+	if (HeapTupleIsValid(tup))
+	{
+		canlogin = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
+		ReleaseSysCache(tup);
+	}
+	return canlogin ? owner : BOOTSTRAP_SUPERUSERID;
+}
+
+/*
  * Record a log row in a transaction of its own, through a background
- * worker.  If no worker can be started, the row is written in the current
- * transaction instead, with a WARNING (it is lost if that transaction
- * rolls back).  Never called inside an aborted transaction.
+ * worker, waiting at most LOG_WAIT_MS for it.  If no worker can be
+ * started, the row is written in the current transaction instead, with a
+ * WARNING (it is lost if that transaction rolls back).  A server in
+ * recovery writes nothing.  Never throws for a failure to log; never
+ * called inside an aborted transaction.
  */
 void
 SyncLogWrite(const SyncLogEntry *entry)
 {
 	const char *values[LOG_NCOLUMNS];
 	Oid			log_relid;
+	Oid			owner;
 	Size		size = offsetof(LogShared, data);
 	dsm_segment *seg;
 	LogShared  *shared;
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
-	BgwHandleStatus status;
+	TimestampTz deadline;
+	bool		timed_out = false;
 	char	   *p;
 	int			i;
+
+	if (RecoveryInProgress())
+	{
+		ereport(WARNING,
+				(errmsg("the %s is not recorded in sync_log", entry->kind),
+				 errdetail("The server is in recovery and cannot write.")));
+		return;
+	}
 
 	EntryValues(entry, values);
 	log_relid = get_relname_relid("sync_log", SyncSchemaOid());
 	if (!OidIsValid(log_relid))
-		elog(ERROR, "table sync_log of extension sync is missing");
+	{
+		ereport(WARNING,
+				(errmsg("the %s is not recorded: table sync_log is missing", entry->kind)));
+		return;
+	}
+	owner = SyncRelationOwner(log_relid);
 
 	for (i = 0; i < LOG_NCOLUMNS; i++)
 		if (values[i])
@@ -183,7 +291,7 @@ SyncLogWrite(const SyncLogEntry *entry)
 	seg = dsm_create(size, 0);
 	shared = dsm_segment_address(seg);
 	shared->database = MyDatabaseId;
-	shared->role = SyncRelationOwner(log_relid);
+	shared->role = WriterRole(owner);
 	shared->log_relid = log_relid;
 	shared->done = false;
 	p = shared->data;
@@ -217,17 +325,43 @@ SyncLogWrite(const SyncLogEntry *entry)
 				 errmsg("could not start a worker to record the %s in sync_log", entry->kind),
 				 errdetail("The row is written in the current transaction instead, and is lost if it rolls back."),
 				 errhint("Raise max_worker_processes.")));
-		SPI_connect();
-		InsertLogRow(log_relid, values);
-		SPI_finish();
+		InsertInCallerTransaction(log_relid, owner, values);
 		dsm_detach(seg);
 		return;
 	}
-	status = WaitForBackgroundWorkerShutdown(handle);
-	if (status != BGWH_STOPPED || !shared->done)
+
+	/*
+	 * Wait for the worker, a bounded time, not to be interrupted: this also
+	 * runs while an error is being reported, which a cancel must not replace.
+	 */
+	HOLD_INTERRUPTS();
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LOG_WAIT_MS);
+	for (;;)
+	{
+		pid_t		pid;
+		BgwHandleStatus status = GetBackgroundWorkerPid(handle, &pid);
+
+		if (status == BGWH_STOPPED || status == BGWH_POSTMASTER_DIED)
+			break;
+		if (GetCurrentTimestamp() >= deadline)
+		{
+			TerminateBackgroundWorker(handle);
+			timed_out = true;
+			break;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 100, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	RESUME_INTERRUPTS();
+
+	if (!shared->done)
 		ereport(WARNING,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not record the %s in sync_log", entry->kind),
+				 timed_out ?
+				 errdetail("The log writer did not finish within %d seconds; a lock on sync_log may be held.",
+						   LOG_WAIT_MS / 1000) :
 				 errhint("The server log of the sync log writer tells why.")));
 	dsm_detach(seg);
 }
@@ -258,6 +392,7 @@ sync_log_worker_main(Datum main_arg)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	(void) SyncPinSettings(false);
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "recording a sync_log entry");

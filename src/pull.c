@@ -39,6 +39,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "mb/pg_wchar.h"
 #include "utils/lsyscache.h"
@@ -67,7 +68,6 @@ typedef struct PullRun
 	int			fd;
 	SyncArchiveReader *reader;
 	pg_cryptohash_ctx *sha;
-	char	   *etag;
 	char	   *archive_sha256;
 } PullRun;
 
@@ -275,23 +275,20 @@ sync_set_remote(PG_FUNCTION_ARGS)
 }
 
 /*
- * What the last successful pull of this machine applied: index ETag and
- * archive checksum.
+ * Checksum of the archive the last successful pull of this machine applied,
+ * or NULL.
  */
-static void
-ReadPullState(PullRun *run, char **etag, char **archive_sha256)
+static char *
+LastAppliedArchive(PullRun *run)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(run->pull.machine_id)};
 
-	*etag = *archive_sha256 = NULL;
-	if (SyncExecute(psprintf("SELECT index_etag, archive_sha256 FROM %s WHERE machine_id = $1",
+	if (SyncExecute(psprintf("SELECT archive_sha256 FROM %s WHERE machine_id = $1",
 							 SyncObject("sync_pull_state")),
 					1, argtypes, values, NULL) > 0)
-	{
-		*etag = SyncGetText(0, 1);
-		*archive_sha256 = SyncGetText(0, 2);
-	}
+		return SyncGetText(0, 1);
+	return NULL;
 }
 
 /*
@@ -823,9 +820,8 @@ SavePullState(PullRun *run)
 {
 	Pull	   *pull = &run->pull;
 	StringInfoData shas;
-	Oid			argtypes[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[4];
-	char		nulls[4] = "    ";
+	Oid			argtypes[3] = {INT8OID, TEXTOID, TEXTOID};
+	Datum		values[3];
 	int			i;
 
 	initStringInfo(&shas);
@@ -840,17 +836,15 @@ SavePullState(PullRun *run)
 	appendStringInfoChar(&shas, '}');
 
 	values[0] = Int64GetDatum(pull->machine_id);
-	values[1] = run->etag ? CStringGetTextDatum(run->etag) : (Datum) 0;
-	nulls[1] = run->etag ? ' ' : 'n';
-	values[2] = CStringGetTextDatum(run->archive_sha256);
-	values[3] = CStringGetTextDatum(shas.data);
-	SyncExecute(psprintf("INSERT INTO %s AS s (machine_id, index_etag, archive_sha256, table_sha256, applied_at)"
-						 " VALUES ($1, $2, $3, $4::pg_catalog.jsonb, pg_catalog.now())"
-						 " ON CONFLICT (machine_id) DO UPDATE SET index_etag = EXCLUDED.index_etag,"
+	values[1] = CStringGetTextDatum(run->archive_sha256);
+	values[2] = CStringGetTextDatum(shas.data);
+	SyncExecute(psprintf("INSERT INTO %s AS s (machine_id, archive_sha256, table_sha256, applied_at)"
+						 " VALUES ($1, $2, $3::pg_catalog.jsonb, pg_catalog.now())"
+						 " ON CONFLICT (machine_id) DO UPDATE SET"
 						 "   archive_sha256 = EXCLUDED.archive_sha256,"
 						 "   table_sha256 = EXCLUDED.table_sha256, applied_at = EXCLUDED.applied_at",
 						 SyncObject("sync_pull_state")),
-				4, argtypes, values, nulls);
+				3, argtypes, values, NULL);
 }
 
 /*
@@ -884,17 +878,22 @@ MarkUnchanged(Pull *pull)
 static void
 RunPull(PullRun *run, bool by_name, int64 id, const char *hostname)
 {
+	MemoryContext outer = CurrentMemoryContext;
 	Pull	   *pull = &run->pull;
 	int64		local_id;
 	SyncRange	local_range;
-	char	   *last_etag;
 	char	   *last_sha;
 	char	   *index;
 	char	   *archive_name;
 	uint64		archive_size;
 	SyncFetchResult result;
+	int			save_nestlevel;
 
+	/* names resolve to built-ins; COPY text is read as it was written */
+	save_nestlevel = SyncPinSettings(true);
 	SPI_connect();
+	/* what we allocate must outlive SPI_finish: the caller's memory */
+	MemoryContextSwitchTo(outer);
 
 	if (!SyncLocalMachine(&local_id, &local_range))
 		ereport(ERROR,
@@ -918,24 +917,22 @@ RunPull(PullRun *run, bool by_name, int64 id, const char *hostname)
 	}
 
 	ReadRemoteOptions(run);
-	ReadPullState(run, &last_etag, &last_sha);
+	last_sha = LastAppliedArchive(run);
 
+	/*
+	 * The index is small: always fetch it and compare checksums.  (An ETag
+	 * is no safe test: nginx's, for one, is the file's size and mtime in
+	 * whole seconds, the same for two dumps in the same second.)
+	 */
 	SyncPullProgress(pull, "checking", NULL, 0, 0);
-	index = SyncFetchIndex(&run->remote, last_sha ? last_etag : NULL, &result);
+	index = SyncFetchIndex(&run->remote, &result);
 	run->bytes += result.bytes;
-	run->etag = result.etag;
-	if (result.not_modified)
-	{
-		run->status = "unchanged";
-		run->etag = last_etag;
-		SPI_finish();
-		return;
-	}
 	ParseIndex(run, index, &archive_name, &archive_size, &run->archive_sha256);
 	if (last_sha && strcmp(last_sha, run->archive_sha256) == 0)
 	{
 		run->status = "unchanged";
 		SPI_finish();
+		AtEOXact_GUC(true, save_nestlevel);
 		return;
 	}
 
@@ -946,6 +943,7 @@ RunPull(PullRun *run, bool by_name, int64 id, const char *hostname)
 	SavePullState(run);
 	run->status = "applied";
 	SPI_finish();
+	AtEOXact_GUC(true, save_nestlevel);
 }
 
 /*

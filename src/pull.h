@@ -35,6 +35,7 @@ typedef struct PullTable
 
 	/* here */
 	char	   *qualname;		/* quoted schema.table */
+	char	   *from;			/* qualname, with ONLY where children inherit */
 	Oid			relid;			/* InvalidOid: not registered here */
 	bool		unchanged;		/* same checksum as last applied */
 	bool	   *local;			/* per column: the table here has it */

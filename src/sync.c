@@ -302,3 +302,36 @@ SyncReturnRow(int row)
 	return PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[row],
 										   SPI_tuptable->tupdesc));
 }
+
+/*
+ * Set, until AtEOXact_GUC(true, <returned level>), the settings under which
+ * sync reads and writes data: a search_path no user object can stand in,
+ * and (with data_formats) the output and input formats that COPY text
+ * depends on, as pg_dump sets them.  The same rows then give the same bytes
+ * whatever the session, role or database settings are.  On error the
+ * (sub)transaction's abort restores them.
+ */
+int
+SyncPinSettings(bool data_formats)
+{
+	static const char *const formats[][2] = {
+		{"DateStyle", "ISO, YMD"},
+		{"IntervalStyle", "postgres"},
+		{"extra_float_digits", "3"},
+		{"bytea_output", "hex"},
+		{"TimeZone", "UTC"},
+		{"lc_monetary", "C"},
+	};
+	int			nestlevel = NewGUCNestLevel();
+	int			i;
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (data_formats)
+		for (i = 0; i < (int) lengthof(formats); i++)
+			(void) set_config_option(formats[i][0], formats[i][1],
+									 PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}

@@ -44,6 +44,7 @@ extern void SyncEnter(FunctionCallInfo fcinfo);
 extern char *SyncObject(const char *name);
 extern Oid	SyncSchemaOid(void);
 extern Oid	SyncRelationOwner(Oid relid);
+extern int	SyncPinSettings(bool data_formats);
 extern char *SyncRelationName(Oid relid);
 extern int	SyncExecute(const char *sql, int nargs, Oid *argtypes,
 						Datum *values, const char *nulls);

@@ -26,9 +26,11 @@ SYNC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 #   libzstd-dev                      zstd compression of dump archives
 #   zstd                             the command-line tool that opens them
 #                                    (tar --zstd), used by tests and DBAs
+#   openssl                          a test CA and certificate for TLS tests
 #   make gcc                         the build
 SYNC_PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR \
-libcurl4-openssl-dev nginx-light libipc-run-perl perl libzstd-dev zstd make gcc"
+libcurl4-openssl-dev nginx-light libipc-run-perl perl libzstd-dev zstd \
+openssl make gcc"
 
 log() { printf '%s\n' "== $*" >&2; }
 die() { printf '%s\n' "error: $*" >&2; exit 1; }

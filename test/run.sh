@@ -8,7 +8,9 @@
 #      needed, nginx on 127.0.0.1), and
 #   3. the demo of README's Quick start (test/demo.sh).
 # Ends with "N passed, N failed" alone on the last line; exits non-zero on
-# any failure.  Set SYNC_KEEP_WORK=1 to keep the scratch directory.
+# any failure.  Set SYNC_KEEP_WORK=1 to keep the scratch directory, and
+# SYNC_ONLY=<name> to run only the TAP tests whose file name contains it
+# (no pg_regress, no demo) while working on them.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -41,6 +43,8 @@ fi
 
 # 1. pg_regress on a temporary instance
 tests=$(sed -n 's/^REGRESS = //p' "$SYNC_ROOT/Makefile")
+[ -n "${SYNC_ONLY:-}" ] && tests=""
+if [ -n "$tests" ]; then
 log "pg_regress: $tests"
 mkdir -p "$SYNC_WORK/regress"
 [ "$(id -u)" = 0 ] && chown "$SYNC_TEST_USER" "$SYNC_WORK/regress"
@@ -66,10 +70,12 @@ failed=$((failed + f))
 if [ "$f" -gt 0 ] && [ -f "$SYNC_WORK/regress/regression.diffs" ]; then
 	cat "$SYNC_WORK/regress/regression.diffs"
 fi
+fi
 
 # 2. TAP tests, one prove run per file so that a script that dies counts
 for t in "$src"/test/t/*.pl; do
 	[ -e "$t" ] || continue
+	case "$t" in *"${SYNC_ONLY:-}"*) ;; *) continue ;; esac
 	name=$(basename "$t" .pl)
 	log "TAP: $name"
 	tapdir=$SYNC_WORK/tap/$name
@@ -102,6 +108,9 @@ for t in "$src"/test/t/*.pl; do
 done
 
 # 3. the README's demo still runs
+if [ -n "${SYNC_ONLY:-}" ]; then
+	:
+else
 log "demo: test/demo.sh"
 if bash "$SYNC_ROOT/test/demo.sh" >"$SYNC_WORK/demo.log" 2>&1; then
 	echo "ok - demo (test/demo.sh) ran to the end"
@@ -110,6 +119,7 @@ else
 	cat "$SYNC_WORK/demo.log"
 	echo "not ok - demo (test/demo.sh) failed"
 	failed=$((failed + 1))
+fi
 fi
 
 if [ $((passed + failed)) = 0 ]; then

@@ -115,7 +115,8 @@ run_ok_output('zstd', '-tq', $path);
 pass('zstd -t verifies the archive');
 my $listing = run_ok_output('tar', '--zstd', '-tf', $path);
 is( $listing,
-	"registry/000001.copy\n"
+	"header.json\n"
+	  . "registry/000001.copy\n"
 	  . "tables/0001-public.person/000001.copy\n"
 	  . "tables/0002-public.site/000001.copy\n"
 	  . "tables/0003-public.trait/000001.copy\n"

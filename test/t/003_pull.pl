@@ -1,0 +1,404 @@
+# sync_pull between three servers through a real nginx on loopback:
+# machines 0 (central), 42 and 7.  42 and 7 pull 0, 7 pulls 42; changes
+# propagate; failures of every kind leave the subscriber exactly as it was.
+use strict;
+use warnings;
+use Digest::SHA qw(sha256_hex);
+use File::Copy qw(copy);
+use File::Path qw(make_path remove_tree);
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use SyncNginx;
+
+my $tmp = $PostgreSQL::Test::Utils::tmp_check;
+my $www = "$tmp/www";
+make_path($www);
+
+# three servers, each publishing into its own directory under $www
+my %node;
+for my $id (0, 42, 7)
+{
+	my $n = PostgreSQL::Test::Cluster->new("m$id");
+	$n->init;
+	make_path("$www/m$id");
+	$n->append_conf('postgresql.conf', "sync.dump_directory = '$www/m$id'");
+	$n->start;
+	$node{$id} = $n;
+}
+
+my ($ca, $cert, $key) = SyncNginx::make_certificates("$tmp/certs");
+my $nginx = SyncNginx->new(prefix => "$tmp/nginx", root => $www, cert => $cert,
+	key => $key, slow => "$www/m0", rate => '2k');
+
+my $schema = q{
+	CREATE EXTENSION sync;
+	CREATE TABLE site (id bigserial PRIMARY KEY, name text NOT NULL,
+		email text, access_level integer DEFAULT 4);
+	CREATE TABLE trait (id bigserial PRIMARY KEY,
+		site_id bigint REFERENCES site ON DELETE CASCADE,
+		value numeric, note text, access_level integer DEFAULT 4);
+};
+for my $id (0, 42, 7)
+{
+	my $n = $node{$id};
+	$n->safe_psql('postgres', $schema);
+	for my $m (0, 42, 7)
+	{
+		$n->safe_psql('postgres',
+			"SELECT sync_register_machine($m, 'm$m.example.org', '" . $nginx->url("m$m/") . "')");
+	}
+	$n->safe_psql('postgres', qq{
+		SELECT sync_init($id);
+		SELECT sync_add_table('site', 'access_level', NULL,
+			'{"email": "''site'' || id || ''\@example.org''"}');
+		SELECT sync_add_table('trait', 'access_level');
+	});
+}
+
+sub sql { my ($id, $q) = @_; return $node{$id}->safe_psql('postgres', $q); }
+
+# What a DBA would compare: the rows of both tables and the registry.
+sub fingerprint
+{
+	my ($id) = @_;
+	return sql($id, q{
+		SELECT md5(coalesce((SELECT string_agg(t::text, '|' ORDER BY id) FROM site t), '')
+			|| coalesce((SELECT string_agg(t::text, '|' ORDER BY id) FROM trait t), '')
+			|| (SELECT string_agg(m.id || m.hostname || coalesce(m.sync_url, '')
+				|| coalesce(m.sync_contact, ''), '|' ORDER BY id) FROM sync_machine m)
+			|| coalesce((SELECT string_agg(archive_sha256, '|') FROM sync_pull_state), ''))});
+}
+
+sub pull { my ($id, $remote) = @_; return sql($id, "SELECT status, inserted, updated, deleted FROM sync_pull($remote)"); }
+
+# A pull that must fail: the error matches, nothing changed, the failure logged.
+sub pull_fails
+{
+	my ($id, $remote, $re, $name, %opt) = @_;
+	my $before = fingerprint($id);
+	my ($rc, $out, $err) = $node{$id}->psql('postgres',
+		($opt{set} // '') . "SELECT status FROM sync_pull($remote)");
+	isnt($rc, 0, "$name: pull fails");
+	like($err, $re, "$name: error says why");
+	is(fingerprint($id), $before, "$name: subscriber exactly as before");
+	like(sql($id, q{SELECT status || ': ' || message FROM sync_log WHERE kind = 'pull' ORDER BY id DESC LIMIT 1}),
+		qr/^failed: /, "$name: failure recorded in sync_log");
+	return $err;
+}
+
+###########################################################################
+# First pulls: 42 and 7 pull machine 0
+###########################################################################
+
+sql(0, q{
+	INSERT INTO site (name, email) VALUES ('north', 'ana@zero'), ('south', 'ben@zero');
+	INSERT INTO site (name, email, access_level) VALUES ('secret', 'cy@zero', 1);
+	INSERT INTO trait (site_id, value, note) VALUES (1, 1.5, 'first'), (2, 2.5, E'tab\there');
+	INSERT INTO trait (site_id, value, access_level) VALUES (1, 9.9, 0);
+	SELECT sync_dump();
+});
+
+is(pull(42, 0), 'applied|4|0|0', '42 pulls 0: rows inserted');
+is(sql(42, 'SELECT id, name, email FROM site ORDER BY id'),
+	"1|north|site1\@example.org\n2|south|site2\@example.org",
+	'published rows arrive, anonymized, without the private one');
+is(sql(42, 'SELECT id, site_id, value, note FROM trait ORDER BY id'),
+	"1|1|1.5|first\n2|2|2.5|tab\there", 'traits arrive, level applied');
+is(pull(7, "'m0.example.org'"), 'applied|4|0|0', '7 pulls 0 by hostname');
+is(pull(42, 0), 'unchanged|0|0|0', 're-pull of an unchanged dump: nothing applied');
+is(sql(42, q{SELECT status || '|' || bytes || '|' || tables FROM sync_status WHERE machine_id = 0}),
+	sql(42, q{SELECT 'unchanged|' || bytes || '|' || tables FROM sync_log WHERE kind = 'pull' ORDER BY id DESC LIMIT 1}),
+	'sync_status shows the last attempt');
+ok(sql(42, q{SELECT bytes FROM sync_log WHERE kind = 'pull' ORDER BY id DESC LIMIT 1}) < 1024,
+	'an unchanged re-pull downloads only the index');
+
+###########################################################################
+# 42's own rows reference 0's; 7 pulls 42
+###########################################################################
+
+sql(42, q{
+	INSERT INTO site (name) VALUES ('lab');
+	INSERT INTO trait (site_id, value, note) VALUES (1, 42.1, 'on 0''s site'), (42000000001, 42.2, 'on own site');
+	SELECT sync_dump();
+});
+is(pull(7, 42), 'applied|3|0|0', '7 pulls 42: its site and traits');
+is(sql(7, 'SELECT id, site_id, note FROM trait WHERE id > 1000 ORDER BY id'),
+	"42000000001|1|on 0's site\n42000000002|42000000001|on own site",
+	'42\'s rows referencing 0\'s rows arrive on 7');
+
+###########################################################################
+# Changes propagate; local rows untouched
+###########################################################################
+
+sql(42, q{INSERT INTO trait (site_id, value, note) VALUES (2, 0.5, 'local on 0''s south')});
+my $local42 = sql(42, 'SELECT string_agg(t::text, \'|\' ORDER BY id) FROM trait t WHERE id > 1000');
+sql(0, q{
+	UPDATE site SET name = 'north (renamed)' WHERE id = 1;
+	DELETE FROM trait WHERE id = 2;
+	INSERT INTO trait (site_id, value) VALUES (2, 3.5);
+	SELECT sync_dump();
+});
+is(pull(42, 0), 'applied|1|1|1', 'insert, update and delete propagate');
+is(sql(42, 'SELECT name FROM site WHERE id = 1'), 'north (renamed)', 'update applied');
+is(sql(42, 'SELECT count(*) FROM trait WHERE id = 2'), '0', 'delete applied');
+is(sql(42, 'SELECT string_agg(t::text, \'|\' ORDER BY id) FROM trait t WHERE id > 1000'),
+	$local42, 'local rows untouched');
+
+# identical rows are not written: no new tuple version
+my $xmin = sql(42, 'SELECT xmin FROM site WHERE id = 2');
+sql(0, q{UPDATE trait SET note = 'changed' WHERE id = 1; SELECT sync_dump();});
+is(pull(42, 0), 'applied|0|1|0', 'only the changed row is updated');
+is(sql(42, 'SELECT xmin FROM site WHERE id = 2'), $xmin, 'an identical row is not rewritten');
+
+# edits to another machine's rows are its owner's to settle: the pull restores them
+sql(42, q{UPDATE site SET name = 'edited here' WHERE id = 2});
+sql(0, q{INSERT INTO site (name) VALUES ('west'); SELECT sync_dump();});
+is(pull(42, 0), 'applied|1|1|0', 'the owner\'s version wins');
+is(sql(42, 'SELECT name FROM site WHERE id = 2'), 'south', 'local edit of a copy replaced');
+
+###########################################################################
+# Registry through archives
+###########################################################################
+
+sql(0, q{
+	SELECT sync_register_machine(8, 'm8.example.org', 'https://m8.example.org/sync/');
+	SELECT sync_register_machine(42, NULL, NULL, 'admin@m42 (from authority)');
+	SELECT sync_dump();
+});
+pull(7, 0);
+is(sql(7, 'SELECT hostname, sync_start FROM sync_machine WHERE id = 8'),
+	'm8.example.org|8000000001', 'a new machine is learnt from an archive');
+is(sql(7, 'SELECT sync_contact FROM sync_machine WHERE id = 42'),
+	'admin@m42 (from authority)', 'the registry authority may change another machine\'s entry');
+sql(42, q{
+	SELECT sync_register_machine(0, NULL, NULL, 'changed by 42');
+	UPDATE site SET name = 'lab 2' WHERE id = 42000000001;
+	SELECT sync_dump();
+});
+pull(7, 42);
+is(sql(7, 'SELECT coalesce(sync_contact, \'none\') FROM sync_machine WHERE id = 0'), 'none',
+	'another machine cannot change machine 0\'s entry');
+
+###########################################################################
+# Schema drift, both ways
+###########################################################################
+
+sql(0, q{ALTER TABLE site ADD COLUMN elevation integer DEFAULT 7;
+	UPDATE site SET elevation = 100, name = 'north (elevated)' WHERE id = 1; SELECT sync_dump();});
+sql(42, q{ALTER TABLE site ADD COLUMN local_note text DEFAULT 'mine'; UPDATE site SET local_note = 'kept' WHERE id = 1;});
+my ($rc, $out, $err) = $node{42}->psql('postgres', 'SELECT status, updated FROM sync_pull(0)');
+is($out, 'applied|1', 'pull applies although the archive has a column this server lacks');
+like($err, qr/WARNING:  table public\.site here lacks column\(s\) "elevation".*values were dropped/,
+	'the dropped column is named in a WARNING');
+like(sql(42, q{SELECT details::text FROM sync_log WHERE kind = 'pull' ORDER BY id DESC LIMIT 1}),
+	qr/elevation/, 'and in the log');
+is(sql(42, 'SELECT local_note FROM site WHERE id = 1'), 'kept',
+	'a local column the archive lacks keeps its value');
+sql(0, q{INSERT INTO site (name) VALUES ('new with elevation'); SELECT sync_dump();});
+pull(42, 0);
+is(sql(42, q{SELECT local_note FROM site WHERE name = 'new with elevation'}), 'mine',
+	'and its default on insert');
+
+# a table the subscriber does not register is skipped with a warning
+sql(0, q{CREATE TABLE note (id bigserial PRIMARY KEY, body text); SELECT sync_add_table('note');
+	INSERT INTO note (body) VALUES ('hello'); SELECT sync_dump();});
+($rc, $out, $err) = $node{7}->psql('postgres', 'SELECT status FROM sync_pull(0)');
+is($out, 'applied', 'pull with a table not registered here succeeds');
+like($err, qr/WARNING:  table public\.note of machine 0 is not registered here/,
+	'unregistered table skipped with a warning');
+
+###########################################################################
+# A deletion that would reach another machine's row fails cleanly
+###########################################################################
+
+sql(0, q{DELETE FROM trait WHERE site_id = 2; DELETE FROM site WHERE id = 2; SELECT sync_dump();});
+my $e = pull_fails(42, 0,
+	qr/ERROR:  pull of machine 0 would delete rows of table public\.site that rows of table public\.trait still reference/,
+	'cascade into 42\'s own row');
+like($e, qr/public\.trait \(42000000003\) reference rows of public\.site \(keys 2\)/,
+	'the error names the tables and keys');
+sql(42, q{DELETE FROM trait WHERE id = 42000000003; SELECT sync_dump();});
+like(pull(42, 0), qr/^applied\|/, 'after the local row is gone, the deletion applies');
+is(sql(42, 'SELECT count(*) FROM site WHERE id = 2'), '0', 'the site is deleted');
+like(pull(7, 42), qr/^applied\|/, '7 follows 42');
+
+###########################################################################
+# Failures of every kind leave the subscriber as it was
+###########################################################################
+
+sql(0, q{INSERT INTO trait (site_id, value) VALUES (1, 77); SELECT sync_dump();});
+my $url0 = $nginx->url('m0/');
+sub point_to { my ($id, $url) = @_; sql($id, "SELECT sync_register_machine(0, NULL, '$url')"); }
+
+# server down
+my $closed = PostgreSQL::Test::Cluster::get_free_port();
+point_to(7, "http://127.0.0.1:$closed/");
+pull_fails(7, 0, qr/ERROR:  could not fetch index of machine 0\n.*Connection refused|ERROR:  could not fetch index of machine 0/s, 'server down');
+
+# 404 and 500
+point_to(7, $nginx->url('nothing-here/'));
+pull_fails(7, 0, qr/ERROR:  machine 0 has published no index at .*nothing-here/, '404');
+point_to(7, $nginx->url('err500/'));
+pull_fails(7, 0, qr/ERROR:  could not fetch index of machine 0\nDETAIL:  .* answered HTTP status 500/, '500');
+
+# timeout: nginx sends 2 kB/s, the archive is larger than that
+sql(0, q{INSERT INTO trait (site_id, note) SELECT 1, md5(i::text) FROM generate_series(1, 3000) i; SELECT sync_dump();});
+point_to(7, $nginx->url('slow/'));
+pull_fails(7, 0, qr/ERROR:  fetching archive of machine 0 timed out/, 'timeout',
+	set => "SET sync.timeout = '1s';");
+
+# a cancel stops a transfer promptly
+my $t0 = time;
+pull_fails(7, 0, qr/ERROR:  canceling statement due to statement timeout/, 'cancel (statement_timeout)',
+	set => "SET statement_timeout = '1500ms';");
+ok(time - $t0 < 20, 'the cancel stopped the transfer promptly');
+
+# download larger than sync.max_download_bytes
+point_to(7, $url0);
+pull_fails(7, 0, qr/ERROR:  archive of machine 0 is larger than sync.max_download_bytes/, 'over the cap',
+	set => "SET sync.max_download_bytes = '8kB';");
+
+# fake publications built from machine 0's real one
+sub fake
+{
+	my ($name, $edit) = @_;
+	my $dir = "$www/$name";
+	remove_tree($dir);
+	make_path($dir);
+	my $index = decode_json(slurp_file("$www/m0/sync-index.json"));
+	copy("$www/m0/$index->{archive}", "$dir/$index->{archive}") or die;
+	$edit->($dir, $index);
+	open(my $fh, '>', "$dir/sync-index.json") or die;
+	print $fh encode_json($index);
+	close($fh);
+	point_to(7, $nginx->url("$name/"));
+}
+
+fake('truncated', sub {
+	my ($dir, $index) = @_;
+	truncate("$dir/$index->{archive}", $index->{size} - 100) or die;
+});
+pull_fails(7, 0, qr/ERROR:  archive of machine 0 has \d+ bytes, not the \d+ its index gives/, 'truncated download');
+
+fake('tampered', sub {
+	my ($dir, $index) = @_;
+	$index->{sha256} = '0' x 64;
+});
+pull_fails(7, 0, qr/ERROR:  checksum of the archive of machine 0 does not match its index/, 'tampered checksum');
+
+fake('corrupted', sub {
+	my ($dir, $index) = @_;
+	my $f = "$dir/$index->{archive}";
+	open(my $fh, '+<:raw', $f) or die;
+	seek($fh, int($index->{size} / 2), 0);
+	read($fh, my $byte, 1);
+	seek($fh, int($index->{size} / 2), 0);
+	print $fh chr(ord($byte) ^ 0xff);
+	close($fh);
+	# an index that matches the damaged file: only the archive's own checks can tell
+	$index->{sha256} = sha256_hex(slurp_file($f));
+});
+pull_fails(7, 0, qr/ERROR:  archive ".*" is damaged/, 'corrupted archive');
+
+# the archive of another machine
+point_to(7, $nginx->url('m42/'));
+pull_fails(7, 0, qr/ERROR:  .*sync-index\.json is the index of machine 42, not of machine 0/, 'index of another machine');
+fake('other', sub {
+	my ($dir, $index) = @_;
+	my $i42 = decode_json(slurp_file("$www/m42/sync-index.json"));
+	unlink("$dir/$index->{archive}");
+	copy("$www/m42/$i42->{archive}", "$dir/$index->{archive}") or die;
+	$index->{sha256} = $i42->{sha256};
+	$index->{size} = $i42->{size};
+});
+pull_fails(7, 0, qr/ERROR:  archive is machine 42's, not machine 0's/, 'archive of another machine');
+
+# rows outside the machine's range, with checksums made to match
+fake('outside', sub {
+	my ($dir, $index) = @_;
+	my $x = "$tmp/outside-x";
+	remove_tree($x);
+	make_path($x);
+	my $archive = "$dir/$index->{archive}";
+	system_or_bail('tar', '--zstd', '-xf', $archive, '-C', $x);
+	my @members = split /\n/, `tar --zstd -tf $archive`;
+	my $manifest = decode_json(slurp_file("$x/manifest.json"));
+	my ($site) = grep { $_->{name} eq 'site' } @{ $manifest->{tables} };
+	my $file = "$x/$site->{files}[0]";
+	open(my $fh, '>>', $file) or die;
+	print $fh "7000000099\tsmuggled\t\\N\t4\t\\N\n";
+	close($fh);
+	$site->{rows}++;
+	$site->{sha256} = sha256_hex(join('', map { slurp_file("$x/$_") } @{ $site->{files} }));
+	open($fh, '>', "$x/manifest.json") or die;
+	print $fh encode_json($manifest);
+	close($fh);
+	unlink($archive);
+	system_or_bail('tar', '--zstd', '-cf', $archive, '-C', $x, @members);
+	$index->{sha256} = sha256_hex(slurp_file($archive));
+	$index->{size} = -s $archive;
+});
+pull_fails(7, 0,
+	qr/ERROR:  archive of machine 0 has a row of table public\.site with key 7000000099, outside the machine's range \[1, 999999999\]/,
+	'keys outside the range');
+
+# a range that conflicts with this server's registry
+point_to(7, $url0);
+sql(7, q{SELECT sync_register_machine(8, NULL, sync_start => 8000000001, sync_end => 8000000002)});
+pull_fails(7, 0, qr/ERROR:  registry in the archive of machine 0 conflicts with this server's\nDETAIL:  It gives machine 8 the range \[8000000001, 8999999999\]/,
+	'conflicting range');
+sql(7, q{SELECT sync_register_machine(8, NULL, sync_start => 8000000001, sync_end => 8999999999)});
+
+# untrusted TLS certificate, then trusted through a CA file
+point_to(7, $nginx->tls_url('m0/'));
+pull_fails(7, 0, qr/ERROR:  TLS connection to machine 0 failed/, 'untrusted TLS certificate');
+sql(7, "SELECT sync_set_remote(0, ca_file => '$ca')");
+like(pull(7, 0), qr/^applied\|/, 'with the test CA trusted, the TLS pull succeeds');
+is(sql(7, 'SELECT count(*) FROM trait WHERE value = 77'), '1', 'and its rows arrive');
+
+# credentials stay out of reach
+sql(7, "SELECT sync_set_remote(42, username => 'sync', password => 's3cret')");
+is(sql(7, 'SELECT username, has_password FROM sync_remote_options WHERE machine_id = 42'),
+	'sync|t', 'sync_remote_options shows credentials are set, not the password');
+is(sql(7, q{SELECT count(*) FROM sync_log WHERE message LIKE '%s3cret%' OR details::text LIKE '%s3cret%'}),
+	'0', 'the password never reaches sync_log');
+sql(7, q{CREATE ROLE plain LOGIN});
+($rc, $out, $err) = $node{7}->psql('postgres', 'SELECT password FROM sync_remote', extra_params => [ '-U', 'plain' ]);
+like($err, qr/permission denied for table sync_remote/, 'PUBLIC cannot read credentials');
+
+###########################################################################
+# Pulls of the same machine are serialized; of different machines, not
+###########################################################################
+
+sql(0, q{INSERT INTO site (name) VALUES ('serial'); SELECT sync_dump();});
+sql(42, q{INSERT INTO site (name) VALUES ('serial 42'); SELECT sync_dump();});
+my $holder = $node{7}->background_psql('postgres');
+$holder->query_safe('SET client_min_messages = error');
+$holder->query_safe('BEGIN');
+$holder->query_safe('SELECT status FROM sync_pull(0)');
+pull_fails(7, 0, qr/ERROR:  canceling statement due to lock timeout/, 'a second pull of machine 0 waits',
+	set => "SET lock_timeout = '300ms';");
+like(sql(7, q{SET lock_timeout = '5s'; SELECT status FROM sync_pull(42)}), qr/^applied$/,
+	'a pull of another machine runs meanwhile');
+$holder->query_safe('COMMIT');
+$holder->quit;
+is(sql(7, q{SELECT count(*) FROM site WHERE name = 'serial'}), '1', 'the first pull committed');
+
+###########################################################################
+# Every foreign key holds, and 7 converges with what 0 and 42 publish
+###########################################################################
+
+pull(7, 0);
+pull(7, 42);
+pull(42, 0);
+is(sql(7, q{SELECT count(*) FROM trait t WHERE NOT EXISTS (SELECT 1 FROM site s WHERE s.id = t.site_id)}),
+	'0', 'every foreign key holds on 7');
+is(sql(7, q{SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM site WHERE id < 1000000000}),
+	sql(42, q{SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM site WHERE id < 1000000000}),
+	'7 and 42 hold the same copy of machine 0\'s sites');
+
+$nginx->stop;
+$node{$_}->stop for (0, 42, 7);
+done_testing();
