@@ -90,6 +90,37 @@ SELECT count(*) FILTER (WHERE f LIKE 'sync-1-%.tar.zst') AS archives,
 SELECT status, message FROM sync_log ORDER BY id DESC LIMIT 1;
 SELECT tbl FROM sync_add_table('measurement', 'access_level');
 
+-- a dump publishes committed rows only
+BEGIN;
+UPDATE person SET name = 'uncommitted draft' WHERE id = 1000000001;
+SELECT * FROM sync_dump();
+ROLLBACK;
+
+-- an operator planted in public is never used by the log writer, which runs
+-- as the log's owner
+CREATE FUNCTION public.sync_regress_trap(bigint, interval) RETURNS interval
+	LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'trap called'; END$$;
+CREATE OPERATOR public.* (LEFTARG = bigint, RIGHTARG = interval,
+						 FUNCTION = public.sync_regress_trap);
+SELECT tables FROM sync_dump();
+SELECT status FROM sync_log ORDER BY id DESC LIMIT 1;
+DROP OPERATOR public.* (bigint, interval);
+DROP FUNCTION public.sync_regress_trap(bigint, interval);
+
+-- rows of tables that inherit from a registered table are not its rows
+CREATE TABLE animal (id bigserial PRIMARY KEY, name text);
+CREATE TABLE dog (breed text) INHERITS (animal);
+ALTER TABLE dog ADD PRIMARY KEY (id);
+SELECT tbl FROM sync_add_table('animal');
+INSERT INTO animal (name) VALUES ('generic');
+INSERT INTO dog (id, name, breed) VALUES (1000000500, 'rex', 'collie');
+SELECT tables, rows, excluded FROM sync_dump(level => 0);
+SELECT tbl FROM sync_add_table('dog');
+SELECT tables, rows, excluded FROM sync_dump(level => 0);
+SELECT tbl FROM sync_remove_table('dog');
+SELECT tbl FROM sync_remove_table('animal');
+DROP TABLE animal CASCADE;
+
 -- who may dump: members of pg_write_server_files (with SELECT on the
 -- tables), or a role granted EXECUTE; nobody else
 CREATE ROLE sync_regress_writer IN ROLE pg_write_server_files;

@@ -111,6 +111,12 @@ SELECT * FROM sync_add_table('users', anonymize => '{"access_level": "''secret''
 SELECT * FROM sync_add_table('users', anonymize => '{"email": "NULL; DELETE FROM users"}');
 SELECT * FROM sync_add_table('users', anonymize => '{"email": "string_agg(login, '','')"}');
 SELECT * FROM sync_add_table('users', anonymize => '{"email": "nosuch || ''x''"}');
+-- a column that takes part in a foreign key cannot be anonymized
+CREATE TABLE account (id bigint PRIMARY KEY, email text UNIQUE);
+CREATE TABLE message (id bigint PRIMARY KEY, author_email text REFERENCES account (email));
+SELECT * FROM sync_add_table('account', anonymize => '{"email": "''x'' || id"}');
+SELECT * FROM sync_add_table('message', anonymize => '{"author_email": "NULL"}');
+DROP TABLE message, account;
 -- an empty object means no rules
 SELECT tbl, anonymize FROM sync_add_table('users', anonymize => '{}');
 

@@ -4,6 +4,7 @@
 use strict;
 use warnings;
 use Digest::SHA qw(sha256_hex);
+use File::Copy qw(copy);
 use File::Path qw(make_path);
 use JSON::PP;
 use PostgreSQL::Test::Cluster;
@@ -26,6 +27,8 @@ sub run_ok_output
 	  or die "@cmd failed: $stderr";
 	return $stdout;
 }
+
+sub copy_file { my ($from, $to) = @_; copy($from, $to) or die "copy: $!"; }
 
 # Extract an archive with tar into a fresh directory; return the manifest.
 sub extract
@@ -211,6 +214,37 @@ is(manifest_table($m3, 'trait')->{sha256}, $trait->{sha256},
 my @archives = glob("$dumpdir/sync-42-*.tar.zst");
 is(scalar(@archives), 2, 'older archives are removed, two kept');
 ok(!-e $path, 'oldest archive removed');
+
+# archives are told apart by name, not by time: a stray archive with a
+# later name does not push out the new one or the one the index named
+my $future = "$dumpdir/sync-42-29991231T000000000000Z.tar.zst";
+copy_file($path3, $future);
+my $path4 = $node->safe_psql('content', 'SELECT path FROM sync_dump()');
+ok(-e $path4, 'a dump keeps its own archive even when a later-named one exists');
+ok(-e $path3, 'and the archive the previous index named');
+ok(!-e $future, 'and removes the stray one');
+
+# session settings do not change what is published
+$node->safe_psql('content', q{
+	CREATE TABLE formats (id bigserial PRIMARY KEY, f double precision, ts timestamptz,
+		d date, iv interval, b bytea, m money);
+	SELECT sync_add_table('formats');
+	INSERT INTO formats (f, ts, d, iv, b, m) VALUES
+		(0.1::float8 + 0.2::float8, '2026-01-02 03:04:05.678+02', '2026-01-02', '1 day 02:03:04', '\x00ff', 12.34);
+});
+my $plain = extract($node->safe_psql('content', 'SELECT path FROM sync_dump()'), "$tmp/extract_plain");
+my $odd_path = $node->safe_psql('content', q{
+	SET extra_float_digits = -10; SET DateStyle = 'SQL, DMY'; SET TimeZone = 'America/New_York';
+	SET IntervalStyle = 'sql_standard'; SET bytea_output = 'escape';
+	SELECT path FROM sync_dump()});
+my $odd = extract($odd_path, "$tmp/extract_odd");
+is(manifest_table($odd, 'formats')->{sha256}, manifest_table($plain, 'formats')->{sha256},
+	'DateStyle, TimeZone, IntervalStyle, extra_float_digits, bytea_output do not change the published bytes');
+is(table_text("$tmp/extract_plain", manifest_table($plain, 'formats')),
+	"42000000001\t0.30000000000000004\t2026-01-02 01:04:05.678+00\t2026-01-02\t1 day 02:03:04\t\\\\x00ff\t\$12.34\n",
+	'values are written in canonical formats, exactly');
+$node->safe_psql('content', q{SELECT sync_remove_table('formats'); DROP TABLE formats;});
+
 
 ###########################################################################
 # A consistent snapshot while another session writes, and nothing blocked
