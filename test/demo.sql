@@ -76,3 +76,49 @@ SELECT path AS archive FROM sync_dump() \gset
 
 -- Every dump is recorded.
 SELECT kind, machine_id, status, tables, rows, excluded FROM sync_log ORDER BY id;
+
+-- ===================================================================
+-- A second server of the federation (here a second database, machine 7)
+-- pulls what machine 42 published.  Machine 42's sync_url would be an
+-- https:// URL served by nginx; in this demo it is a file:// URL.
+-- ===================================================================
+SELECT 'file://' || current_setting('sync.dump_directory') || '/' AS url42 \gset
+SELECT id, sync_url FROM sync_register_machine(42, NULL, :'url42');
+SELECT tables, rows FROM sync_dump();
+CREATE DATABASE field_station;
+\c field_station
+CREATE EXTENSION sync;
+SELECT id, hostname FROM sync_register_machine(42, 'field-lab.example.org', :'url42');
+SELECT id, hostname FROM sync_register_machine(7, 'field-station.example.org');
+SELECT machine_id FROM sync_init(7);
+CREATE TABLE observation (
+	id bigserial PRIMARY KEY,
+	site text NOT NULL,
+	value numeric,
+	observer_email text,
+	access_level integer DEFAULT 4,
+	checked integer DEFAULT 0
+);
+SELECT tbl FROM sync_add_table('observation');
+
+-- The pull checks the archive, then merges machine 42's rows in one
+-- transaction; it also learns the federation from 42's registry.
+SELECT * FROM sync_pull(42);
+SELECT id, site, value, observer_email FROM observation ORDER BY id;
+SELECT id, hostname FROM sync_machine ORDER BY id;
+
+-- Machine 42 changes and deletes rows, and publishes again ...
+\c postgres
+UPDATE observation SET value = 13.0 WHERE site = 'north plot';
+DELETE FROM observation WHERE site = 'south plot';
+SELECT tables, rows FROM sync_dump();
+
+-- ... and the next pull brings exactly that over; a pull with nothing new
+-- downloads only the small index.
+\c field_station
+SELECT status, inserted, updated, deleted FROM sync_pull(42);
+SELECT id, site, value FROM observation ORDER BY id;
+SELECT status, inserted, updated, deleted FROM sync_pull('field-lab.example.org');
+SELECT machine_id, hostname, status, last_success IS NOT NULL AS ok FROM sync_status WHERE machine_id = 42;
+\c postgres
+DROP DATABASE field_station;

@@ -255,6 +255,34 @@ pull_fails(7, 0, qr/ERROR:  canceling statement due to statement timeout/, 'canc
 	set => "SET statement_timeout = '1500ms';");
 ok(time - $t0 < 20, 'the cancel stopped the transfer promptly');
 
+# a long pull shows its progress; pg_cancel_backend (as Ctrl-C) stops it
+{
+	my $before = fingerprint(7);
+	my $slow_pull = $node{7}->background_psql('postgres', on_error_stop => 0);
+	$slow_pull->query_until(qr/started/, "\\echo started\nSELECT status FROM sync_pull(0);\n");
+	my $progress = '';
+	for (1 .. 200)
+	{
+		$progress = sql(7, q{SELECT machine_id || ' ' || phase FROM sync_progress});
+		last if $progress =~ /downloading/;
+		select(undef, undef, undef, 0.05);
+	}
+	is($progress, '0 downloading', 'sync_progress shows the pull downloading from machine 0');
+	my $t1 = time;
+	sql(7, q{SELECT pg_cancel_backend(pid) FROM sync_progress});
+	for (1 .. 200)
+	{
+		last if sql(7, q{SELECT count(*) FROM sync_progress}) eq '0';
+		select(undef, undef, undef, 0.05);
+	}
+	is(sql(7, q{SELECT count(*) FROM sync_progress}), '0', 'the cancelled pull is gone');
+	ok(time - $t1 < 10, 'the cancel stopped the transfer promptly');
+	$slow_pull->quit;
+	is(fingerprint(7), $before, 'cancelled pull: subscriber exactly as before');
+	like(sql(7, q{SELECT status || ': ' || message FROM sync_log WHERE kind = 'pull' ORDER BY id DESC LIMIT 1}),
+		qr/^failed: canceling statement due to user request/, 'cancelled pull recorded in sync_log');
+}
+
 # download larger than sync.max_download_bytes
 point_to(7, $url0);
 pull_fails(7, 0, qr/ERROR:  archive of machine 0 is larger than sync.max_download_bytes/, 'over the cap',
