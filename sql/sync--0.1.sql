@@ -261,10 +261,12 @@ CREATE TABLE sync_remote (
 	username		text,
 	password		text,
 	proxy			text,
+	url				text,
 	updated_at		timestamptz NOT NULL DEFAULT now()
 );
 
 COMMENT ON TABLE sync_remote IS 'how to reach other machines; holds credentials';
+COMMENT ON COLUMN sync_remote.url IS 'the sync_url the credentials were set for; they are sent nowhere else';
 
 CREATE FUNCTION sync_set_remote(machine_id bigint,
 								ca_file text DEFAULT NULL,
@@ -278,7 +280,8 @@ LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 -- what is set, without the password
 CREATE VIEW sync_remote_options AS
 SELECT machine_id, ca_file, username, password IS NOT NULL AS has_password,
-	   proxy, updated_at
+	   pg_catalog.regexp_replace(proxy, '//[^/@]*@', '//***@') AS proxy,
+	   url AS credentials_for, updated_at
   FROM sync_remote;
 
 --
@@ -287,7 +290,7 @@ SELECT machine_id, ca_file, username, password IS NOT NULL AS has_password,
 --
 CREATE TABLE sync_pull_state (
 	machine_id		bigint PRIMARY KEY REFERENCES sync_machine (id) ON DELETE CASCADE,
-	archive_sha256	text NOT NULL,
+	archive_sha256	text,			-- NULL: some table was not applied whole
 	table_sha256	jsonb NOT NULL,
 	applied_at		timestamptz NOT NULL
 );

@@ -37,6 +37,7 @@
 #include "parser/parse_relation.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
@@ -52,6 +53,8 @@ typedef struct ApplyEdge
 	int			child;			/* index into pull->tables */
 	int			parent;
 	List	   *columns;		/* child's referencing column names */
+	bool		deferrable;
+	char	   *name;			/* qualified constraint name, for SET CONSTRAINTS */
 } ApplyEdge;
 
 /*
@@ -73,6 +76,8 @@ typedef struct CopySource
 } CopySource;
 
 static CopySource *copy_source = NULL;
+
+static void CheckReach(Pull *pull, int ti, bool for_update);
 
 /* Does an archive member belong to directory dir? */
 static bool
@@ -150,6 +155,7 @@ CopyInto(CopySource *src, Oid relid, List *columns)
 	CopyFromState cstate;
 	List	   *options;
 	uint64		rows;
+	CopySource *saved;
 
 	CommandCounterIncrement();
 	rel = table_open(relid, RowExclusiveLock);
@@ -161,6 +167,7 @@ CopyInto(CopySource *src, Oid relid, List *columns)
 									 (Node *) makeString((char *) src->pull->encoding), -1));
 	PushCopiedSnapshot(GetTransactionSnapshot());
 	UpdateActiveSnapshotCommandId();
+	saved = copy_source;
 	copy_source = src;
 	PG_TRY();
 	{
@@ -171,13 +178,20 @@ CopyInto(CopySource *src, Oid relid, List *columns)
 	}
 	PG_FINALLY();
 	{
-		copy_source = NULL;
+		copy_source = saved;
 	}
 	PG_END_TRY();
 	PopActiveSnapshot();
 	free_parsestate(pstate);
 	table_close(rel, NoLock);
 	CommandCounterIncrement();
+
+	/* the rows loaded must be the rows checked */
+	if ((int64) rows != src->table->rows)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("COPY loaded " UINT64_FORMAT " rows of table %s from the archive of machine " INT64_FORMAT ", which has " INT64_FORMAT,
+						rows, src->table->qualname, src->pull->machine_id, src->table->rows)));
 	return rows;
 }
 
@@ -192,6 +206,21 @@ LocalColumnNames(PullTable *t, bool all)
 		if (all || t->local[i])
 			names = lappend(names, makeString(t->columns[i]));
 	return names;
+}
+
+/*
+ * Raise a WARNING and keep its message for the log (in memory that
+ * outlives the pull's SPI connection).
+ */
+static void
+AddWarning(Pull *pull, const char *msg, const char *hint)
+{
+	MemoryContext oldcxt;
+
+	ereport(WARNING, (errmsg("%s", msg), errhint("%s", hint)));
+	oldcxt = MemoryContextSwitchTo(pull->cxt);
+	pull->warnings = lappend(pull->warnings, pstrdup(msg));
+	MemoryContextSwitchTo(oldcxt);
 }
 
 /*
@@ -216,13 +245,9 @@ MapTable(Pull *pull, PullTable *t)
 		SyncExecute(psprintf("SELECT 1 FROM %s WHERE tbl = $1", SyncObject("sync_table")),
 					1, argtypes, values, NULL) == 0)
 	{
-		char	   *msg = psprintf("table %s of machine " INT64_FORMAT " is not registered here; its rows were skipped",
-								   t->qualname, pull->machine_id);
-
-		ereport(WARNING,
-				(errmsg("%s", msg),
-				 errhint("Register it with sync_add_table() to receive its rows.")));
-		pull->warnings = lappend(pull->warnings, msg);
+		AddWarning(pull, psprintf("table %s of machine " INT64_FORMAT " is not registered here; its rows were skipped",
+								  t->qualname, pull->machine_id),
+				   "Register it with sync_add_table() to receive its rows.");
 		t->relid = InvalidOid;
 		return;
 	}
@@ -258,15 +283,10 @@ MapTable(Pull *pull, PullTable *t)
 	table_close(rel, NoLock);
 
 	if (nmissing > 0)
-	{
-		char	   *msg = psprintf("table %s here lacks column(s) %s of machine " INT64_FORMAT "'s archive; their values were dropped",
-								   t->qualname, missing.data, pull->machine_id);
-
-		ereport(WARNING,
-				(errmsg("%s", msg),
-				 errhint("Add the column(s) here to receive their values.")));
-		pull->warnings = lappend(pull->warnings, msg);
-	}
+		AddWarning(pull, psprintf("table %s here lacks column(s) %s of machine " INT64_FORMAT "'s archive; their values were dropped",
+								  t->qualname, missing.data, pull->machine_id),
+				   "Add the column(s) here to receive their values.");
+	t->complete = (nmissing == 0);
 }
 
 /*
@@ -292,8 +312,12 @@ ApplyEdges(Pull *pull)
 		n = SyncExecute("SELECT c.confrelid,"
 						"  ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(c.conkey) WITH ORDINALITY k(n, o)"
 						"          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n"
-						"         ORDER BY k.o)"
+						"         ORDER BY k.o),"
+						"  c.condeferrable,"
+						"  pg_catalog.quote_ident(ns.nspname) OPERATOR(pg_catalog.||) '.'"
+						"    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.conname)"
 						"  FROM pg_catalog.pg_constraint c"
+						"  JOIN pg_catalog.pg_namespace ns ON ns.oid = c.connamespace"
 						" WHERE c.contype = 'f' AND c.conrelid = $1 AND c.conparentid = 0",
 						1, argtypes, values, NULL);
 		for (r = 0; r < n; r++)
@@ -314,6 +338,9 @@ ApplyEdges(Pull *pull)
 					edge->child = i;
 					edge->parent = j;
 					edge->columns = NIL;
+					edge->deferrable = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r],
+																  SPI_tuptable->tupdesc, 3, &isnull));
+					edge->name = SyncGetText(r, 4);
 					deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[r],
 																	   SPI_tuptable->tupdesc, 2, &isnull)),
 									  TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &nelems);
@@ -418,7 +445,8 @@ IsBackColumn(Pull *pull, List *edges, int *order_pos, int ti, const char *column
 		ApplyEdge  *edge = lfirst(lc);
 		ListCell   *c;
 
-		if (edge->child != ti || edge->parent == ti ||
+		/* a deferrable reference is checked at the end instead */
+		if (edge->child != ti || edge->parent == ti || edge->deferrable ||
 			!pull->tables[edge->parent].stage ||
 			order_pos[edge->parent] < order_pos[ti])
 			continue;
@@ -443,21 +471,6 @@ AttNotNull(Oid relid, const char *column)
 	return notnull;
 }
 
-/* Comparison of a column between the table (t) and the staging table (s). */
-static char *
-DistinctSql(Oid relid, const char *column)
-{
-	AttrNumber	attnum = get_attnum(relid, column);
-	Oid			typid = get_atttype(relid, attnum);
-	TypeCacheEntry *tc = lookup_type_cache(typid, TYPECACHE_EQ_OPR);
-	const char *c = quote_identifier(column);
-
-	/* types without equality (json, point, ...) compare as text */
-	if (!OidIsValid(tc->eq_opr))
-		return psprintf("t.%s::text IS DISTINCT FROM s.%s::text", c, c);
-	return psprintf("t.%s IS DISTINCT FROM s.%s", c, c);
-}
-
 /*
  * Insert the staged rows that are new, then update the rows that differ;
  * back columns (references into a cycle) are left out: see ApplyBackColumns.
@@ -475,10 +488,15 @@ MergeTable(Pull *pull, List *edges, int *order_pos, int ti)
 	const char *key = quote_identifier(t->key);
 	int			i;
 
+	StringInfoData old_row;
+	StringInfoData new_row;
+
 	initStringInfo(&cols);
 	initStringInfo(&vals);
 	initStringInfo(&set);
 	initStringInfo(&differ);
+	initStringInfo(&old_row);
+	initStringInfo(&new_row);
 	for (i = 0; i < t->ncolumns; i++)
 	{
 		const char *c;
@@ -500,23 +518,32 @@ MergeTable(Pull *pull, List *edges, int *order_pos, int ti)
 		if (strcmp(t->columns[i], t->key) == 0 || back)
 			continue;
 		appendStringInfo(&set, "%s%s = s.%s", set.len ? ", " : "", c, c);
-		appendStringInfo(&differ, "%s%s", differ.len ? " OR " : "",
-						 DistinctSql(t->relid, t->columns[i]));
+		appendStringInfo(&old_row, "%st.%s", old_row.len ? ", " : "", c);
+		appendStringInfo(&new_row, "%ss.%s", new_row.len ? ", " : "", c);
 	}
 
 	SyncPullProgress(pull, "inserting", t->qualname, 0, 0);
-	t->inserted += SyncExecute(psprintf("INSERT INTO %s (%s) SELECT %s FROM %s s"
-										" WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE t.%s = s.%s)",
+	t->inserted += SyncExecute(psprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s s"
+										" WHERE s.%s BETWEEN $1 AND $2"
+										"   AND NOT EXISTS (SELECT 1 FROM %s t WHERE t.%s = s.%s)",
 										t->qualname, cols.data, vals.data, t->stage,
-										t->from, key, key),
-							   0, NULL, NULL, NULL);
+										key, t->from, key, key),
+							   2, argtypes, values, NULL);
 	if (set.len > 0)
 	{
+		CheckReach(pull, ti, true);
 		SyncPullProgress(pull, "updating", t->qualname, 0, t->inserted);
+
+		/*
+		 * Rows differ if their images differ: a value that is equal but not
+		 * the same (1.5 and 1.50, '1 day' and '24:00:00') is written too, so
+		 * that the copy becomes exactly what the publisher has.
+		 */
 		t->updated += SyncExecute(psprintf("UPDATE %s t SET %s FROM %s s"
-										   " WHERE t.%s = s.%s AND t.%s BETWEEN $1 AND $2 AND (%s)",
+										   " WHERE t.%s = s.%s AND t.%s BETWEEN $1 AND $2"
+										   "   AND pg_catalog.record_image_ne(ROW(%s), ROW(%s))",
 										   t->from, set.data, t->stage,
-										   key, key, key, differ.data),
+										   key, key, key, old_row.data, new_row.data),
 								  2, argtypes, values, NULL);
 	}
 }
@@ -531,12 +558,16 @@ ApplyBackColumns(Pull *pull, List *edges, int *order_pos, int ti)
 {
 	PullTable  *t = &pull->tables[ti];
 	StringInfoData set;
-	StringInfoData differ;
+	StringInfoData old_row;
+	StringInfoData new_row;
 	const char *key = quote_identifier(t->key);
+	Oid			argtypes[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(pull->range.start), Int64GetDatum(pull->range.end)};
 	int			i;
 
 	initStringInfo(&set);
-	initStringInfo(&differ);
+	initStringInfo(&old_row);
+	initStringInfo(&new_row);
 	for (i = 0; i < t->ncolumns; i++)
 	{
 		const char *c = quote_identifier(t->columns[i]);
@@ -544,14 +575,17 @@ ApplyBackColumns(Pull *pull, List *edges, int *order_pos, int ti)
 		if (!t->local[i] || !IsBackColumn(pull, edges, order_pos, ti, t->columns[i]))
 			continue;
 		appendStringInfo(&set, "%s%s = s.%s", set.len ? ", " : "", c, c);
-		appendStringInfo(&differ, "%s%s", differ.len ? " OR " : "",
-						 DistinctSql(t->relid, t->columns[i]));
+		appendStringInfo(&old_row, "%st.%s", old_row.len ? ", " : "", c);
+		appendStringInfo(&new_row, "%ss.%s", new_row.len ? ", " : "", c);
 	}
 	if (set.len == 0)
 		return;
-	(void) SyncExecute(psprintf("UPDATE %s t SET %s FROM %s s WHERE t.%s = s.%s AND (%s)",
-								t->from, set.data, t->stage, key, key, differ.data),
-					   0, NULL, NULL, NULL);
+	(void) SyncExecute(psprintf("UPDATE %s t SET %s FROM %s s"
+								" WHERE t.%s = s.%s AND t.%s BETWEEN $1 AND $2"
+								"   AND pg_catalog.record_image_ne(ROW(%s), ROW(%s))",
+								t->from, set.data, t->stage, key, key, key,
+								old_row.data, new_row.data),
+					   2, argtypes, values, NULL);
 }
 
 /*
@@ -569,12 +603,17 @@ ScheduledSql(Pull *pull, PullTable *t, const char *alias)
 }
 
 /*
- * Before deleting rows of t: no row that stays may reference one of them,
- * whatever its foreign key would do (CASCADE, SET NULL, or refuse).  Rows
- * that this pull deletes too do not count.
+ * No row that this pull must not change may be reached through a foreign
+ * key referencing t, whatever the key's action (CASCADE, SET NULL, SET
+ * DEFAULT, or refusing): neither by deleting t's rows (for_update false) nor
+ * by changing the values it references (for_update true).  Rows of the
+ * pulled range in pulled tables are the pull's to change; any other
+ * referencing row fails the pull, named, before anything is changed.  The
+ * check sees every row (row_security off: a policy that would hide one makes
+ * the check fail rather than miss it), in t and in its partitions.
  */
 static void
-CheckDeletionReach(Pull *pull, int ti)
+CheckReach(Pull *pull, int ti, bool for_update)
 {
 	PullTable  *t = &pull->tables[ti];
 	Oid			argtypes[1] = {OIDOID};
@@ -583,51 +622,99 @@ CheckDeletionReach(Pull *pull, int ti)
 	int			r;
 	Oid		   *children;
 	char	  **joins;
+	char	  **refcols;
+	int			save_nestlevel;
 
-	n = SyncExecute("SELECT c.conrelid,"
-					"  (SELECT pg_catalog.string_agg(pg_catalog.format('r.%I = t.%I', a1.attname, a2.attname), ' AND ' ORDER BY k.i)"
-					"     FROM ROWS FROM (pg_catalog.unnest(c.conkey), pg_catalog.unnest(c.confkey)) WITH ORDINALITY AS k(ck, pk, i)"
-					"     JOIN pg_catalog.pg_attribute a1 ON a1.attrelid = c.conrelid AND a1.attnum = k.ck"
-					"     JOIN pg_catalog.pg_attribute a2 ON a2.attrelid = c.confrelid AND a2.attnum = k.pk)"
+	n = SyncExecute("SELECT c.conrelid, " SYNC_FK_JOIN_SQL("r", "t") ","
+					"  (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ',' ORDER BY k.i)"
+					"     FROM pg_catalog.unnest(c.confkey) WITH ORDINALITY k(n, i)"
+					"     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n)"
 					"  FROM pg_catalog.pg_constraint c"
-					" WHERE c.contype = 'f' AND c.confrelid = $1 AND c.conparentid = 0",
+					" WHERE c.contype = 'f' AND c.conparentid = 0"
+					"   AND (c.confrelid = $1"
+					"        OR c.confrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree($1)))",
 					1, argtypes, values, NULL);
 	children = palloc(sizeof(Oid) * (n + 1));
 	joins = palloc(sizeof(char *) * (n + 1));
+	refcols = palloc(sizeof(char *) * (n + 1));
 	for (r = 0; r < n; r++)
 	{
 		children[r] = SyncGetOid(r, 1);
 		joins[r] = SyncGetText(r, 2);
+		refcols[r] = SyncGetText(r, 3);
 	}
 
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("row_security", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	for (r = 0; r < n; r++)
 	{
 		PullTable  *child = NULL;
-		const char *rkey;
+		const char *rkey = "r.ctid::text";
+		const char *rfrom;
+		const char *spared;
 		char	   *sql;
 		int			j;
 
+		/* keys never change: only references to other columns matter here */
+		if (for_update && strcmp(refcols[r], quote_identifier(t->key)) == 0)
+			continue;
 		for (j = 0; j < pull->ntables; j++)
-			if (pull->tables[j].relid == children[r])
+			if (pull->tables[j].relid == children[r] && OidIsValid(children[r]))
 				child = &pull->tables[j];
+
 		/* how to name a referencing row: its single-column key, else its ctid */
 		{
 			Oid			types[1] = {OIDOID};
 			Datum		vals[1] = {ObjectIdGetDatum(children[r])};
 
-			rkey = "r.ctid::text";
 			if (SyncExecute("SELECT a.attname FROM pg_catalog.pg_index i"
 							"  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
 							" WHERE i.indrelid = $1 AND i.indisprimary AND i.indnkeyatts = 1",
 							1, types, vals, NULL) > 0)
 				rkey = psprintf("r.%s::text", quote_identifier(SyncGetText(0, 1)));
 		}
-		sql = psprintf("SELECT %s, t.%s FROM %s r JOIN %s t ON %s"
-					   " WHERE %s AND NOT %s LIMIT 5",
-					   rkey, quote_identifier(t->key),
-					   SyncRelationName(children[r]), t->from, joins[r],
-					   ScheduledSql(pull, t, "t"),
-					   (child && child->stage) ? ScheduledSql(pull, child, "r") : "false");
+		rfrom = (get_rel_relkind(children[r]) == RELKIND_RELATION) ?
+			psprintf("ONLY %s", SyncRelationName(children[r])) : SyncRelationName(children[r]);
+
+		/* the referencing rows this pull may change itself */
+		if (child && for_update)
+			spared = psprintf("(r.%s BETWEEN " INT64_FORMAT " AND " INT64_FORMAT ")",
+							  quote_identifier(child->key), pull->range.start, pull->range.end);
+		else if (child && child->stage)
+			spared = ScheduledSql(pull, child, "r");
+		else
+			spared = "false";
+
+		if (for_update)
+		{
+			StringInfoData old_row;
+			StringInfoData new_row;
+			char	   *copy = pstrdup(refcols[r]);
+			char	   *col;
+
+			initStringInfo(&old_row);
+			initStringInfo(&new_row);
+			for (col = strtok(copy, ","); col; col = strtok(NULL, ","))
+			{
+				appendStringInfo(&old_row, "%st.%s", old_row.len ? ", " : "", col);
+				appendStringInfo(&new_row, "%ss.%s", new_row.len ? ", " : "", col);
+			}
+			sql = psprintf("SELECT %s, t.%s FROM %s r JOIN %s t ON %s"
+						   " JOIN %s s ON s.%s = t.%s"
+						   " WHERE t.%s BETWEEN " INT64_FORMAT " AND " INT64_FORMAT
+						   "   AND pg_catalog.record_image_ne(ROW(%s), ROW(%s)) AND NOT %s LIMIT 5",
+						   rkey, quote_identifier(t->key), rfrom, t->from, joins[r],
+						   t->stage, quote_identifier(t->key), quote_identifier(t->key),
+						   quote_identifier(t->key), pull->range.start, pull->range.end,
+						   old_row.data, new_row.data, spared);
+		}
+		else
+			sql = psprintf("SELECT %s, t.%s FROM %s r JOIN %s t ON %s"
+						   " WHERE %s AND NOT %s LIMIT 5",
+						   rkey, quote_identifier(t->key), rfrom, t->from, joins[r],
+						   ScheduledSql(pull, t, "t"), spared);
+
 		if (SyncExecute(sql, 0, NULL, NULL, NULL) > 0)
 		{
 			StringInfoData rkeys;
@@ -641,6 +728,15 @@ CheckDeletionReach(Pull *pull, int ti)
 				appendStringInfo(&rkeys, "%s%s", k ? ", " : "", SyncGetText(k, 1));
 				appendStringInfo(&tkeys, "%s%s", k ? ", " : "", SyncGetText(k, 2));
 			}
+			if (for_update)
+				ereport(ERROR,
+						(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+						 errmsg("pull of machine " INT64_FORMAT " would change values of table %s that rows of table %s reference",
+								pull->machine_id, t->qualname, SyncRelationName(children[r])),
+						 errdetail("Rows of %s (%s) reference columns %s of rows of %s (keys %s) that machine " INT64_FORMAT " changes; the change would reach rows this pull must not change. Nothing was applied.",
+								   SyncRelationName(children[r]), rkeys.data, refcols[r],
+								   t->qualname, tkeys.data, pull->machine_id),
+						 errhint("Change the referencing rows first, then pull again.")));
 			ereport(ERROR,
 					(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
 					 errmsg("pull of machine " INT64_FORMAT " would delete rows of table %s that rows of table %s still reference",
@@ -651,6 +747,7 @@ CheckDeletionReach(Pull *pull, int ti)
 					 errhint("Change or delete the referencing rows first, then pull again.")));
 		}
 	}
+	AtEOXact_GUC(true, save_nestlevel);
 }
 
 /*
@@ -662,7 +759,7 @@ DeleteMissing(Pull *pull, int ti)
 {
 	PullTable  *t = &pull->tables[ti];
 
-	CheckDeletionReach(pull, ti);
+	CheckReach(pull, ti, false);
 	SyncPullProgress(pull, "deleting", t->qualname, 0, 0);
 	t->deleted += SyncExecute(psprintf("DELETE FROM %s t WHERE %s",
 									   t->from, ScheduledSql(pull, t, "t")),
@@ -811,6 +908,23 @@ ApplyRegistry(Pull *pull, CopySource *src)
 						pull->machine_id),
 				 errdetail("Every machine needs an id, a hostname, a valid range and, if any, an http, https or file URL without credentials.")));
 
+	/* a hostname that another machine has here */
+	values[0] = Int64GetDatum(pull->machine_id);
+	values[1] = BoolGetDatum(pull->machine_id == (int64) sync_registry_authority);
+	if (SyncExecute(psprintf("SELECT a.id, a.hostname, m.id FROM pg_temp.sync_pull_registry a"
+							 "  JOIN %s m ON m.hostname = a.hostname AND m.id <> a.id::int8"
+							 " WHERE NOT EXISTS (SELECT 1 FROM %s k WHERE k.id = a.id::int8)"
+							 "    OR a.id::int8 = $1 OR $2 LIMIT 1",
+							 SyncObject("sync_machine"), SyncObject("sync_machine")),
+					2, argtypes, values, NULL) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("registry in the archive of machine " INT64_FORMAT " conflicts with this server's",
+						pull->machine_id),
+				 errdetail("It gives machine %s the hostname \"%s\", which machine %s has here.",
+						   SyncGetText(0, 1), SyncGetText(0, 2), SyncGetText(0, 3)),
+				 errhint("Hostnames identify machines; correct the registry with sync_register_machine() on the side that is wrong.")));
+
 	values[0] = Int64GetDatum(pull->machine_id);
 	values[1] = BoolGetDatum(pull->machine_id == (int64) sync_registry_authority);
 	SyncExecute(psprintf("INSERT INTO %s (id, hostname, sync_url, sync_contact, sync_start, sync_end)"
@@ -842,7 +956,27 @@ SyncApplyArchive(Pull *pull)
 	uint64		size;
 	int		   *order;
 	int		   *order_pos;
+	int			save_nestlevel;
 	int			i;
+
+	/*
+	 * While rows are applied, local triggers and defaults see the caller's
+	 * search_path (behind pg_catalog, so that built-ins stay what our SQL
+	 * means) and time zone; COPY reads the publisher's date, interval and
+	 * money formats.
+	 */
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path",
+							 (pull->session_path && pull->session_path[0]) ?
+							 psprintf("pg_catalog, %s, pg_temp", pull->session_path) :
+							 "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("DateStyle", "ISO, YMD", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("IntervalStyle", "postgres", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("lc_monetary", "C", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 
 	for (i = 0; i < pull->ntables; i++)
 		MapTable(pull, &pull->tables[i]);
@@ -907,6 +1041,21 @@ SyncApplyArchive(Pull *pull)
 
 	/* merge staged tables parents first, then delete children first */
 	order = StagedOrder(pull, edges, &order_pos);
+	{
+		ListCell   *lc;
+
+		/* deferrable references of a cycle are checked once all is in */
+		foreach(lc, edges)
+		{
+			ApplyEdge  *edge = lfirst(lc);
+
+			if (edge->deferrable && edge->parent != edge->child &&
+				pull->tables[edge->parent].stage && pull->tables[edge->child].stage &&
+				order_pos[edge->parent] > order_pos[edge->child])
+				SyncExecute(psprintf("SET CONSTRAINTS %s DEFERRED", edge->name),
+							0, NULL, NULL, NULL);
+		}
+	}
 	for (i = 0; order[i] >= 0; i++)
 		MergeTable(pull, edges, order_pos, order[i]);
 	for (i = 0; order[i] >= 0; i++)
@@ -915,6 +1064,9 @@ SyncApplyArchive(Pull *pull)
 		ClearBackColumns(pull, edges, order_pos, order[i]);
 	while (--i >= 0)
 		DeleteMissing(pull, order[i]);
+
+	/* every reference is checked before the pull ends, deferred ones too */
+	SyncExecute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL);
 
 	for (i = 0; i < pull->ntables; i++)
 	{
@@ -926,4 +1078,5 @@ SyncApplyArchive(Pull *pull)
 		pull->updated += t->updated;
 		pull->deleted += t->deleted;
 	}
+	AtEOXact_GUC(true, save_nestlevel);
 }

@@ -65,13 +65,7 @@ ClosureEdges(DumpTable *tables, int ntables)
 	array = construct_array(oids, ntables, OIDOID, sizeof(Oid), true, TYPALIGN_INT);
 	values[0] = PointerGetDatum(array);
 
-	n = SyncExecute("SELECT c.conrelid, c.confrelid,"
-					"  (SELECT pg_catalog.string_agg(pg_catalog.format('c.%I = p.%I', a1.attname, a2.attname),"
-					"                                ' AND ' ORDER BY k.i)"
-					"     FROM ROWS FROM (pg_catalog.unnest(c.conkey), pg_catalog.unnest(c.confkey))"
-					"          WITH ORDINALITY AS k(ck, pk, i)"
-					"     JOIN pg_catalog.pg_attribute a1 ON a1.attrelid = c.conrelid AND a1.attnum = k.ck"
-					"     JOIN pg_catalog.pg_attribute a2 ON a2.attrelid = c.confrelid AND a2.attnum = k.pk)"
+	n = SyncExecute("SELECT c.conrelid, c.confrelid, " SYNC_FK_JOIN_SQL("c", "p")
 					"  FROM pg_catalog.pg_constraint c"
 					" WHERE c.contype = 'f' AND c.conparentid = 0"
 					"   AND c.conrelid = ANY ($1) AND c.confrelid = ANY ($1)"

@@ -845,8 +845,6 @@ RunDump(DumpState *state)
 	save_nestlevel = SyncPinSettings(true);
 
 	SPI_connect();
-	/* what we allocate must outlive SPI_finish: the caller's memory */
-	MemoryContextSwitchTo(outer);
 
 	/* one dump at a time in this database */
 	SyncExecute("SELECT pg_catalog.pg_advisory_xact_lock(1937337955, 1)",
@@ -889,13 +887,21 @@ RunDump(DumpState *state)
 					state->level, snapshot);
 
 	RemoveStaleTemporaryFiles(state->dir);
-	state->archive_name = psprintf("sync-" INT64_FORMAT "-%s.tar.zst",
-								   state->machine_id,
-								   FormatUtc(state->snapshot_time, true));
-	state->archive_path = psprintf("%s/%s", state->dir, state->archive_name);
-	state->archive = SyncArchiveCreate(psprintf("%s/%s-%d.tmp", state->dir,
-												TempPrefix(), MyProcPid),
-									   SYNC_ZSTD_LEVEL);
+	/* these outlive SPI_finish (and, on error, the subtransaction) */
+	state->archive_name = MemoryContextStrdup(outer,
+											  psprintf("sync-" INT64_FORMAT "-%s.tar.zst",
+													   state->machine_id,
+													   FormatUtc(state->snapshot_time, true)));
+	state->archive_path = MemoryContextStrdup(outer, psprintf("%s/%s", state->dir,
+															  state->archive_name));
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(outer);
+
+		state->archive = SyncArchiveCreate(psprintf("%s/%s-%d.tmp", state->dir,
+													TempPrefix(), MyProcPid),
+										   SYNC_ZSTD_LEVEL);
+		MemoryContextSwitchTo(oldcxt);
+	}
 
 	manifest = BuildManifest(state, false);
 	SyncArchiveAddMember(state->archive, "header.json", manifest, strlen(manifest));

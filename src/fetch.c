@@ -79,7 +79,12 @@ WriteCallback(char *data, size_t size, size_t nmemb, void *arg)
 		}
 	}
 	else
-		appendBinaryStringInfo(t->buf, data, len);
+	{
+		/* room was made before the transfer: never allocate in a callback */
+		memcpy(t->buf->data + t->buf->len, data, len);
+		t->buf->len += len;
+		t->buf->data[t->buf->len] = '\0';
+	}
 	if (t->sha && pg_cryptohash_update(t->sha, (uint8 *) data, len) < 0)
 	{
 		t->write_errno = EIO;
@@ -234,7 +239,9 @@ Fetch(const SyncRemote *remote, const char *name, const char *what,
 
 		SET_OPT(handle, CURLOPT_URL, url);
 		SET_OPT(handle, CURLOPT_PROTOCOLS_STR, file_allowed ? "http,https,file" : "http,https");
-		SET_OPT(handle, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+		/* a redirect never leaves https for http, nor http(s) for anything */
+		SET_OPT(handle, CURLOPT_REDIR_PROTOCOLS_STR,
+				pg_strncasecmp(url, "https:", 6) == 0 ? "https" : "http,https");
 		SET_OPT(handle, CURLOPT_FOLLOWLOCATION, 1L);
 		SET_OPT(handle, CURLOPT_MAXREDIRS, (long) sync_max_redirects);
 		SET_OPT(handle, CURLOPT_CONNECTTIMEOUT_MS, (long) sync_connect_timeout);
@@ -301,9 +308,11 @@ char *
 SyncFetchIndex(const SyncRemote *remote, SyncFetchResult *result)
 {
 	StringInfoData buf;
+	uint64		limit = 1024 * 1024;
 
 	initStringInfo(&buf);
-	Fetch(remote, SYNC_INDEX_NAME, "index", -1, &buf, NULL, 1024 * 1024, result);
+	enlargeStringInfo(&buf, (int) limit + 1);
+	Fetch(remote, SYNC_INDEX_NAME, "index", -1, &buf, NULL, limit, result);
 	return buf.data;
 }
 

@@ -41,6 +41,9 @@
 #include "utils/datetime.h"
 #include "utils/guc.h"
 #include "utils/json.h"
+#include "storage/ipc.h"
+#include "common/file_perm.h"
+#include <signal.h>
 #include "mb/pg_wchar.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -69,6 +72,7 @@ typedef struct PullRun
 	SyncArchiveReader *reader;
 	pg_cryptohash_ctx *sha;
 	char	   *archive_sha256;
+	MemoryContext cxt;			/* outlives SPI and the subtransaction */
 } PullRun;
 
 /*
@@ -150,6 +154,10 @@ ExecuteAsOwner(const char *relname, const char *sql, int nargs,
 	int			save_sec_context;
 	volatile int n = 0;
 
+	int			save_nestlevel;
+
+	/* as the owner, nothing of the caller's may take part: pin the path */
+	save_nestlevel = SyncPinSettings(false);
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(SyncRelationOwner(relid),
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
@@ -162,6 +170,7 @@ ExecuteAsOwner(const char *relname, const char *sql, int nargs,
 		SetUserIdAndSecContext(save_userid, save_sec_context);
 	}
 	PG_END_TRY();
+	AtEOXact_GUC(true, save_nestlevel);
 	return n;
 }
 
@@ -175,14 +184,35 @@ ReadRemoteOptions(PullRun *run)
 	Datum		values[1] = {Int64GetDatum(run->pull.machine_id)};
 
 	if (ExecuteAsOwner("sync_remote",
-					   psprintf("SELECT ca_file, username, password, proxy FROM %s WHERE machine_id = $1",
+					   psprintf("SELECT ca_file, username, password, proxy, url FROM %s WHERE machine_id = $1",
 								SyncObject("sync_remote")),
 					   1, argtypes, values, NULL) > 0)
 	{
+		char	   *url = SyncGetText(0, 5);
+
 		run->remote.ca_file = SyncGetText(0, 1);
 		run->remote.username = SyncGetText(0, 2);
 		run->remote.password = SyncGetText(0, 3);
 		run->remote.proxy = SyncGetText(0, 4);
+
+		/*
+		 * Credentials go only where they were meant to: to the URL the
+		 * machine had when they were set, and only over https.
+		 */
+		if (run->remote.username &&
+			(url == NULL || strcmp(url, run->remote.url) != 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+					 errmsg("sync_url of machine " INT64_FORMAT " changed since its credentials were set",
+							run->pull.machine_id),
+					 errdetail("Credentials are sent only to the URL they were set for."),
+					 errhint("Check the new URL, then set the credentials again with sync_set_remote().")));
+		if (run->remote.username && pg_strncasecmp(run->remote.url, "https://", 8) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+					 errmsg("credentials for machine " INT64_FORMAT " are sent only over https",
+							run->pull.machine_id),
+					 errhint("Serve the machine's dumps over https, or remove its credentials with sync_set_remote().")));
 	}
 }
 
@@ -190,18 +220,20 @@ ReadRemoteOptions(PullRun *run)
  * sync_set_remote(machine_id, ca_file, username, password, proxy)
  *
  * Set how to reach a machine: a CA file to trust for its TLS certificate,
- * HTTP basic credentials, a proxy.  All NULL removes the options.  Trusting
- * another CA means reading a server file, so a CA file may be set only by
- * superusers and members of pg_read_server_files.
+ * HTTP basic credentials, a proxy.  NULL keeps an option as it is, an empty
+ * string removes it.  Credentials are bound to the machine's sync_url at
+ * this moment.  Trusting another CA means reading a server file, so the CA
+ * file may be set or removed only by superusers and members of
+ * pg_read_server_files.
  */
 Datum
 sync_set_remote(PG_FUNCTION_ARGS)
 {
 	int64		id;
-	Oid			argtypes[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[5] = "     ";
-	bool		all_null = true;
+	Oid			argtypes[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = "      ";
+	char	   *url;
 	int			i;
 
 	SyncEnter(fcinfo);
@@ -213,25 +245,22 @@ sync_set_remote(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(id);
 	for (i = 1; i < 5; i++)
 	{
-		if (PG_ARGISNULL(i) || VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(i)) == 0)
+		if (PG_ARGISNULL(i))
 		{
 			values[i] = (Datum) 0;
 			nulls[i] = 'n';
 		}
 		else
-		{
 			values[i] = PointerGetDatum(PG_GETARG_TEXT_PP(i));
-			all_null = false;
-		}
 	}
 	if (nulls[1] != 'n' && !superuser() &&
 		!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to set a CA file for machine " INT64_FORMAT, id),
+				 errmsg("permission denied to change the CA file of machine " INT64_FORMAT, id),
 				 errdetail("Trusting another certificate authority reads a file on the server."),
-				 errhint("Only superusers and members of pg_read_server_files may set ca_file.")));
-	if (nulls[1] != 'n')
+				 errhint("Only superusers and members of pg_read_server_files may set or remove ca_file.")));
+	if (nulls[1] != 'n' && VARSIZE_ANY_EXHDR(DatumGetTextPP(values[1])) > 0)
 	{
 		char	   *path = TextDatumGetCString(values[1]);
 
@@ -241,35 +270,48 @@ sync_set_remote(PG_FUNCTION_ARGS)
 					 errmsg("could not read CA file \"%s\": %m", path),
 					 errhint("Give the absolute path of a PEM file the server can read.")));
 	}
-	if (nulls[2] == 'n' && nulls[3] != 'n')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a password needs a user name")));
 
 	SPI_connect();
 	{
 		Oid			types[1] = {INT8OID};
 
-		if (SyncExecute(psprintf("SELECT 1 FROM %s WHERE id = $1", SyncObject("sync_machine")),
+		if (SyncExecute(psprintf("SELECT sync_url FROM %s WHERE id = $1", SyncObject("sync_machine")),
 						1, types, values, NULL) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("machine " INT64_FORMAT " is not registered", id),
 					 errhint("Register it with sync_register_machine() first.")));
+		url = SyncGetText(0, 1);
 	}
-	if (all_null)
+	values[5] = url ? CStringGetTextDatum(url) : (Datum) 0;
+	nulls[5] = url ? ' ' : 'n';
+	ExecuteAsOwner("sync_remote",
+				   psprintf("INSERT INTO %s AS r (machine_id, ca_file, username, password, proxy, url)"
+							" VALUES ($1, NULLIF($2, ''), NULLIF($3, ''), NULLIF($4, ''), NULLIF($5, ''), $6)"
+							" ON CONFLICT (machine_id) DO UPDATE SET"
+							"   ca_file = CASE WHEN $2 IS NULL THEN r.ca_file ELSE EXCLUDED.ca_file END,"
+							"   username = CASE WHEN $3 IS NULL THEN r.username ELSE EXCLUDED.username END,"
+							"   password = CASE WHEN $4 IS NULL THEN r.password ELSE EXCLUDED.password END,"
+							"   proxy = CASE WHEN $5 IS NULL THEN r.proxy ELSE EXCLUDED.proxy END,"
+							"   url = EXCLUDED.url, updated_at = pg_catalog.now()",
+							SyncObject("sync_remote")),
+				   6, argtypes, values, nulls);
+	{
+		Oid			types[1] = {INT8OID};
+
+		if (ExecuteAsOwner("sync_remote",
+						   psprintf("SELECT 1 FROM %s WHERE machine_id = $1 AND password IS NOT NULL AND username IS NULL",
+									SyncObject("sync_remote")),
+						   1, types, values, NULL) > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a password needs a user name")));
 		ExecuteAsOwner("sync_remote",
-					   psprintf("DELETE FROM %s WHERE machine_id = $1", SyncObject("sync_remote")),
-					   1, argtypes, values, NULL);
-	else
-		ExecuteAsOwner("sync_remote",
-					   psprintf("INSERT INTO %s AS r (machine_id, ca_file, username, password, proxy)"
-								" VALUES ($1, $2, $3, $4, $5)"
-								" ON CONFLICT (machine_id) DO UPDATE SET ca_file = EXCLUDED.ca_file,"
-								"   username = EXCLUDED.username, password = EXCLUDED.password,"
-								"   proxy = EXCLUDED.proxy, updated_at = pg_catalog.now()",
+					   psprintf("DELETE FROM %s WHERE machine_id = $1 AND ca_file IS NULL"
+								" AND username IS NULL AND password IS NULL AND proxy IS NULL",
 								SyncObject("sync_remote")),
-					   5, argtypes, values, nulls);
+					   1, types, values, NULL);
+	}
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -354,23 +396,59 @@ ParseIndex(PullRun *run, const char *index, char **name, uint64 *size,
 	*size = (uint64) bytes;
 }
 
+/* the download of this backend, removed at exit if an error did not */
+static char current_download[MAXPGPATH];
+
+static void
+RemoveDownloadAtExit(int code, Datum arg)
+{
+	if (current_download[0])
+		(void) unlink(current_download);
+	current_download[0] = '\0';
+}
+
+/* the default work directory: PostgreSQL's own temporary file directory */
+#define SYNC_DEFAULT_WORK_DIR "base/" PG_TEMP_FILES_DIR
+
+/* downloads are named as PostgreSQL's temporary files, which a server
+ * start removes from its temporary file directory */
+#define SYNC_DOWNLOAD_PREFIX PG_TEMP_FILE_PREFIX "_sync_pull_"
+
 /*
- * The directory downloads go to.
+ * The directory downloads go to.  In a directory of its own choosing, the
+ * downloads of backends that are gone (a crash) are removed here.
  */
 static const char *
 WorkDirectory(void)
 {
 	struct stat st;
-	const char *dir = (sync_work_directory && sync_work_directory[0]) ?
-		sync_work_directory : PG_TEMP_FILES_DIR;
+	bool		custom = (sync_work_directory && sync_work_directory[0]);
+	const char *dir = custom ? sync_work_directory : SYNC_DEFAULT_WORK_DIR;
 
-	if (strcmp(dir, PG_TEMP_FILES_DIR) == 0)
+	if (!custom)
 		(void) MakePGDirectory(dir);
 	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not use work directory \"%s\": %m", dir),
 				 errhint("Set sync.work_directory to an existing directory the server can write.")));
+	if (custom)
+	{
+		DIR		   *d = AllocateDir(dir);
+		struct dirent *de;
+		char	   *prefix = psprintf(SYNC_DOWNLOAD_PREFIX UINT64_FORMAT "_", GetSystemIdentifier());
+
+		while ((de = ReadDir(d, dir)) != NULL)
+		{
+			int			pid;
+
+			if (strncmp(de->d_name, prefix, strlen(prefix)) == 0 &&
+				sscanf(de->d_name + strlen(prefix), "%d", &pid) == 1 &&
+				pid != MyProcPid && kill(pid, 0) != 0 && errno == ESRCH)
+				(void) unlink(psprintf("%s/%s", dir, de->d_name));
+		}
+		FreeDir(d);
+	}
 	return dir;
 }
 
@@ -383,9 +461,19 @@ Download(PullRun *run, const char *name, uint64 size, const char *sha256)
 	SyncFetchResult result;
 	char		got[SYNC_SHA256_HEX_LEN];
 
-	run->tmp_path = psprintf("%s/sync-pull-" INT64_FORMAT "-%d.tmp", WorkDirectory(),
-							 run->pull.machine_id, MyProcPid);
+	static bool exit_hook = false;
+
+	if (!exit_hook)
+	{
+		on_proc_exit(RemoveDownloadAtExit, (Datum) 0);
+		exit_hook = true;
+	}
+	run->tmp_path = MemoryContextStrdup(run->cxt,
+										psprintf("%s/" SYNC_DOWNLOAD_PREFIX UINT64_FORMAT "_%d_" INT64_FORMAT,
+												 WorkDirectory(), GetSystemIdentifier(), MyProcPid,
+												 run->pull.machine_id));
 	(void) unlink(run->tmp_path);
+	strlcpy(current_download, run->tmp_path, sizeof(current_download));
 	run->fd = open(run->tmp_path, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY,
 				   S_IRUSR | S_IWUSR);
 	if (run->fd < 0)
@@ -479,6 +567,14 @@ TableFromRow(Pull *pull, PullTable *t, int row)
 	if (t->schema == NULL || t->name == NULL || t->key == NULL ||
 		t->dir == NULL || t->ncolumns == 0 || ntypes != t->ncolumns)
 		BadDescription(pull, "header", "A table lacks its name, key, directory or columns.");
+	for (i = 0; i < t->ncolumns; i++)
+		if (t->columns[i] == NULL || t->types[i] == NULL || t->columns[i][0] == '\0')
+			BadDescription(pull, "header", "A column lacks its name or type.");
+	/* "registry", or "tables/" and one plain name */
+	if (strcmp(t->dir, "registry") != 0 &&
+		(strncmp(t->dir, "tables/", 7) != 0 || t->dir[7] == '\0' ||
+		 strchr(t->dir + 7, '/') != NULL || strstr(t->dir, "..") != NULL))
+		BadDescription(pull, "header", "A table's directory is not one sync writes.");
 	t->key_index = -1;
 	for (i = 0; i < t->ncolumns; i++)
 		if (t->columns[i] && strcmp(t->columns[i], t->key) == 0)
@@ -559,12 +655,24 @@ ParseHeader(Pull *pull, const char *text)
 	pull->tables = palloc0(sizeof(PullTable) * (n + 1));
 	for (i = 0; i < n; i++)
 		TableFromRow(pull, &pull->tables[i], i);
+	for (i = 0; i < n; i++)
+	{
+		int			j;
+
+		for (j = 0; j < i; j++)
+			if (strcmp(pull->tables[i].dir, pull->tables[j].dir) == 0 ||
+				strcmp(pull->tables[i].qualname, pull->tables[j].qualname) == 0)
+				BadDescription(pull, "header", psprintf("It lists %s twice.", pull->tables[i].qualname));
+	}
 
 	if (SyncExecute("SELECT " TABLE_COLUMNS_SQL
 					"  FROM (SELECT $1::pg_catalog.jsonb->'registry' AS e) r WHERE e IS NOT NULL",
 					1, argtypes, values, NULL) != 1)
 		BadDescription(pull, "header", "It describes no registry.");
 	TableFromRow(pull, &pull->registry, 0);
+	for (i = 0; i < n; i++)
+		if (strcmp(pull->tables[i].dir, pull->registry.dir) == 0)
+			BadDescription(pull, "header", "A table uses the registry's directory.");
 }
 
 /*
@@ -621,6 +729,8 @@ typedef struct KeyCheck
 	Pull	   *pull;
 	PullTable  *table;
 	int			field;			/* field of the current line */
+	int			linepos;		/* bytes of the current line seen */
+	bool		escape;			/* the previous byte was an escaping backslash */
 	char		key[32];		/* the key field so far */
 	int			keylen;
 	bool		keylong;
@@ -632,6 +742,7 @@ CheckKey(KeyCheck *kc)
 	PullTable  *t = kc->table;
 	char	   *end;
 	int64		key;
+	int			i;
 
 	/* the registry's keys are machine ids: only counted */
 	if (t == &kc->pull->registry)
@@ -640,6 +751,10 @@ CheckKey(KeyCheck *kc)
 		return;
 	}
 	kc->key[kc->keylen] = '\0';
+	/* digits only (an optional minus): what integer output writes */
+	for (i = 0; i < kc->keylen; i++)
+		if (!isdigit((unsigned char) kc->key[i]) && !(i == 0 && kc->key[i] == '-'))
+			kc->keylong = true;
 	errno = 0;
 	key = strtoi64(kc->key, &end, 10);
 	if (kc->keylong || kc->keylen == 0 || *end != '\0' || errno != 0)
@@ -658,6 +773,13 @@ CheckKey(KeyCheck *kc)
 	t->rows++;
 }
 
+/*
+ * Split COPY text into rows and fields exactly as COPY does for what sync
+ * writes: a backslash escapes the byte after it (so an escaped tab or
+ * newline is data), a tab ends a field, a newline a row.  Anything COPY
+ * would read differently — a carriage return, an end-of-data marker \. —
+ * is refused: the rows checked must be the rows loaded.
+ */
 static void
 CheckKeys(KeyCheck *kc, const char *data, size_t len)
 {
@@ -666,23 +788,44 @@ CheckKeys(KeyCheck *kc, const char *data, size_t len)
 	for (i = 0; i < len; i++)
 	{
 		char		c = data[i];
+		bool		in_key = (kc->field == kc->table->key_index);
 
-		if (c == '\n')
+		if (kc->escape)
+		{
+			if (kc->linepos == 1 && c == '.')
+				BadDescription(kc->pull, "archive",
+							   psprintf("The data of %s holds an end-of-data marker.", kc->table->qualname));
+			kc->escape = false;
+		}
+		else if (c == '\\')
+			kc->escape = true;
+		else if (c == '\r')
+			BadDescription(kc->pull, "archive",
+						   psprintf("The data of %s holds a carriage return.", kc->table->qualname));
+		else if (c == '\n')
 		{
 			CheckKey(kc);
 			kc->field = 0;
+			kc->linepos = 0;
 			kc->keylen = 0;
 			kc->keylong = false;
+			continue;
 		}
 		else if (c == '\t')
+		{
 			kc->field++;
-		else if (kc->field == kc->table->key_index)
+			kc->linepos++;
+			continue;
+		}
+		/* part of a field: the key's bytes are kept, escapes included */
+		if (in_key)
 		{
 			if (kc->keylen < (int) sizeof(kc->key) - 1)
 				kc->key[kc->keylen++] = c;
 			else
 				kc->keylong = true;
 		}
+		kc->linepos++;
 	}
 }
 
@@ -777,7 +920,7 @@ ValidateArchive(PullRun *run)
 				elog(ERROR, "could not update SHA-256 digest");
 			CheckKeys(&kc, buf, n);
 		}
-		if (kc.field != 0 || kc.keylen != 0)
+		if (kc.field != 0 || kc.linepos != 0 || kc.escape)
 			BadDescription(pull, "archive", psprintf("A file of %s ends inside a row.", t->qualname));
 	}
 	if (current)
@@ -822,29 +965,40 @@ SavePullState(PullRun *run)
 	StringInfoData shas;
 	Oid			argtypes[3] = {INT8OID, TEXTOID, TEXTOID};
 	Datum		values[3];
+	char		nulls[3] = "   ";
 	int			i;
 
 	initStringInfo(&shas);
 	appendStringInfoChar(&shas, '{');
 	for (i = 0; i < pull->ntables; i++)
 	{
-		if (i > 0)
+		/* a table skipped, or applied without some columns, is applied again */
+		if (!pull->tables[i].complete)
+			continue;
+		if (shas.len > 1)
 			appendStringInfoString(&shas, ", ");
 		escape_json(&shas, pull->tables[i].qualname);
 		appendStringInfo(&shas, ": \"%s\"", pull->tables[i].sha256);
 	}
 	appendStringInfoChar(&shas, '}');
 
+	/*
+	 * The archive counts as applied only if every table of it was: else the
+	 * next pull reads it again (tables applied whole are still skipped).
+	 */
 	values[0] = Int64GetDatum(pull->machine_id);
 	values[1] = CStringGetTextDatum(run->archive_sha256);
 	values[2] = CStringGetTextDatum(shas.data);
+	for (i = 0; i < pull->ntables; i++)
+		if (!pull->tables[i].complete)
+			nulls[1] = 'n';
 	SyncExecute(psprintf("INSERT INTO %s AS s (machine_id, archive_sha256, table_sha256, applied_at)"
 						 " VALUES ($1, $2, $3::pg_catalog.jsonb, pg_catalog.now())"
 						 " ON CONFLICT (machine_id) DO UPDATE SET"
 						 "   archive_sha256 = EXCLUDED.archive_sha256,"
 						 "   table_sha256 = EXCLUDED.table_sha256, applied_at = EXCLUDED.applied_at",
 						 SyncObject("sync_pull_state")),
-				3, argtypes, values, NULL);
+				3, argtypes, values, nulls);
 }
 
 /*
@@ -878,7 +1032,6 @@ MarkUnchanged(Pull *pull)
 static void
 RunPull(PullRun *run, bool by_name, int64 id, const char *hostname)
 {
-	MemoryContext outer = CurrentMemoryContext;
 	Pull	   *pull = &run->pull;
 	int64		local_id;
 	SyncRange	local_range;
@@ -890,10 +1043,8 @@ RunPull(PullRun *run, bool by_name, int64 id, const char *hostname)
 	int			save_nestlevel;
 
 	/* names resolve to built-ins; COPY text is read as it was written */
-	save_nestlevel = SyncPinSettings(true);
+	save_nestlevel = SyncPinSettings(false);
 	SPI_connect();
-	/* what we allocate must outlive SPI_finish: the caller's memory */
-	MemoryContextSwitchTo(outer);
 
 	if (!SyncLocalMachine(&local_id, &local_range))
 		ereport(ERROR,
@@ -928,6 +1079,7 @@ RunPull(PullRun *run, bool by_name, int64 id, const char *hostname)
 	index = SyncFetchIndex(&run->remote, &result);
 	run->bytes += result.bytes;
 	ParseIndex(run, index, &archive_name, &archive_size, &run->archive_sha256);
+	run->archive_sha256 = MemoryContextStrdup(run->cxt, run->archive_sha256);
 	if (last_sha && strcmp(last_sha, run->archive_sha256) == 0)
 	{
 		run->status = "unchanged";
@@ -964,6 +1116,7 @@ ReleasePull(PullRun *run)
 		if (unlink(run->tmp_path) != 0 && errno != ENOENT)
 			elog(WARNING, "could not remove downloaded archive \"%s\": %m", run->tmp_path);
 		run->tmp_path = NULL;
+		current_download[0] = '\0';
 	}
 }
 
@@ -991,6 +1144,8 @@ DoPull(FunctionCallInfo fcinfo, bool by_name)
 		elog(ERROR, "return type must be a row type");
 	run->fd = -1;
 	run->pull.machine_id = -1;
+	run->cxt = run->pull.cxt = CurrentMemoryContext;
+	run->pull.session_path = pstrdup(GetConfigOption("search_path", false, false));
 	SyncLogInit(log, "pull");
 
 	BeginInternalSubTransaction(NULL);

@@ -38,6 +38,7 @@ typedef struct PullTable
 	char	   *from;			/* qualname, with ONLY where children inherit */
 	Oid			relid;			/* InvalidOid: not registered here */
 	bool		unchanged;		/* same checksum as last applied */
+	bool		complete;		/* registered here, with all its columns */
 	bool	   *local;			/* per column: the table here has it */
 	bool		direct;			/* loaded straight into the table */
 	char	   *stage;			/* staging table, or NULL */
@@ -62,6 +63,8 @@ typedef struct Pull
 	int64		updated;
 	int64		deleted;
 	List	   *warnings;		/* messages also put into the log */
+	MemoryContext cxt;			/* for what outlives SPI: the warnings */
+	char	   *session_path;	/* the caller's search_path */
 } Pull;
 
 /* apply.c */

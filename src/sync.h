@@ -23,6 +23,21 @@
 /* name of the index file beside the archives in the dump directory */
 #define SYNC_INDEX_NAME "sync-index.json"
 
+/*
+ * SQL of the join condition of a foreign key constraint c (a pg_constraint
+ * row) between child alias ca and parent alias pa, with the constraint's
+ * own equality operators (so it works for any type, whatever search_path).
+ */
+#define SYNC_FK_JOIN_SQL(ca, pa) \
+	"(SELECT pg_catalog.string_agg(pg_catalog.format('" ca ".%I OPERATOR(%I.%s) " pa ".%I'," \
+	"         a1.attname, opn.nspname, op.oprname, a2.attname), ' AND ' ORDER BY k.i)" \
+	"    FROM ROWS FROM (pg_catalog.unnest(c.conkey), pg_catalog.unnest(c.confkey)," \
+	"                    pg_catalog.unnest(c.conpfeqop)) WITH ORDINALITY AS k(ck, pk, eqop, i)" \
+	"    JOIN pg_catalog.pg_attribute a1 ON a1.attrelid = c.conrelid AND a1.attnum = k.ck" \
+	"    JOIN pg_catalog.pg_attribute a2 ON a2.attrelid = c.confrelid AND a2.attnum = k.pk" \
+	"    JOIN pg_catalog.pg_operator op ON op.oid = k.eqop" \
+	"    JOIN pg_catalog.pg_namespace opn ON opn.oid = op.oprnamespace)"
+
 /* settings */
 extern char *sync_dump_directory;
 extern char *sync_work_directory;

@@ -386,15 +386,132 @@ sql(7, "SELECT sync_set_remote(0, ca_file => '$ca')");
 like(pull(7, 0), qr/^applied\|/, 'with the test CA trusted, the TLS pull succeeds');
 is(sql(7, 'SELECT count(*) FROM trait WHERE value = 77'), '1', 'and its rows arrive');
 
-# credentials stay out of reach
-sql(7, "SELECT sync_set_remote(42, username => 'sync', password => 's3cret')");
-is(sql(7, 'SELECT username, has_password FROM sync_remote_options WHERE machine_id = 42'),
-	'sync|t', 'sync_remote_options shows credentials are set, not the password');
+# credentials stay out of reach, and go only where they were set for
+# (machine 0's own archive set its URL back to http: point to https again)
+point_to(7, $nginx->tls_url('m0/'));
+sql(7, "SELECT sync_set_remote(0, username => 'sync', password => 's3cret')");
+is(sql(7, 'SELECT username, has_password, credentials_for FROM sync_remote_options WHERE machine_id = 0'),
+	'sync|t|' . $nginx->tls_url('m0/'), 'sync_remote_options shows credentials are set, not the password');
+sql(0, q{INSERT INTO trait (site_id, value) VALUES (1, 78); SELECT sync_dump();});
+like(pull(7, 0), qr/^applied\|/, 'a pull with credentials over https works');
 is(sql(7, q{SELECT count(*) FROM sync_log WHERE message LIKE '%s3cret%' OR details::text LIKE '%s3cret%'}),
 	'0', 'the password never reaches sync_log');
 sql(7, q{CREATE ROLE plain LOGIN});
 ($rc, $out, $err) = $node{7}->psql('postgres', 'SELECT password FROM sync_remote', extra_params => [ '-U', 'plain' ]);
 like($err, qr/permission denied for table sync_remote/, 'PUBLIC cannot read credentials');
+point_to(7, $url0);
+pull_fails(7, 0, qr/ERROR:  sync_url of machine 0 changed since its credentials were set/,
+	'credentials are not sent to a URL they were not set for');
+sql(7, "SELECT sync_set_remote(0, username => 'sync')");
+pull_fails(7, 0, qr/ERROR:  credentials for machine 0 are sent only over https/, 'credentials never go over http');
+sql(7, "SELECT sync_set_remote(0, username => '', password => '')");
+like(pull(7, 0), qr/^(applied|unchanged)\|/, 'without credentials the http pull works again');
+
+# a role allowed to set options cannot borrow the owner's rights through
+# an operator of its own
+sql(7, q{
+	CREATE ROLE alice LOGIN;
+	CREATE SCHEMA evil AUTHORIZATION alice;
+	GRANT EXECUTE ON FUNCTION sync_set_remote(bigint, text, text, text, text) TO alice;
+	GRANT SELECT ON sync_machine TO alice;
+});
+$node{7}->psql('postgres', q{
+	CREATE FUNCTION evil.eq(bigint, bigint) RETURNS boolean LANGUAGE plpgsql AS
+	  $$BEGIN IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+	      EXECUTE 'ALTER ROLE alice SUPERUSER'; END IF; RETURN $1 OPERATOR(pg_catalog.=) $2; END$$;
+	CREATE OPERATOR evil.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.eq);
+	SET search_path = evil, pg_catalog, public;
+	SELECT public.sync_set_remote(0, proxy => 'http://127.0.0.1:1/');
+	SELECT public.sync_set_remote(0, proxy => '');
+}, extra_params => [ '-U', 'alice' ]);
+is(sql(7, q{SELECT rolsuper FROM pg_roles WHERE rolname = 'alice'}), 'f',
+	'an operator planted by the caller is not used as the options\' owner');
+
+###########################################################################
+# Exact copies, late registrations, triggers, references by other columns
+###########################################################################
+
+# equal is not enough: the copy is exactly what the publisher has
+point_to(7, $url0);
+sql(0, q{UPDATE trait SET value = 1.50 WHERE id = 1; SELECT sync_dump();});
+like(pull(7, 0), qr/^applied\|0\|1\|0$/, '1.5 changed to 1.50 is an update');
+is(sql(7, 'SELECT value FROM trait WHERE id = 1'), '1.50', 'the copy has the publisher\'s exact value');
+
+# a table skipped because it was not registered arrives once it is
+sql(7, q{CREATE TABLE note (id bigserial PRIMARY KEY, body text); SELECT sync_add_table('note');});
+like(pull(7, 0), qr/^applied\|/, 'the same archive is applied again once a skipped table is registered');
+is(sql(7, 'SELECT body FROM note'), 'hello', 'and its rows arrive');
+
+# local triggers run with the caller's search_path during a pull
+sql(42, q{
+	CREATE TABLE audit (what text);
+	CREATE FUNCTION audit_site() RETURNS trigger LANGUAGE plpgsql AS
+	  $$BEGIN INSERT INTO audit VALUES (TG_OP || ' ' || NEW.name); RETURN NEW; END$$;
+	CREATE TRIGGER audit_site AFTER INSERT OR UPDATE ON site FOR EACH ROW EXECUTE FUNCTION audit_site();
+});
+sql(0, q{UPDATE site SET name = 'north (audited)' WHERE id = 1; SELECT sync_dump();});
+like(pull(42, 0), qr/^applied\|/, 'a pull fires local triggers');
+is(sql(42, q{SELECT what FROM audit}), 'UPDATE north (audited)', 'which see the caller\'s search_path');
+
+# references to another column: ON UPDATE CASCADE must not reach other machines' rows
+for my $id (0, 42)
+{
+	sql($id, q{
+		CREATE TABLE plot (id bigserial PRIMARY KEY, code text UNIQUE NOT NULL);
+		CREATE TABLE visit (id bigserial PRIMARY KEY,
+			plot_code text REFERENCES plot (code) ON UPDATE CASCADE);
+		SELECT sync_add_table('plot'), sync_add_table('visit');
+	});
+}
+sql(0, q{INSERT INTO plot (code) VALUES ('A'); SELECT sync_dump();});
+like(pull(42, 0), qr/^applied\|/, 'plots arrive');
+sql(42, q{INSERT INTO visit (plot_code) VALUES ('A')});
+sql(0, q{UPDATE plot SET code = 'B'; SELECT sync_dump();});
+pull_fails(42, 0, qr/ERROR:  pull of machine 0 would change values of table public\.plot that rows of table public\.visit reference\n.*public\.visit \(42000000001\)/s,
+	'ON UPDATE CASCADE into 42\'s own row');
+is(sql(42, 'SELECT plot_code FROM visit'), 'A', 'the local row is untouched');
+sql(42, 'DELETE FROM visit');
+like(pull(42, 0), qr/^applied\|0\|1\|0$/, 'with the referencing row gone, the change applies');
+
+# a key smuggled past the check with an escaped tab is still found
+fake('smuggled', sub {
+	my ($dir, $index) = @_;
+	my $x = "$tmp/smuggled-x";
+	remove_tree($x);
+	make_path($x);
+	my $archive = "$dir/$index->{archive}";
+	system_or_bail('tar', '--zstd', '-xf', $archive, '-C', $x);
+	my @members = split /\n/, `tar --zstd -tf $archive`;
+	my $header = decode_json(slurp_file("$x/header.json"));
+	my $manifest = decode_json(slurp_file("$x/manifest.json"));
+	for my $doc ($header, $manifest)
+	{
+		my ($t) = grep { $_->{name} eq 'plot' } @{ $doc->{tables} };
+		# the key second: a field before it can hide a tab
+		$t->{columns} = [ reverse @{ $t->{columns} } ];
+	}
+	my ($plot) = grep { $_->{name} eq 'plot' } @{ $manifest->{tables} };
+	my $file = "$x/$plot->{files}[0]";
+	open(my $fh, '>', $file) or die;
+	print $fh "x\\\t1\t7000000099\n";
+	close($fh);
+	$plot->{rows} = 1;
+	$plot->{sha256} = sha256_hex(slurp_file($file));
+	for my $pair ([ 'header.json', $header ], [ 'manifest.json', $manifest ])
+	{
+		open($fh, '>', "$x/$pair->[0]") or die;
+		print $fh encode_json($pair->[1]);
+		close($fh);
+	}
+	unlink($archive);
+	system_or_bail('tar', '--zstd', '-cf', $archive, '-C', $x, @members);
+	$index->{sha256} = sha256_hex(slurp_file($archive));
+	$index->{size} = -s $archive;
+});
+sql(7, q{CREATE TABLE plot (id bigserial PRIMARY KEY, code text UNIQUE NOT NULL); SELECT sync_add_table('plot');});
+pull_fails(7, 0, qr/ERROR:  archive of machine 0 has a row of table public\.plot with key 7000000099, outside the machine's range/,
+	'escaped tab before the key');
+point_to(7, $url0);
 
 ###########################################################################
 # Pulls of the same machine are serialized; of different machines, not
