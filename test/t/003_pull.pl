@@ -523,6 +523,8 @@ my $holder = $node{7}->background_psql('postgres');
 $holder->query_safe('SET client_min_messages = error');
 $holder->query_safe('BEGIN');
 $holder->query_safe('SELECT status FROM sync_pull(0)');
+is(sql(7, q{INSERT INTO site (name) VALUES ('written during a pull') RETURNING id}), '7000000001',
+	'local writes to local rows go on during a pull');
 pull_fails(7, 0, qr/ERROR:  canceling statement due to lock timeout/, 'a second pull of machine 0 waits',
 	set => "SET lock_timeout = '300ms';");
 like(sql(7, q{SET lock_timeout = '5s'; SELECT status FROM sync_pull(42)}), qr/^applied$/,
@@ -530,6 +532,61 @@ like(sql(7, q{SET lock_timeout = '5s'; SELECT status FROM sync_pull(42)}), qr/^a
 $holder->query_safe('COMMIT');
 $holder->quit;
 is(sql(7, q{SELECT count(*) FROM site WHERE name = 'serial'}), '1', 'the first pull committed');
+
+###########################################################################
+# A reference cycle between two tables, pulled by a role that is no superuser
+###########################################################################
+
+for my $id (0, 7)
+{
+	sql($id, q{
+		CREATE TABLE team (id bigserial PRIMARY KEY, name text, captain_id bigint);
+		CREATE TABLE player (id bigserial PRIMARY KEY, name text, team_id bigint REFERENCES team);
+		ALTER TABLE team ADD FOREIGN KEY (captain_id) REFERENCES player;
+		SELECT sync_add_table('team'), sync_add_table('player');
+	});
+}
+sql(0, q{
+	INSERT INTO team (name) VALUES ('red'), ('blue');
+	INSERT INTO player (name, team_id) VALUES ('ana', 1), ('ben', 2), ('cy', 1);
+	UPDATE team SET captain_id = 1 WHERE id = 1;
+	UPDATE team SET captain_id = 2 WHERE id = 2;
+	SELECT sync_dump();
+});
+sql(7, q{
+	CREATE ROLE puller LOGIN;
+	GRANT EXECUTE ON FUNCTION sync_pull(bigint), sync_pull(text) TO puller;
+	GRANT SELECT ON sync_machine, sync_instance, sync_table TO puller;
+	GRANT SELECT, INSERT, UPDATE ON sync_machine TO puller;
+	GRANT SELECT, INSERT, UPDATE, DELETE ON sync_pull_state TO puller;
+	GRANT SELECT, INSERT, UPDATE, DELETE ON site, trait, note, plot, team, player TO puller;
+});
+sub pull_as_puller
+{
+	my ($rc, $out, $err) = $node{7}->psql('postgres',
+		'SELECT status, inserted, updated, deleted FROM sync_pull(0)',
+		extra_params => [ '-U', 'puller' ]);
+	die "pull as puller failed: $err" if $rc;
+	return $out;
+}
+like(pull_as_puller(), qr/^applied\|/, 'a role that is no superuser pulls, with privileges on the tables only');
+is(sql(7, q{SELECT string_agg(t.name || ':' || p.name, ',' ORDER BY t.id) FROM team t JOIN player p ON p.id = t.captain_id}),
+	'red:ana,blue:ben', 'a reference cycle arrives whole');
+sql(0, q{
+	INSERT INTO team (name) VALUES ('green');
+	INSERT INTO player (name, team_id) VALUES ('di', 3);
+	UPDATE team SET captain_id = 4 WHERE id = 3;
+	UPDATE team SET captain_id = 3 WHERE id = 1;
+	UPDATE team SET captain_id = NULL WHERE id = 2;
+	DELETE FROM player WHERE id = 2;
+	SELECT sync_dump();
+});
+like(pull_as_puller(), qr/^applied\|2\|\d+\|1$/, 'changes through the cycle: new team and player, changed captains, a player deleted');
+is(sql(7, q{SELECT string_agg(t.name || ':' || coalesce(p.name, '-'), ',' ORDER BY t.id) FROM team t LEFT JOIN player p ON p.id = t.captain_id}),
+	'red:cy,blue:-,green:di', 'the cycle matches the publisher');
+sql(0, q{UPDATE team SET captain_id = NULL; DELETE FROM player; DELETE FROM team; SELECT sync_dump();});
+like(pull_as_puller(), qr/^applied\|0\|\d+\|6$/, 'and can be deleted whole');
+is(sql(7, 'SELECT count(*) FROM team') . sql(7, 'SELECT count(*) FROM player'), '00', 'both tables empty');
 
 ###########################################################################
 # Every foreign key holds, and 7 converges with what 0 and 42 publish
