@@ -929,6 +929,36 @@ RunDump(DumpState *state)
 	AtEOXact_GUC(true, save_nestlevel);
 }
 
+/* The dump, run in a subtransaction by sync_dump. */
+static void
+DumpBody(void *arg)
+{
+	DumpState  *state = (DumpState *) arg;
+
+	if (state->level < 0 || state->level > 4)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid access level %d", state->level),
+				 errdetail("Levels go from 0 (private) to 4 (public); a dump at level L publishes rows whose level is L or more.")));
+	RunDump(state);
+}
+
+/* After a failed dump: its files and contexts are ours to release. */
+static void
+DumpCleanup(void *arg)
+{
+	DumpState  *state = (DumpState *) arg;
+
+	SyncArchiveAbort(state->archive);
+	if (state->archive_published && !state->index_written &&
+		unlink(state->archive_path) != 0 && errno != ENOENT)
+		elog(WARNING, "could not remove unpublished dump archive \"%s\": %m",
+			 state->archive_path);
+	if (state->table_sha)
+		pg_cryptohash_free(state->table_sha);
+	state->table_sha = NULL;
+}
+
 /*
  * sync_dump(level, anonymize, unchecked) returns (path, tables, rows,
  * excluded, bytes, sha256, duration)
@@ -942,8 +972,7 @@ sync_dump(PG_FUNCTION_ARGS)
 {
 	DumpState  *state = palloc0(sizeof(DumpState));
 	SyncLogEntry *log = palloc(sizeof(SyncLogEntry));
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *edata;
 	TupleDesc	desc;
 	Datum		values[7];
 	bool		nulls[7] = {false};
@@ -957,40 +986,9 @@ sync_dump(PG_FUNCTION_ARGS)
 	state->unchecked = PG_GETARG_BOOL(2);
 	SyncLogInit(log, "dump");
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
+	edata = SyncRunInSubtransaction(DumpBody, DumpCleanup, state);
+	if (edata)
 	{
-		if (state->level < 0 || state->level > 4)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid access level %d", state->level),
-					 errdetail("Levels go from 0 (private) to 4 (public); a dump at level L publishes rows whose level is L or more.")));
-		RunDump(state);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-
-		/* the archive's files and contexts are ours to release */
-		SyncArchiveAbort(state->archive);
-		if (state->archive_published && !state->index_written &&
-			unlink(state->archive_path) != 0 && errno != ENOENT)
-			elog(WARNING, "could not remove unpublished dump archive \"%s\": %m",
-				 state->archive_path);
-		if (state->table_sha)
-			pg_cryptohash_free(state->table_sha);
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-
 		log->machine_id = state->has_machine ? state->machine_id : -1;
 		log->finished_at = GetCurrentTimestamp();
 		log->status = "failed";
@@ -998,7 +996,6 @@ sync_dump(PG_FUNCTION_ARGS)
 		SyncLogWrite(log);
 		ReThrowError(edata);
 	}
-	PG_END_TRY();
 
 	log->machine_id = state->machine_id;
 	log->finished_at = GetCurrentTimestamp();

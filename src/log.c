@@ -185,44 +185,50 @@ InsertLogRow(Oid log_relid, const char **values)
  * need not be allowed to write sync_log), in a subtransaction: a failure
  * here becomes a WARNING and never hides the caller's own error.
  */
+typedef struct CallerInsert
+{
+	Oid			log_relid;
+	Oid			owner;
+	const char **values;
+	Oid			save_userid;
+	int			save_sec_context;
+} CallerInsert;
+
+static void
+CallerInsertBody(void *arg)
+{
+	CallerInsert *ci = (CallerInsert *) arg;
+
+	SetUserIdAndSecContext(ci->owner, ci->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	SPI_connect();
+	InsertLogRow(ci->log_relid, ci->values);
+	SPI_finish();
+	SetUserIdAndSecContext(ci->save_userid, ci->save_sec_context);
+}
+
+static void
+CallerInsertCleanup(void *arg)
+{
+	CallerInsert *ci = (CallerInsert *) arg;
+
+	SetUserIdAndSecContext(ci->save_userid, ci->save_sec_context);
+}
+
 static void
 InsertInCallerTransaction(Oid log_relid, Oid owner, const char **values)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	Oid			save_userid;
-	int			save_sec_context;
+	CallerInsert ci;
+	ErrorData  *edata;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-		SPI_connect();
-		InsertLogRow(log_relid, values);
-		SPI_finish();
-		SetUserIdAndSecContext(save_userid, save_sec_context);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		SetUserIdAndSecContext(save_userid, save_sec_context);
+	ci.log_relid = log_relid;
+	ci.owner = owner;
+	ci.values = values;
+	GetUserIdAndSecContext(&ci.save_userid, &ci.save_sec_context);
+	edata = SyncRunInSubtransaction(CallerInsertBody, CallerInsertCleanup, &ci);
+	if (edata)
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
 				 errmsg("could not record the %s in sync_log: %s", values[0], edata->message)));
-	}
-	PG_END_TRY();
 }
 
 /*

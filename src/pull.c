@@ -73,6 +73,9 @@ typedef struct PullRun
 	pg_cryptohash_ctx *sha;
 	char	   *archive_sha256;
 	MemoryContext cxt;			/* outlives SPI and the subtransaction */
+	bool		by_name;		/* what sync_pull was asked for */
+	int64		id;
+	const char *hostname;
 } PullRun;
 
 /*
@@ -237,11 +240,7 @@ sync_set_remote(PG_FUNCTION_ARGS)
 	int			i;
 
 	SyncEnter(fcinfo);
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("machine id must not be null")));
-	id = PG_GETARG_INT64(0);
+	id = SyncMachineIdArg(fcinfo, 0);
 	values[0] = Int64GetDatum(id);
 	for (i = 1; i < 5; i++)
 	{
@@ -515,6 +514,42 @@ Download(PullRun *run, const char *name, uint64 size, const char *sha256)
 	run->pull.archive_path = run->tmp_path;
 }
 
+/* Report a header or manifest that is not what this version writes. */
+static void
+BadDescription(Pull *pull, const char *what, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("%s of the archive of machine " INT64_FORMAT " is not valid",
+					what, pull->machine_id),
+			 errdetail("%s", detail)));
+}
+
+/*
+ * Run a query over a JSON document of the archive ($1); a document that is
+ * not valid JSON, or not of the expected shape, is reported as damage.
+ * The error is caught only to be replaced by ours at once.
+ */
+static int
+QueryJson(Pull *pull, const char *what, const char *sql, const char *text)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(text)};
+	volatile int n = 0;
+
+	PG_TRY();
+	{
+		n = SyncExecute(sql, 1, argtypes, values, NULL);
+	}
+	PG_CATCH();
+	{
+		FlushErrorState();
+		BadDescription(pull, what, "It is not valid JSON of the expected shape.");
+	}
+	PG_END_TRY();
+	return n;
+}
+
 /* Text of a JSON array of strings, as a C array. */
 static char **
 TextArray(int row, int col, int *n)
@@ -540,16 +575,6 @@ TextArray(int row, int col, int *n)
 	return result;
 }
 
-/* Report a header or manifest that is not what this version writes. */
-static void
-BadDescription(Pull *pull, const char *what, const char *detail)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_DATA_CORRUPTED),
-			 errmsg("%s of the archive of machine " INT64_FORMAT " is not valid",
-					what, pull->machine_id),
-			 errdetail("%s", detail)));
-}
 
 /* Fill a PullTable from row i of a header query. */
 static void
@@ -605,20 +630,12 @@ ParseHeader(Pull *pull, const char *text)
 	int			n;
 	int			i;
 
-	PG_TRY();
-	{
-		SyncExecute("SELECT (j->>'format')::int8, (j#>>'{source,machine}')::int8,"
-					"       (j#>>'{source,sync_start}')::int8, (j#>>'{source,sync_end}')::int8,"
-					"       j->>'encoding'"
-					"  FROM (SELECT $1::pg_catalog.jsonb AS j) h",
-					1, argtypes, values, NULL);
-	}
-	PG_CATCH();
-	{
-		FlushErrorState();
-		BadDescription(pull, "header", "It is not valid JSON.");
-	}
-	PG_END_TRY();
+	QueryJson(pull, "header",
+			  "SELECT (j->>'format')::int8, (j#>>'{source,machine}')::int8,"
+			  "       (j#>>'{source,sync_start}')::int8, (j#>>'{source,sync_end}')::int8,"
+			  "       j->>'encoding'"
+			  "  FROM (SELECT $1::pg_catalog.jsonb AS j) h",
+			  text);
 	SyncGetInt64(0, 1, &format);
 	SyncGetInt64(0, 2, &machine);
 	SyncGetInt64(0, 3, &range.start);
@@ -681,26 +698,16 @@ ParseHeader(Pull *pull, const char *text)
 static void
 ParseManifest(Pull *pull, const char *text)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(text)};
-	volatile int n = 0;
+	int			n;
 	int			i;
 
-	PG_TRY();
-	{
-		n = SyncExecute("SELECT e->>'dir', (e->>'rows')::int8, e->>'sha256'"
-						"  FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb->'tables') e"
-						" UNION ALL "
-						"SELECT e->>'dir', (e->>'rows')::int8, e->>'sha256'"
-						"  FROM (SELECT $1::pg_catalog.jsonb->'registry' AS e) r",
-						1, argtypes, values, NULL);
-	}
-	PG_CATCH();
-	{
-		FlushErrorState();
-		BadDescription(pull, "manifest", "It is not valid JSON.");
-	}
-	PG_END_TRY();
+	n = QueryJson(pull, "manifest",
+				  "SELECT e->>'dir', (e->>'rows')::int8, e->>'sha256'"
+				  "  FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb->'tables') e"
+				  " UNION ALL "
+				  "SELECT e->>'dir', (e->>'rows')::int8, e->>'sha256'"
+				  "  FROM (SELECT $1::pg_catalog.jsonb->'registry' AS e) r",
+				  text);
 	for (i = 0; i < n; i++)
 	{
 		char	   *dir = SyncGetText(i, 1);
@@ -1120,6 +1127,22 @@ ReleasePull(PullRun *run)
 	}
 }
 
+/* The pull, run in a subtransaction by DoPull. */
+static void
+PullBody(void *arg)
+{
+	PullRun    *run = (PullRun *) arg;
+
+	RunPull(run, run->by_name, run->id, run->hostname);
+	ReleasePull(run);
+}
+
+static void
+PullCleanup(void *arg)
+{
+	ReleasePull((PullRun *) arg);
+}
+
 /*
  * Common body of sync_pull(bigint) and sync_pull(text).
  */
@@ -1128,8 +1151,7 @@ DoPull(FunctionCallInfo fcinfo, bool by_name)
 {
 	PullRun    *run = palloc0(sizeof(PullRun));
 	SyncLogEntry *log = palloc(sizeof(SyncLogEntry));
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *edata;
 	int64		id = by_name ? -1 : PG_GETARG_INT64(0);
 	char	   *hostname = by_name ? text_to_cstring(PG_GETARG_TEXT_PP(0)) : NULL;
 	TupleDesc	desc;
@@ -1148,29 +1170,13 @@ DoPull(FunctionCallInfo fcinfo, bool by_name)
 	run->pull.session_path = pstrdup(GetConfigOption("search_path", false, false));
 	SyncLogInit(log, "pull");
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
+	run->by_name = by_name;
+	run->id = id;
+	run->hostname = hostname;
+	edata = SyncRunInSubtransaction(PullBody, PullCleanup, run);
+	if (edata)
 	{
-		RunPull(run, by_name, id, hostname);
-		ReleasePull(run);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		ReleasePull(run);
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
 		pgstat_report_activity(STATE_RUNNING, debug_query_string);
-
 		log->machine_id = run->pull.machine_id;
 		log->finished_at = GetCurrentTimestamp();
 		log->status = "failed";
@@ -1179,7 +1185,6 @@ DoPull(FunctionCallInfo fcinfo, bool by_name)
 		SyncLogWrite(log);
 		ReThrowError(edata);
 	}
-	PG_END_TRY();
 	pgstat_report_activity(STATE_RUNNING, debug_query_string);
 
 	log->machine_id = run->pull.machine_id;

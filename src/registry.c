@@ -180,11 +180,7 @@ sync_register_machine(PG_FUNCTION_ARGS)
 
 	SyncEnter(fcinfo);
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("machine id must not be null")));
-	id = PG_GETARG_INT64(0);
+	id = SyncMachineIdArg(fcinfo, 0);
 	if (id < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -17,6 +17,8 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "access/xact.h"
 #include "utils/syscache.h"
 #include "catalog/pg_class.h"
 
@@ -334,4 +336,57 @@ SyncPinSettings(bool data_formats)
 									 PGC_USERSET, PGC_S_SESSION,
 									 GUC_ACTION_SAVE, true, 0, false);
 	return nestlevel;
+}
+
+/*
+ * Run body(arg) in a subtransaction.  On success it is committed into the
+ * caller's transaction and NULL is returned.  On error, cleanup(arg) runs
+ * first (while what body allocated still exists: files to remove, handles
+ * to close), the subtransaction is rolled back, and the error is returned,
+ * not raised: the caller records it, then raises it again.  So a failure
+ * leaves the caller's transaction exactly as it was, and usable.
+ */
+ErrorData *
+SyncRunInSubtransaction(void (*body) (void *), void (*cleanup) (void *),
+						void *arg)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		body(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		if (cleanup)
+			cleanup(arg);
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_END_TRY();
+	return edata;
+}
+
+/*
+ * A machine id argument, which must not be NULL.
+ */
+int64
+SyncMachineIdArg(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("machine id must not be null")));
+	return PG_GETARG_INT64(argno);
 }

@@ -60,6 +60,9 @@ extern char *SyncObject(const char *name);
 extern Oid	SyncSchemaOid(void);
 extern Oid	SyncRelationOwner(Oid relid);
 extern int	SyncPinSettings(bool data_formats);
+extern ErrorData *SyncRunInSubtransaction(void (*body) (void *),
+										  void (*cleanup) (void *), void *arg);
+extern int64 SyncMachineIdArg(FunctionCallInfo fcinfo, int argno);
 extern char *SyncRelationName(Oid relid);
 extern int	SyncExecute(const char *sql, int nargs, Oid *argtypes,
 						Datum *values, const char *nulls);

@@ -49,7 +49,7 @@ log "pg_regress: $tests"
 mkdir -p "$SYNC_WORK/regress"
 [ "$(id -u)" = 0 ] && chown "$SYNC_TEST_USER" "$SYNC_WORK/regress"
 # shellcheck disable=SC2086
-as_runner env PATH="$PATH" "$PGXS_DIR/test/regress/pg_regress" \
+as_runner env PATH="$PATH" TMPDIR="$SYNC_WORK" "$PGXS_DIR/test/regress/pg_regress" \
 	--temp-instance="$SYNC_WORK/regress/tmp_check" \
 	--temp-config="$src/test/regress.conf" \
 	--bindir="$PGBIN" \
@@ -81,7 +81,7 @@ for t in "$src"/test/t/*.pl; do
 	tapdir=$SYNC_WORK/tap/$name
 	mkdir -p "$tapdir"
 	[ "$(id -u)" = 0 ] && chown -R "$SYNC_TEST_USER" "$SYNC_WORK/tap"
-	as_runner env PATH="$PATH" \
+	as_runner env PATH="$PATH" TMPDIR="$SYNC_WORK" \
 		PERL5LIB="$PGXS_DIR/test/perl:$src/test/lib" \
 		PG_REGRESS="$PGXS_DIR/test/regress/pg_regress" \
 		TESTDIR="$tapdir" SYNC_SRC="$src" SYNC_TEST_SMALLFS="${SYNC_TEST_SMALLFS:-}" \
