@@ -423,19 +423,11 @@ StageTable(Pull *pull, PullTable *t, CopySource *src, int position)
 		appendStringInfo(&sql, "%s%s %s", i ? ", " : "",
 						 quote_identifier(t->columns[i]), type);
 	}
-	appendStringInfoString(&sql, ") ON COMMIT DROP");
+	appendStringInfo(&sql, ", PRIMARY KEY (%s)) ON COMMIT DROP", quote_identifier(t->key));
 	SyncExecute(sql.data, 0, NULL, NULL, NULL);
 	stage_relid = RangeVarGetRelid(makeRangeVar("pg_temp", strchr(t->stage, '.') + 1, -1),
 								   NoLock, false);
 	(void) CopyInto(src, stage_relid, LocalColumnNames(t, true));
-
-	/*
-	 * The key index is built once the rows are in (a sorted build, much
-	 * cheaper than keeping it up row by row); it also refuses an archive
-	 * with a key twice, which would make the merge ambiguous.
-	 */
-	SyncExecute(psprintf("ALTER TABLE %s ADD PRIMARY KEY (%s)", t->stage, quote_identifier(t->key)),
-				0, NULL, NULL, NULL);
 	SyncExecute(psprintf("ANALYZE %s", t->stage), 0, NULL, NULL, NULL);
 }
 
