@@ -21,7 +21,8 @@ OBJS = \
 	src/log.o \
 	src/fetch.o \
 	src/pull.o \
-	src/apply.o
+	src/apply.o \
+	src/schedule.o
 
 DATA = sql/sync--0.1.sql
 DOCS =

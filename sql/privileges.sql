@@ -82,6 +82,32 @@ DROP TABLE regress_owned;
 RESET ROLE;
 SELECT count(*) FROM sync_table;
 
+-- scheduling: what doc/privileges.md grants; a job cannot get another owner
+SELECT id FROM sync_register_machine(2, 'two.example.org', 'https://two.example.org/sync/');
+SET ROLE sync_regress_admin;
+SELECT sync_schedule(2, '1 hour', enabled => false);
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION
+	sync_schedule(bigint, interval, timestamptz, timestamptz, integer, interval, boolean),
+	sync_unschedule(bigint) TO sync_regress_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON sync_job TO sync_regress_admin;
+GRANT USAGE ON SEQUENCE sync_job_id_seq TO sync_regress_admin;
+SET ROLE sync_regress_admin;
+SELECT sync_schedule(2, '1 hour', enabled => false) AS job \gset
+SELECT remote, every, owner, enabled, runs FROM sync_job;
+UPDATE sync_job SET owner = 'sync_regress_monitor';
+UPDATE sync_job SET every = '2 hours' RETURNING every;
+SELECT sync_schedule(1, '1 hour');
+SELECT sync_schedule(3, '1 hour');
+SELECT sync_schedule(2, '0.5 seconds');
+SELECT sync_schedule(2, '1 hour', start_at => now(), end_at => now() - interval '1 day');
+SELECT sync_schedule(2, '1 hour', max_runs => 0);
+SELECT sync_schedule(2, '1 hour', timeout => '0');
+SELECT sync_schedule(2, '1 hour', timeout => NULL);
+SELECT sync_unschedule(:job);
+SELECT sync_unschedule(:job);
+RESET ROLE;
+
 DROP TABLE regress_not_owned;
 DROP EXTENSION sync;
 DROP ROLE sync_regress_nobody;

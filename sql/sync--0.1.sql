@@ -365,6 +365,85 @@ SELECT a.pid,
 
 COMMENT ON VIEW sync_progress IS 'pulls under way and their phase';
 
+--
+-- Scheduled pulls (with shared_preload_libraries = 'sync').
+--
+CREATE TABLE sync_job (
+	id				bigserial PRIMARY KEY,
+	remote			bigint NOT NULL REFERENCES sync_machine (id) ON DELETE CASCADE,
+	every			interval NOT NULL,
+	start_at		timestamptz NOT NULL,
+	end_at			timestamptz,
+	max_runs		integer,
+	timeout			interval NOT NULL,
+	enabled			boolean NOT NULL,
+	owner			name NOT NULL DEFAULT current_user,
+	next_run		timestamptz NOT NULL,
+	runs			integer NOT NULL DEFAULT 0,
+	failures		integer NOT NULL DEFAULT 0,
+	last_run		timestamptz,
+	last_status		text,
+	running_pid		integer,
+	running_since	timestamptz,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT sync_job_every_check CHECK (every >= interval '1 second'),
+	CONSTRAINT sync_job_timeout_check CHECK (timeout > interval '0'),
+	CONSTRAINT sync_job_max_runs_check CHECK (max_runs > 0),
+	CONSTRAINT sync_job_end_check CHECK (end_at > start_at)
+);
+
+COMMENT ON TABLE sync_job IS 'scheduled pulls, their next run and the runs made';
+
+-- A job runs as its owner: nobody may give a job an owner whose rights they
+-- do not have.
+CREATE FUNCTION sync_job_check_owner()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT pg_has_role(current_user, NEW.owner, 'MEMBER') THEN
+		RAISE EXCEPTION 'permission denied to run jobs as role %', NEW.owner
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'A scheduled pull runs with the privileges of its owner.',
+				  HINT = 'Make the owner a role you are a member of.';
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER sync_job_owner_check
+	BEFORE INSERT OR UPDATE OF owner ON sync_job
+	FOR EACH ROW EXECUTE FUNCTION sync_job_check_owner();
+
+CREATE FUNCTION sync_schedule(remote bigint, every interval,
+							  start_at timestamptz DEFAULT now(),
+							  end_at timestamptz DEFAULT NULL,
+							  max_runs integer DEFAULT NULL,
+							  timeout interval DEFAULT '1 hour',
+							  enabled boolean DEFAULT true)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'sync_schedule'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+CREATE FUNCTION sync_unschedule(job bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM @extschema@.sync_job WHERE id = job;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'job % does not exist', job
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Scheduled jobs are listed in sync_job.';
+	END IF;
+	RETURN true;
+END
+$$;
+
+SELECT pg_catalog.pg_extension_config_dump('sync_job', '');
+SELECT pg_catalog.pg_extension_config_dump('sync_job_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('sync_remote', '');
 SELECT pg_catalog.pg_extension_config_dump('sync_pull_state', '');
 
@@ -373,7 +452,8 @@ SELECT pg_catalog.pg_extension_config_dump('sync_pull_state', '');
 --
 REVOKE ALL ON TABLE sync_machine, sync_instance, sync_table,
 	sync_sequence_usage, sync_log, sync_remote, sync_remote_options,
-	sync_pull_state, sync_status, sync_progress FROM PUBLIC;
+	sync_pull_state, sync_status, sync_progress, sync_job FROM PUBLIC;
+REVOKE ALL ON SEQUENCE sync_job_id_seq FROM PUBLIC;
 REVOKE ALL ON SEQUENCE sync_log_id_seq FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	sync_register_machine(bigint, text, text, text, bigint, bigint),
@@ -387,7 +467,10 @@ REVOKE ALL ON FUNCTION
 	sync_dump(integer, boolean, boolean),
 	sync_set_remote(bigint, text, text, text, text),
 	sync_pull(bigint),
-	sync_pull(text)
+	sync_pull(text),
+	sync_schedule(bigint, interval, timestamptz, timestamptz, integer, interval, boolean),
+	sync_unschedule(bigint),
+	sync_job_check_owner()
 	FROM PUBLIC;
 
 --

@@ -86,6 +86,9 @@ typedef struct LogShared
 	char		data[FLEXIBLE_ARRAY_MEMBER];
 } LogShared;
 
+/* entries this process wrote or tried to write; see log.h */
+uint64		sync_log_writes = 0;
+
 /*
  * An entry with nothing filled in but its kind.
  */
@@ -95,9 +98,9 @@ SyncLogInit(SyncLogEntry *entry, const char *kind)
 	memset(entry, 0, sizeof(*entry));
 	entry->kind = kind;
 	entry->machine_id = -1;
-	entry->job_id = -1;
 	entry->tables = entry->rows = entry->excluded = -1;
 	entry->inserted = entry->updated = entry->deleted = entry->bytes = -1;
+	entry->job_id = sync_current_job;
 	entry->started_at = GetCurrentTimestamp();
 }
 
@@ -273,6 +276,7 @@ SyncLogWrite(const SyncLogEntry *entry)
 	char	   *p;
 	int			i;
 
+	sync_log_writes++;
 	if (RecoveryInProgress())
 	{
 		ereport(WARNING,
@@ -313,14 +317,8 @@ SyncLogWrite(const SyncLogEntry *entry)
 		}
 	}
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "sync");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "sync_log_worker_main");
+	SyncWorkerInit(&worker, "sync_log_worker_main", "sync log writer", BGW_NEVER_RESTART);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "sync log writer for PID %d", MyProcPid);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "sync log writer");
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
 	worker.bgw_notify_pid = MyProcPid;
 

@@ -35,4 +35,7 @@ typedef struct SyncLogEntry
 extern void SyncLogInit(SyncLogEntry *entry, const char *kind);
 extern void SyncLogWrite(const SyncLogEntry *entry);
 
+/* entries written (or attempted) by this process so far */
+extern uint64 sync_log_writes;
+
 #endif							/* SYNC_LOG_H */

@@ -1179,7 +1179,9 @@ DoPull(FunctionCallInfo fcinfo, bool by_name)
 		pgstat_report_activity(STATE_RUNNING, debug_query_string);
 		log->machine_id = run->pull.machine_id;
 		log->finished_at = GetCurrentTimestamp();
-		log->status = "failed";
+		/* a scheduled run past its timeout was cancelled */
+		log->status = (sync_current_job > 0 && edata->sqlerrcode == ERRCODE_QUERY_CANCELED) ?
+			"timeout" : "failed";
 		log->bytes = (int64) run->bytes;
 		log->message = edata->message;
 		SyncLogWrite(log);

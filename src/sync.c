@@ -105,6 +105,8 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	SyncScheduleInit();
+
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		elog(ERROR, "could not initialize libcurl");
 
@@ -123,7 +125,16 @@ _PG_init(void)
 void
 SyncEnter(FunctionCallInfo fcinfo)
 {
-	Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
+	SyncUseSchema(get_func_namespace(fcinfo->flinfo->fn_oid));
+}
+
+/*
+ * Make nsp the schema whose objects our SQL names: SyncEnter's work, for a
+ * background worker that entered through no function of the extension.
+ */
+void
+SyncUseSchema(Oid nsp)
+{
 	const char *quoted = quote_identifier(get_namespace_name(nsp));
 
 	/*
@@ -389,4 +400,23 @@ SyncMachineIdArg(FunctionCallInfo fcinfo, int argno)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("machine id must not be null")));
 	return PG_GETARG_INT64(argno);
+}
+
+/*
+ * Describe a background worker of this library that connects to a
+ * database: function is its entry point, type its name in
+ * pg_stat_activity (and its process name, unless the caller sets one).
+ */
+void
+SyncWorkerInit(BackgroundWorker *worker, const char *function,
+			   const char *type, int restart_time)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = restart_time;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "sync");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", type);
+	snprintf(worker->bgw_name, BGW_MAXLEN, "%s", type);
 }

@@ -13,6 +13,7 @@
 #include "fmgr.h"
 #include "utils/jsonb.h"
 #include "nodes/pg_list.h"
+#include "postmaster/bgworker.h"
 #include "storage/lockdefs.h"
 #include "utils/rel.h"
 #include "utils/snapshot.h"
@@ -46,6 +47,14 @@ extern int	sync_connect_timeout;
 extern int	sync_timeout;
 extern int	sync_max_redirects;
 extern int	sync_registry_authority;
+extern char *sync_database;
+extern int	sync_max_workers;
+extern int	sync_log_retention;
+extern bool sync_preloaded;
+extern int64 sync_current_job;
+
+/* schedule.c */
+extern void SyncScheduleInit(void);
 
 /* One machine's owned key range, inclusive at both ends. */
 typedef struct SyncRange
@@ -56,6 +65,9 @@ typedef struct SyncRange
 
 /* sync.c: entry points and helpers for running SQL through SPI */
 extern void SyncEnter(FunctionCallInfo fcinfo);
+extern void SyncUseSchema(Oid nsp);
+extern void SyncWorkerInit(BackgroundWorker *worker, const char *function,
+						   const char *type, int restart_time);
 extern char *SyncObject(const char *name);
 extern Oid	SyncSchemaOid(void);
 extern Oid	SyncRelationOwner(Oid relid);

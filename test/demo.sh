@@ -25,9 +25,19 @@ as_runner mkdir -p "$demo" "$demo/published"
 log "starting a throwaway cluster in $demo"
 as_runner "$PGBIN/initdb" -D "$demo/data" -A trust -U postgres >"$SYNC_WORK/initdb.log" 2>&1 ||
 	{ cat "$SYNC_WORK/initdb.log"; die "initdb failed"; }
-as_runner "$PGBIN/pg_ctl" -D "$demo/data" -l "$demo/server.log" -w \
-	-o "-c listen_addresses='' -k $demo -p 5432 -c sync.dump_directory=$demo/published" start >/dev/null ||
-	{ cat "$demo/server.log"; die "the server did not start"; }
+# The second part of the demo pulls on a schedule into database
+# field_station: the launcher of scheduled pulls needs the library
+# preloaded and its database to exist when the server starts.
+start_server() {
+	as_runner "$PGBIN/pg_ctl" -D "$demo/data" -l "$demo/server.log" -w \
+		-o "-c listen_addresses='' -k $demo -p 5432 -c sync.dump_directory=$demo/published $*" start >/dev/null ||
+		{ cat "$demo/server.log"; die "the server did not start"; }
+}
+start_server
+as_runner "$PGBIN/psql" -X -q -h "$demo" -p 5432 -U postgres -d postgres \
+	-c 'CREATE DATABASE field_station' || die "could not create the demo's second database"
+as_runner "$PGBIN/pg_ctl" -D "$demo/data" -w -m fast stop >/dev/null || die "the server did not stop"
+start_server "-c shared_preload_libraries=sync -c sync.database=field_station"
 
 log "running test/demo.sql"
 as_runner "$PGBIN/psql" -X -a -v ON_ERROR_STOP=1 -h "$demo" -p 5432 -U postgres \

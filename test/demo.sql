@@ -85,7 +85,8 @@ SELECT kind, machine_id, status, tables, rows, excluded FROM sync_log ORDER BY i
 SELECT 'file://' || current_setting('sync.dump_directory') || '/' AS url42 \gset
 SELECT id, sync_url FROM sync_register_machine(42, NULL, :'url42');
 SELECT tables, rows FROM sync_dump();
-CREATE DATABASE field_station;
+-- (test/demo.sh created database field_station before the server started,
+-- and made it sync.database, where scheduled pulls run.)
 \c field_station
 CREATE EXTENSION sync;
 SELECT id, hostname FROM sync_register_machine(42, 'field-lab.example.org', :'url42');
@@ -120,5 +121,34 @@ SELECT status, inserted, updated, deleted FROM sync_pull(42);
 SELECT id, site, value FROM observation ORDER BY id;
 SELECT status, inserted, updated, deleted FROM sync_pull('field-lab.example.org');
 SELECT machine_id, hostname, status, last_success IS NOT NULL AS ok FROM sync_status WHERE machine_id = 42;
+
+-- ===================================================================
+-- Nobody has to call sync_pull: a background worker inside the server
+-- (shared_preload_libraries = 'sync', sync.database = 'field_station')
+-- pulls machine 42 every 2 seconds.
+-- ===================================================================
+SELECT sync_schedule(42, '2 seconds') AS job \gset
+SELECT id, remote, every, next_run IS NOT NULL AS scheduled FROM sync_job;
+
+-- Machine 42 records a new observation and publishes ...
 \c postgres
-DROP DATABASE field_station;
+INSERT INTO observation (site, value) VALUES ('east plot', 7.5);
+SELECT tables, rows FROM sync_dump();
+
+-- ... and the field station catches up by itself (waiting at most 30 s).
+\c field_station
+DO $$
+BEGIN
+	FOR i IN 1..300 LOOP
+		EXIT WHEN EXISTS (SELECT FROM observation WHERE site = 'east plot');
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+	IF NOT EXISTS (SELECT FROM observation WHERE site = 'east plot') THEN
+		RAISE EXCEPTION 'the scheduled pull did not bring the new row within 30 s';
+	END IF;
+END
+$$;
+SELECT id, site, value FROM observation ORDER BY id;
+SELECT job_id, status, inserted, updated, deleted
+  FROM sync_log WHERE job_id = :job AND status = 'applied';
+SELECT sync_unschedule(:job);

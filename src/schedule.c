@@ -1,0 +1,590 @@
+/*-------------------------------------------------------------------------
+ *
+ * schedule.c
+ *		Scheduled pulls: a launcher background worker, one dynamic worker
+ *		per run.
+ *
+ * With shared_preload_libraries = 'sync', a launcher connects to the
+ * database named by sync.database and looks at sync_job twice a second.  A
+ * due job starts in a dynamic background worker of its own (at most
+ * sync.max_workers at once), connected as the job's owner, which does what
+ * sync_pull does, under the job's timeout.  A job never overlaps itself: a
+ * run that comes due while the previous one is still going is skipped, and
+ * logged as skipped.  After consecutive failures the next runs back off
+ * (two, four, at most eight intervals); a success resets that.  Runs that a
+ * server restart interrupted are recorded as failed when the launcher
+ * starts.  The launcher also prunes sync_log to sync.log_retention.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timeout.h"
+#include "utils/datetime.h"
+#include "utils/timestamp.h"
+
+#include "log.h"
+#include "sync.h"
+
+PG_FUNCTION_INFO_V1(sync_schedule);
+
+PGDLLEXPORT void sync_launcher_main(Datum main_arg);
+PGDLLEXPORT void sync_job_worker_main(Datum main_arg);
+
+/* settings */
+char	   *sync_database = NULL;
+int			sync_max_workers = 2;
+int			sync_log_retention = 30 * 24 * 60;	/* minutes */
+
+/* whether the library was loaded by shared_preload_libraries */
+bool		sync_preloaded = false;
+
+/* in a job worker: the job being run (the pull logs it), else -1 */
+int64		sync_current_job = -1;
+
+/* A run the launcher started. */
+typedef struct JobRun
+{
+	int64		job;
+	BackgroundWorkerHandle *handle;
+	TimestampTz started;
+	int64		timeout_ms;
+} JobRun;
+
+#define MAX_RUNS 64
+static JobRun runs[MAX_RUNS];
+static int	nruns = 0;
+
+/*
+ * Define the scheduler's settings, and with shared_preload_libraries
+ * register the launcher.
+ */
+void
+SyncScheduleInit(void)
+{
+	BackgroundWorker worker;
+
+	/*
+	 * Only a preloading library may define a setting fixed at server start;
+	 * loaded later, the setting is accepted but has no use.
+	 */
+	DefineCustomStringVariable("sync.database",
+							   "Database the sync launcher runs scheduled pulls in.",
+							   NULL, &sync_database, "postgres",
+							   process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP,
+							   0, NULL, NULL, NULL);
+	DefineCustomIntVariable("sync.max_workers",
+							"Most scheduled pulls that run at once.",
+							NULL, &sync_max_workers, 2, 1, MAX_RUNS,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("sync.log_retention",
+							"How long rows of sync_log are kept.",
+							NULL, &sync_log_retention, 30 * 24 * 60, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MIN, NULL, NULL, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	sync_preloaded = true;
+
+	SyncWorkerInit(&worker, "sync_launcher_main", "sync launcher", 5);
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * Refuse a schedule that could not run as meant, with a message per
+ * argument (sync_job's checks say the same for changes made with SQL).
+ */
+static void
+CheckSchedule(Datum *values, const char *nulls)
+{
+	Interval	second = {0};
+	Interval	zero = {0};
+
+	second.time = USECS_PER_SEC;
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, values[1], IntervalPGetDatum(&second))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("every must be at least 1 second")));
+	if (nulls[3] != 'n' &&
+		DatumGetBool(DirectFunctionCall2(timestamp_le, values[3], values[2])))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("end_at must be later than start_at")));
+	if (nulls[4] != 'n' && DatumGetInt32(values[4]) < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_runs must be at least 1")));
+	if (DatumGetBool(DirectFunctionCall2(interval_le, values[5], IntervalPGetDatum(&zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must be longer than zero")));
+}
+
+/*
+ * sync_schedule(remote, every, start_at, end_at, max_runs, timeout,
+ *				 enabled) returns the new job's id
+ */
+Datum
+sync_schedule(PG_FUNCTION_ARGS)
+{
+	int64		remote;
+	Oid			argtypes[7] = {INT8OID, INTERVALOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	INT4OID, INTERVALOID, BOOLOID};
+	Datum		values[7];
+	char		nulls[7] = "       ";
+	int64		local_id;
+	SyncRange	range;
+	int64		job = 0;
+	int			i;
+
+	SyncEnter(fcinfo);
+	if (!sync_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("scheduled pulls need sync in shared_preload_libraries"),
+				 errhint("Add 'sync' to shared_preload_libraries in postgresql.conf, set sync.database, and restart the server.")));
+	remote = SyncMachineIdArg(fcinfo, 0);
+	for (i = 1; i < 7; i++)
+	{
+		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+	if (nulls[1] == 'n' || nulls[5] == 'n' || nulls[6] == 'n' || nulls[2] == 'n')
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("every, start_at, timeout and enabled must not be null")));
+	values[0] = Int64GetDatum(remote);
+	CheckSchedule(values, nulls);
+
+	SPI_connect();
+	if (SyncLocalMachine(&local_id, &range) && local_id == remote)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("machine " INT64_FORMAT " is this server", remote),
+				 errdetail("A server pulls only other machines' rows.")));
+	if (!SyncLookupRange(remote, &range))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("machine " INT64_FORMAT " is not registered", remote),
+				 errhint("Register it with sync_register_machine() first.")));
+	/* the table's checks say what is wrong with every, timeout, max_runs */
+	SyncExecute(psprintf("INSERT INTO %s (remote, every, start_at, end_at, max_runs, timeout, enabled, next_run)"
+						 " VALUES ($1, $2, $3, $4, $5, $6, $7, $3) RETURNING id",
+						 SyncObject("sync_job")),
+				7, argtypes, values, nulls);
+	SyncGetInt64(0, 1, &job);
+	SPI_finish();
+	PG_RETURN_INT64(job);
+}
+
+/*
+ * The quoted name of the extension's schema in this database (in
+ * TopMemoryContext), which our SQL then names; NULL if the extension is not
+ * installed.
+ */
+static char *
+ExtensionSchema(void)
+{
+	if (SyncExecute("SELECT n.oid, pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e"
+					"  JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
+					" WHERE e.extname = 'sync'", 0, NULL, NULL, NULL) == 0)
+		return NULL;
+	SyncUseSchema(SyncGetOid(0, 1));
+	return MemoryContextStrdup(TopMemoryContext, SyncGetText(0, 2));
+}
+
+/* Stop the runs this launcher started, when it exits. */
+static void
+StopRuns(int code, Datum arg)
+{
+	int			i;
+
+	for (i = 0; i < nruns; i++)
+		TerminateBackgroundWorker(runs[i].handle);
+}
+
+/* Is job running, as far as this launcher knows? */
+static bool
+JobRunning(int64 job)
+{
+	int			i;
+
+	for (i = 0; i < nruns; i++)
+		if (runs[i].job == job)
+			return true;
+	return false;
+}
+
+/*
+ * Forget the runs that ended; stop those long past their timeout (the run
+ * enforces it itself; this is for one that cannot).
+ */
+static void
+ReapRuns(void)
+{
+	int			i = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	while (i < nruns)
+	{
+		pid_t		pid;
+		BgwHandleStatus status = GetBackgroundWorkerPid(runs[i].handle, &pid);
+
+		if (status == BGWH_STOPPED || status == BGWH_POSTMASTER_DIED)
+		{
+			runs[i] = runs[--nruns];
+			continue;
+		}
+		if (TimestampDifferenceExceeds(runs[i].started, now,
+									   (int) Min(runs[i].timeout_ms + 30000, INT_MAX)))
+			TerminateBackgroundWorker(runs[i].handle);
+		i++;
+	}
+}
+
+/* Start a run of job in a dynamic worker, connected as owner. */
+static bool
+StartRun(int64 job, Oid owner, int64 timeout_ms)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	Oid			ids[2] = {MyDatabaseId, owner};
+
+	SyncWorkerInit(&worker, "sync_job_worker_main", "sync job", BGW_NEVER_RESTART);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "sync job " INT64_FORMAT, job);
+	worker.bgw_main_arg = Int64GetDatum(job);
+	memcpy(worker.bgw_extra, ids, sizeof(ids));
+	worker.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		return false;
+	runs[nruns].job = job;
+	runs[nruns].handle = handle;
+	runs[nruns].started = GetCurrentTimestamp();
+	runs[nruns].timeout_ms = timeout_ms;
+	nruns++;
+	return true;
+}
+
+/* SQL: move next_run past now by whole intervals. */
+#define ADVANCE_SQL \
+	"next_run + every * (pg_catalog.floor(EXTRACT(EPOCH FROM pg_catalog.now() - next_run)" \
+	" / EXTRACT(EPOCH FROM every)) + 1)"
+
+/* SQL: is job j due? */
+#define DUE_SQL \
+	"j.enabled AND j.next_run <= pg_catalog.now()" \
+	" AND (j.end_at IS NULL OR j.next_run <= j.end_at)" \
+	" AND (j.max_runs IS NULL OR j.runs < j.max_runs)"
+
+/*
+ * Record as failed the runs sync_job shows under way that no worker of this
+ * launcher is doing: at start, those a server restart or crash interrupted;
+ * later, those whose worker exited without recording the outcome.
+ */
+static void
+RecordLostRuns(const char *schema, bool starting)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * (nruns + 1));
+	Oid			argtypes[2] = {INT8ARRAYOID, TEXTOID};
+	Datum		values[2];
+	int			i;
+
+	for (i = 0; i < nruns; i++)
+		ids[i] = Int64GetDatum(runs[i].job);
+	values[0] = PointerGetDatum(construct_array(ids, nruns, INT8OID, sizeof(int64),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = CStringGetTextDatum(starting ? "server restarted" :
+									"the job worker exited without recording the run");
+	SyncExecute(psprintf("WITH lost AS ("
+						 "  UPDATE %s.sync_job j SET running_pid = NULL, running_since = NULL,"
+						 "         last_status = 'failed', failures = j.failures + 1"
+						 "    FROM %s.sync_job o"
+						 "   WHERE o.id = j.id AND j.running_pid IS NOT NULL AND j.id <> ALL ($1)"
+						 "  RETURNING j.id, j.remote, o.running_since)"
+						 " INSERT INTO %s.sync_log (kind, machine_id, job_id, started_at, finished_at, status, message)"
+						 " SELECT 'pull', remote, id, running_since, pg_catalog.now(), 'failed', $2 FROM lost",
+						 schema, schema, schema),
+				2, argtypes, values, NULL);
+}
+
+/*
+ * One look at sync_job, in a transaction of its own.
+ */
+static void
+LauncherTick(bool starting, TimestampTz *last_prune)
+{
+	int			n;
+	int			i;
+	int64	   *jobs;
+	int64	   *timeouts;
+	Oid		   *owners;
+	char	   *schema;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "looking for due sync jobs");
+
+	/* nothing to do until the extension is installed here */
+	schema = ExtensionSchema();
+	if (schema == NULL)
+		goto done;
+
+	ReapRuns();
+	RecordLostRuns(schema, starting);
+
+	/* due jobs whose owner cannot log in fail without a worker */
+	SyncExecute(psprintf("WITH lost AS ("
+						 "  UPDATE %s.sync_job j SET runs = runs + 1, last_run = pg_catalog.now(),"
+						 "         failures = failures + 1, last_status = 'failed', next_run = " ADVANCE_SQL
+						 "   WHERE " DUE_SQL " AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r"
+						 "                    WHERE r.rolname = j.owner AND r.rolcanlogin)"
+						 "  RETURNING j.id, j.remote, j.owner)"
+						 " INSERT INTO %s.sync_log (kind, machine_id, job_id, started_at, finished_at, status, message)"
+						 " SELECT 'pull', remote, id, pg_catalog.now(), pg_catalog.now(), 'failed',"
+						 "        pg_catalog.format('role %%s, the job''s owner, does not exist or cannot log in', owner)"
+						 "   FROM lost", schema, schema),
+				0, NULL, NULL, NULL);
+
+	n = SyncExecute(psprintf("SELECT j.id, (EXTRACT(EPOCH FROM j.timeout) * 1000)::int8, r.oid"
+							 "  FROM %s.sync_job j JOIN pg_catalog.pg_roles r ON r.rolname = j.owner"
+							 " WHERE " DUE_SQL
+							 " ORDER BY j.next_run", schema),
+					0, NULL, NULL, NULL);
+	jobs = palloc(sizeof(int64) * (n + 1));
+	timeouts = palloc(sizeof(int64) * (n + 1));
+	owners = palloc(sizeof(Oid) * (n + 1));
+	for (i = 0; i < n; i++)
+	{
+		SyncGetInt64(i, 1, &jobs[i]);
+		SyncGetInt64(i, 2, &timeouts[i]);
+		owners[i] = SyncGetOid(i, 3);
+	}
+
+	for (i = 0; i < n; i++)
+	{
+		Oid			argtypes[1] = {INT8OID};
+		Datum		values[1] = {Int64GetDatum(jobs[i])};
+
+		if (JobRunning(jobs[i]))
+		{
+			/* never two runs of a job at once: this one is skipped */
+			SyncExecute(psprintf("INSERT INTO %s.sync_log (kind, machine_id, job_id, started_at, finished_at, status, message)"
+								 " SELECT 'pull', remote, id, pg_catalog.now(), pg_catalog.now(), 'skipped',"
+								 "        'the previous run is still going'"
+								 "   FROM %s.sync_job WHERE id = $1", schema, schema),
+						1, argtypes, values, NULL);
+			SyncExecute(psprintf("UPDATE %s.sync_job SET next_run = " ADVANCE_SQL " WHERE id = $1", schema),
+						1, argtypes, values, NULL);
+			continue;
+		}
+		if (nruns >= Min(sync_max_workers, MAX_RUNS))
+			break;				/* the next tick tries again */
+		if (!StartRun(jobs[i], owners[i], timeouts[i]))
+			break;				/* no worker slot: the next tick tries again */
+		SyncExecute(psprintf("UPDATE %s.sync_job SET runs = runs + 1, last_run = pg_catalog.now(),"
+							 "  next_run = " ADVANCE_SQL " WHERE id = $1", schema),
+					1, argtypes, values, NULL);
+	}
+
+	/* the log never grows without bound */
+	if (TimestampDifferenceExceeds(*last_prune, GetCurrentTimestamp(), 10 * 1000))
+	{
+		Oid			argtypes[1] = {INT8OID};
+		Datum		values[1] = {Int64GetDatum((int64) sync_log_retention)};
+
+		SyncExecute(psprintf("DELETE FROM %s.sync_log"
+							 " WHERE started_at < pg_catalog.now() - $1 * interval '1 minute'", schema),
+					1, argtypes, values, NULL);
+		*last_prune = GetCurrentTimestamp();
+	}
+
+done:
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Main of the launcher.
+ */
+void
+sync_launcher_main(Datum main_arg)
+{
+	TimestampTz last_prune = 0;
+	bool		starting = true;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(sync_database, NULL, 0);
+	on_proc_exit(StopRuns, (Datum) 0);
+	/* for the whole session: names resolve to built-ins first */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		LauncherTick(starting, &last_prune);
+		starting = false;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 500, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/*
+ * Run one statement in a transaction of its own; return the first column of
+ * its first row (allocated in TopMemoryContext), or NULL.
+ */
+static char *
+RunInTransaction(const char *sql, int nargs, Oid *argtypes, Datum *values)
+{
+	char	   *first = NULL;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SyncExecute(sql, nargs, argtypes, values, NULL) > 0 && SPI_tuptable != NULL)
+	{
+		char	   *value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (value)
+			first = MemoryContextStrdup(TopMemoryContext, value);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return first;
+}
+
+/*
+ * Main of a job worker: one run of one job.
+ */
+void
+sync_job_worker_main(Datum main_arg)
+{
+	int64		job = DatumGetInt64(main_arg);
+	Oid			ids[2];
+	char	   *schema;
+	int64		remote = 0;
+	int64		timeout_ms = 0;
+	Oid			argtypes[3] = {INT8OID, TEXTOID, BOOLOID};
+	Datum		values[3];
+	const char *volatile status = "applied";
+	volatile bool ok = true;
+	uint64		writes = sync_log_writes;
+	TimestampTz started;
+	char	   *volatile message = NULL;
+
+	memcpy(ids, MyBgworkerEntry->bgw_extra, sizeof(ids));
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(ids[0], ids[1], 0);
+	sync_current_job = job;
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/* the run is under way */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	schema = ExtensionSchema();
+	if (schema == NULL)
+		proc_exit(0);			/* the extension was dropped meanwhile */
+	values[0] = Int64GetDatum(job);
+	if (SyncExecute(psprintf("UPDATE %s.sync_job SET running_pid = pg_catalog.pg_backend_pid(),"
+							 "  running_since = pg_catalog.now() WHERE id = $1"
+							 " RETURNING remote, (EXTRACT(EPOCH FROM timeout) * 1000)::int8", schema),
+					1, argtypes, values, NULL) == 0)
+		proc_exit(0);			/* unscheduled meanwhile */
+	SyncGetInt64(0, 1, &remote);
+	SyncGetInt64(0, 2, &timeout_ms);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_appname(psprintf("sync job " INT64_FORMAT, job));
+	started = GetCurrentTimestamp();
+
+	/* the pull, under the job's timeout */
+	PG_TRY();
+	{
+		Datum		arg[1] = {Int64GetDatum(remote)};
+		Oid			type[1] = {INT8OID};
+
+		enable_timeout_after(STATEMENT_TIMEOUT, (int) Min(timeout_ms, INT_MAX));
+		status = RunInTransaction(psprintf("SELECT status FROM %s.sync_pull($1)", schema),
+								  1, type, arg);
+		disable_timeout(STATEMENT_TIMEOUT, false);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		HOLD_INTERRUPTS();
+		/* the error must outlive the transaction it happened in */
+		MemoryContextSwitchTo(TopMemoryContext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		RESUME_INTERRUPTS();
+		ok = false;
+		status = (edata->sqlerrcode == ERRCODE_QUERY_CANCELED) ? "timeout" : "failed";
+		message = edata->message;
+	}
+	PG_END_TRY();
+
+	/* a run that failed before the pull could record it (no privilege) */
+	if (!ok && sync_log_writes == writes)
+	{
+		SyncLogEntry entry;
+
+		SyncLogInit(&entry, "pull");
+		entry.machine_id = remote;
+		entry.started_at = started;
+		entry.finished_at = GetCurrentTimestamp();
+		entry.status = status;
+		entry.message = message;
+		StartTransactionCommand();
+		SyncLogWrite(&entry);
+		CommitTransactionCommand();
+	}
+
+	/* the outcome; after a failure, back off: 2, 4, at most 8 intervals */
+	values[1] = CStringGetTextDatum(status);
+	values[2] = BoolGetDatum(ok);
+	RunInTransaction(psprintf("UPDATE %s.sync_job SET running_pid = NULL, running_since = NULL,"
+							  "  last_status = $2,"
+							  "  failures = CASE WHEN $3 THEN 0 ELSE failures + 1 END,"
+							  "  next_run = CASE WHEN $3 THEN next_run ELSE"
+							  "    GREATEST(next_run, last_run + every * LEAST(pg_catalog.power(2, failures + 1), 8)) END"
+							  " WHERE id = $1", schema),
+					 3, argtypes, values);
+	proc_exit(0);
+}

@@ -1,0 +1,216 @@
+# Scheduled pulls: a launcher background worker runs due jobs in dynamic
+# workers.  New rows arrive by themselves; a slow remote gives skipped and
+# timed-out runs; a failing one backs off and recovers; unscheduling stops
+# a job; restarts and crashed workers are recorded; other databases can be
+# dropped while the launcher runs.
+use strict;
+use warnings;
+use File::Path qw(make_path);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use SyncNginx;
+
+my $tmp = $PostgreSQL::Test::Utils::tmp_check;
+my $www = "$tmp/www";
+make_path("$www/m0");
+
+my $pub = PostgreSQL::Test::Cluster->new('publisher');
+$pub->init;
+$pub->append_conf('postgresql.conf', "sync.dump_directory = '$www/m0'");
+$pub->start;
+my $sub = PostgreSQL::Test::Cluster->new('subscriber');
+$sub->init;
+$sub->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'sync'
+sync.database = 'postgres'
+sync.max_workers = 4
+restart_after_crash = on
+});
+$sub->start;
+
+my $nginx = SyncNginx->new(prefix => "$tmp/nginx", root => $www,
+	slow => "$www/m0", rate => '4k');
+
+my $schema = q{
+	CREATE EXTENSION sync;
+	CREATE TABLE item (id bigserial PRIMARY KEY, name text, filler text);
+};
+for my $n ($pub, $sub)
+{
+	$n->safe_psql('postgres', $schema);
+	$n->safe_psql('postgres', "SELECT sync_register_machine(0, 'm0.example.org', '" . $nginx->url('m0/') . "')");
+	$n->safe_psql('postgres', "SELECT sync_register_machine(42, 'm42.example.org')");
+}
+$pub->safe_psql('postgres', q{SELECT sync_init(0); SELECT sync_add_table('item');
+	INSERT INTO item (name) VALUES ('first'); SELECT sync_dump();});
+$sub->safe_psql('postgres', q{SELECT sync_init(42); SELECT sync_add_table('item');});
+
+sub ssql { return $sub->safe_psql('postgres', $_[0]); }
+
+# Wait (at most $secs seconds) until $sql returns $want on the subscriber;
+# errors (the server restarting) count as not yet.
+sub wait_for
+{
+	my ($sql, $want, $secs) = @_;
+	my $got = '';
+	for (1 .. $secs * 10)
+	{
+		$sub->psql('postgres', $sql, stdout => \$got, on_error_die => 0);
+		return 1 if $got eq $want;
+		select(undef, undef, undef, 0.1);
+	}
+	diag("waited for '$want', got '$got': $sql");
+	return 0;
+}
+
+ok(wait_for(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sync launcher'}, '1', 10),
+	'the launcher runs');
+
+# a job every 2 s brings new rows without any call
+my $job = ssql(q{SELECT sync_schedule(0, '2 seconds')});
+ok(wait_for(q{SELECT string_agg(name, ',' ORDER BY id) FROM item}, 'first', 10),
+	'the scheduled job pulled the first row');
+$pub->safe_psql('postgres', q{INSERT INTO item (name) VALUES ('second'); SELECT sync_dump();});
+ok(wait_for(q{SELECT string_agg(name, ',' ORDER BY id) FROM item}, 'first,second', 10),
+	'a new row arrives by itself');
+like(ssql(qq{SELECT string_agg(DISTINCT status, ',' ORDER BY status) FROM sync_log WHERE job_id = $job}),
+	qr/applied/, 'the runs are in sync_log with the job id');
+is(ssql(qq{SELECT runs >= 2 AND failures = 0 AND last_status IN ('applied', 'unchanged') FROM sync_job WHERE id = $job}),
+	't', 'sync_job counts the runs');
+
+# changes take effect within a second: disable, then unschedule
+ssql(qq{UPDATE sync_job SET enabled = false WHERE id = $job});
+sleep(1);
+my $count = ssql(qq{SELECT count(*) FROM sync_log WHERE job_id = $job});
+sleep(3);
+is(ssql(qq{SELECT count(*) FROM sync_log WHERE job_id = $job}), $count, 'a disabled job does not run');
+is(ssql(qq{SELECT sync_unschedule($job)}), 't', 'sync_unschedule removes the job');
+my ($rc, $out, $err) = $sub->psql('postgres', qq{SELECT sync_unschedule($job)});
+like($err, qr/ERROR:  job $job does not exist/, 'unscheduling an unknown job is an error');
+
+# a slow remote: runs overlap the schedule (skipped) and pass the timeout
+$pub->safe_psql('postgres', q{INSERT INTO item (name, filler) SELECT 'bulk', md5(i::text) || md5((i * 7)::text)
+	FROM generate_series(1, 2000) i; SELECT sync_dump();});
+ssql("SELECT sync_register_machine(0, NULL, '" . $nginx->url('slow/') . "')");
+my $slow = ssql(q{SELECT sync_schedule(0, '1 second', timeout => '3 seconds')});
+ok(wait_for(qq{SELECT count(*) > 0 FROM sync_log WHERE job_id = $slow AND status = 'skipped'}, 't', 15),
+	'a run due while the previous one goes on is skipped and logged');
+ok(wait_for(qq{SELECT count(*) > 0 FROM sync_log WHERE job_id = $slow AND status = 'timeout'}, 't', 20),
+	'a run past its timeout is cancelled and logged as timed out');
+is(ssql(q{SELECT count(*) FROM item WHERE name = 'bulk'}), '0', 'a timed-out run applied nothing');
+is(ssql(qq{SELECT message FROM sync_log WHERE job_id = $slow AND status = 'timeout' LIMIT 1}),
+	'canceling statement due to statement timeout', 'the timeout is the reason given');
+ssql(qq{SELECT sync_unschedule($slow)});
+
+# a failing remote backs off, then recovers
+ssql("SELECT sync_register_machine(0, NULL, '" . $nginx->url('nothing-here/') . "')");
+my $fail = ssql(q{SELECT sync_schedule(0, '1 second')});
+ok(wait_for(qq{SELECT failures >= 3 FROM sync_job WHERE id = $fail}, 't', 30), 'failures are counted');
+my $gap = ssql(qq{SELECT EXTRACT(EPOCH FROM next_run - last_run)::int FROM sync_job WHERE id = $fail});
+ok($gap >= 4 && $gap <= 8, "the next try backs off ($gap intervals of 1 s)");
+my @times = split /\n/, ssql(qq{SELECT EXTRACT(EPOCH FROM started_at) FROM sync_log WHERE job_id = $fail ORDER BY id});
+ok($times[-1] - $times[-2] > $times[1] - $times[0] + 0.5, 'the tries spread out');
+ssql("SELECT sync_register_machine(0, NULL, '" . $nginx->url('m0/') . "')");
+ok(wait_for(qq{SELECT failures = 0 AND last_status IN ('applied', 'unchanged') FROM sync_job WHERE id = $fail}, 't', 20),
+	'one success resets the back-off');
+is(ssql(q{SELECT count(*) FROM item WHERE name = 'bulk'}), '2000', 'and the rows arrive');
+ssql(qq{SELECT sync_unschedule($fail)});
+
+# a restart: the run under way is recorded as failed with 'server restarted'
+ssql("SELECT sync_register_machine(0, NULL, '" . $nginx->url('slow/') . "')");
+$pub->safe_psql('postgres', q{UPDATE item SET filler = filler || 'x'; SELECT sync_dump();});
+my $long = ssql(q{SELECT sync_schedule(0, '1 hour', timeout => '10 minutes')});
+ok(wait_for(qq{SELECT running_pid IS NOT NULL FROM sync_job WHERE id = $long}, 't', 10), 'a long run is under way');
+$sub->restart;
+ok(wait_for(qq{SELECT count(*) FROM sync_log WHERE job_id = $long AND status = 'failed' AND message = 'server restarted'}, '1', 15),
+	'after a restart the interrupted run is recorded as failed');
+is(ssql(qq{SELECT running_pid IS NULL FROM sync_job WHERE id = $long}), 't', 'and no longer shown as running');
+
+# kill -9 of a job worker: the launcher comes back and records the run
+ssql(qq{UPDATE sync_job SET next_run = now() WHERE id = $long});
+ok(wait_for(qq{SELECT running_pid IS NOT NULL FROM sync_job WHERE id = $long}, 't', 10), 'the long job runs again');
+my $pid = ssql(qq{SELECT running_pid FROM sync_job WHERE id = $long});
+kill 'KILL', $pid;
+ok(wait_for(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sync launcher'}, '1', 30),
+	'the launcher runs again after a job worker was killed');
+ok(wait_for(qq{SELECT count(*) FROM sync_log WHERE job_id = $long AND message = 'server restarted'}, '2', 15),
+	'and the killed run is recorded as failed');
+ssql(qq{SELECT sync_unschedule($long)});
+
+# the launcher does not block DROP DATABASE of another database
+ssql(q{CREATE DATABASE other});
+($rc, $out, $err) = $sub->psql('postgres', q{DROP DATABASE other});
+is($rc, 0, 'another database is dropped while the launcher runs');
+
+# SIGHUP reloads settings; sync_log is pruned to sync.log_retention
+my $launcher = ssql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'sync launcher'});
+ssql(q{INSERT INTO sync_log (kind, started_at, status) VALUES ('pull', now() - interval '3 days', 'failed')});
+ssql(q{ALTER SYSTEM SET sync.log_retention = '2d'});
+ssql(q{SELECT pg_reload_conf()});
+ok(wait_for(q{SELECT count(*) FROM sync_log WHERE started_at < now() - interval '2 days'}, '0', 20),
+	'rows older than sync.log_retention are pruned');
+is(ssql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'sync launcher'}), $launcher,
+	'the launcher took the reload without restarting');
+
+# SIGTERM: a job worker stops at once, and the launcher records its run;
+# a terminated launcher stops its workers and comes back
+my $term = ssql(q{SELECT sync_schedule(0, '1 hour', timeout => '10 minutes')});
+ok(wait_for(qq{SELECT running_pid IS NOT NULL FROM sync_job WHERE id = $term}, 't', 10), 'a slow run is under way');
+$pid = ssql(qq{SELECT running_pid FROM sync_job WHERE id = $term});
+ssql(qq{SELECT pg_terminate_backend($pid)});
+ok(wait_for(qq{SELECT count(*) FROM pg_stat_activity WHERE pid = $pid}, '0', 3),
+	'SIGTERM stops a job worker within 3 s');
+ok(wait_for(qq{SELECT status || ': ' || message FROM sync_log WHERE job_id = $term},
+	'failed: the job worker exited without recording the run', 5),
+	'the launcher records the run its worker left');
+is(ssql(qq{SELECT running_pid IS NULL AND failures = 1 FROM sync_job WHERE id = $term}), 't',
+	'and the job is no longer shown as running');
+ssql(qq{UPDATE sync_job SET next_run = now() WHERE id = $term});
+ok(wait_for(qq{SELECT running_pid IS NOT NULL FROM sync_job WHERE id = $term}, 't', 10), 'the slow job runs again');
+$pid = ssql(qq{SELECT running_pid FROM sync_job WHERE id = $term});
+ssql(qq{SELECT pg_terminate_backend($launcher)});
+ok(wait_for(qq{SELECT count(*) FROM pg_stat_activity WHERE pid IN ($pid, $launcher)}, '0', 3),
+	'SIGTERM stops the launcher and its job worker within 3 s');
+ok(wait_for(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sync launcher'}, '1', 15),
+	'the launcher is started again');
+ssql(qq{SELECT sync_unschedule($term)});
+
+# a job whose owner cannot log in fails without a worker, and says why
+ssql(q{CREATE ROLE nologin_admin NOLOGIN});
+my $nl = ssql(q{SELECT sync_schedule(0, '1 hour')});
+ssql(qq{UPDATE sync_job SET owner = 'nologin_admin' WHERE id = $nl});
+ok(wait_for(qq{SELECT message FROM sync_log WHERE job_id = $nl},
+	'role nologin_admin, the job\'s owner, does not exist or cannot log in', 5),
+	'a job whose owner cannot log in is logged as failed');
+ssql(qq{SELECT sync_unschedule($nl)});
+
+# a job can only be given an owner whose rights one has
+ssql(q{CREATE ROLE plain LOGIN; GRANT ALL ON sync_job TO plain; GRANT USAGE ON SEQUENCE sync_job_id_seq TO plain});
+($rc, $out, $err) = $sub->psql('postgres',
+	q{SET ROLE plain; INSERT INTO sync_job (remote, every, start_at, timeout, enabled, next_run, owner)
+	  VALUES (0, '1 minute', now(), '1 hour', true, now(), 'postgres')});
+like($err, qr/ERROR:  permission denied to run jobs as role postgres/, 'a job cannot be given a more privileged owner');
+
+# a job runs with its owner's rights: without EXECUTE on sync_pull it fails,
+# and the run is logged with the reason
+($rc, $out, $err) = $sub->psql('postgres',
+	q{SET ROLE plain; INSERT INTO sync_job (remote, every, start_at, timeout, enabled, next_run)
+	  VALUES (0, '1 hour', now(), '1 hour', true, now()) RETURNING id});
+my $plain = $out;
+ok(wait_for(qq{SELECT status || ': ' || message FROM sync_log WHERE job_id = $plain},
+	'failed: permission denied for function sync_pull', 5),
+	'a job runs with its owner\'s privileges, and a refusal is logged');
+is(ssql(qq{SELECT owner || ' ' || last_status || ' ' || failures FROM sync_job WHERE id = $plain}),
+	'plain failed 1', 'sync_job shows the failure');
+ssql(qq{SELECT sync_unschedule($plain)});
+
+# without shared_preload_libraries, scheduling says what is missing
+($rc, $out, $err) = $pub->psql('postgres', q{SELECT sync_schedule(42, '1 minute')});
+like($err, qr/ERROR:  scheduled pulls need sync in shared_preload_libraries\nHINT:  Add 'sync' to shared_preload_libraries/,
+	'scheduling without preloading fails with a hint');
+
+$nginx->stop;
+$sub->stop;
+$pub->stop;
+done_testing();
