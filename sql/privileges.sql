@@ -103,10 +103,20 @@ SELECT sync_schedule(2, '0.5 seconds');
 SELECT sync_schedule(2, '1 hour', start_at => now(), end_at => now() - interval '1 day');
 SELECT sync_schedule(2, '1 hour', max_runs => 0);
 SELECT sync_schedule(2, '1 hour', timeout => '0');
+SELECT sync_schedule(2, '1 hour', start_at => '-infinity');
+SELECT sync_schedule(2, '-1 year 365 days 6 hours');
 SELECT sync_schedule(2, '1 hour', timeout => NULL);
 SELECT sync_unschedule(:job);
 SELECT sync_unschedule(:job);
 RESET ROLE;
+-- nor can a job of another role be changed or removed
+SELECT sync_schedule(2, '1 hour', enabled => false) AS job \gset
+UPDATE sync_job SET owner = 'sync_regress_nobody' RETURNING owner;
+SET ROLE sync_regress_admin;
+UPDATE sync_job SET enabled = true;
+SELECT sync_unschedule(:job);
+RESET ROLE;
+SELECT sync_unschedule(:job);
 
 DROP TABLE regress_not_owned;
 DROP EXTENSION sync;

@@ -386,8 +386,9 @@ CREATE TABLE sync_job (
 	running_pid		integer,
 	running_since	timestamptz,
 	created_at		timestamptz NOT NULL DEFAULT now(),
-	CONSTRAINT sync_job_every_check CHECK (every >= interval '1 second'),
-	CONSTRAINT sync_job_timeout_check CHECK (timeout > interval '0'),
+	CONSTRAINT sync_job_every_check CHECK (EXTRACT(EPOCH FROM every) >= 1),
+	CONSTRAINT sync_job_timeout_check CHECK (EXTRACT(EPOCH FROM timeout) > 0),
+	CONSTRAINT sync_job_times_check CHECK (isfinite(start_at) AND isfinite(next_run)),
 	CONSTRAINT sync_job_max_runs_check CHECK (max_runs > 0),
 	CONSTRAINT sync_job_end_check CHECK (end_at > start_at)
 );
@@ -395,25 +396,38 @@ CREATE TABLE sync_job (
 COMMENT ON TABLE sync_job IS 'scheduled pulls, their next run and the runs made';
 
 -- A job runs as its owner: nobody may give a job an owner whose rights they
--- do not have.
+-- do not have, nor change or remove a job of such an owner.  A job whose
+-- owner no longer exists is left to superusers.
 CREATE FUNCTION sync_job_check_owner()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	superuser boolean := (SELECT rolsuper FROM pg_roles WHERE rolname = current_user);
 BEGIN
-	IF NOT pg_has_role(current_user, NEW.owner, 'MEMBER') THEN
+	IF TG_OP <> 'INSERT' AND NOT coalesce((SELECT pg_has_role(current_user, oid, 'MEMBER')
+											 FROM pg_roles WHERE rolname = OLD.owner), superuser) THEN
+		RAISE EXCEPTION 'permission denied for job % of role %', OLD.id, OLD.owner
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Only members of a job''s owner may change or remove it.';
+	END IF;
+	IF TG_OP <> 'DELETE' AND NOT coalesce((SELECT pg_has_role(current_user, oid, 'MEMBER')
+											 FROM pg_roles WHERE rolname = NEW.owner), superuser) THEN
 		RAISE EXCEPTION 'permission denied to run jobs as role %', NEW.owner
 			USING ERRCODE = 'insufficient_privilege',
 				  DETAIL = 'A scheduled pull runs with the privileges of its owner.',
 				  HINT = 'Make the owner a role you are a member of.';
+	END IF;
+	IF TG_OP = 'DELETE' THEN
+		RETURN OLD;
 	END IF;
 	RETURN NEW;
 END
 $$;
 
 CREATE TRIGGER sync_job_owner_check
-	BEFORE INSERT OR UPDATE OF owner ON sync_job
+	BEFORE INSERT OR UPDATE OR DELETE ON sync_job
 	FOR EACH ROW EXECUTE FUNCTION sync_job_check_owner();
 
 CREATE FUNCTION sync_schedule(remote bigint, every interval,

@@ -20,6 +20,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -107,6 +108,14 @@ SyncScheduleInit(void)
 	RegisterBackgroundWorker(&worker);
 }
 
+/* The length of an interval in seconds, months counted as PostgreSQL does. */
+static float8
+IntervalSeconds(Datum interval)
+{
+	return DatumGetFloat8(DirectFunctionCall2(interval_part, CStringGetTextDatum("epoch"),
+											  interval));
+}
+
 /*
  * Refuse a schedule that could not run as meant, with a message per
  * argument (sync_job's checks say the same for changes made with SQL).
@@ -114,14 +123,14 @@ SyncScheduleInit(void)
 static void
 CheckSchedule(Datum *values, const char *nulls)
 {
-	Interval	second = {0};
-	Interval	zero = {0};
-
-	second.time = USECS_PER_SEC;
-	if (DatumGetBool(DirectFunctionCall2(interval_lt, values[1], IntervalPGetDatum(&second))))
+	if (IntervalSeconds(values[1]) < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("every must be at least 1 second")));
+	if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(values[2])))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("start_at must be a finite time")));
 	if (nulls[3] != 'n' &&
 		DatumGetBool(DirectFunctionCall2(timestamp_le, values[3], values[2])))
 		ereport(ERROR,
@@ -131,7 +140,7 @@ CheckSchedule(Datum *values, const char *nulls)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_runs must be at least 1")));
-	if (DatumGetBool(DirectFunctionCall2(interval_le, values[5], IntervalPGetDatum(&zero))))
+	if (IntervalSeconds(values[5]) <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must be longer than zero")));
@@ -184,7 +193,6 @@ sync_schedule(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("machine " INT64_FORMAT " is not registered", remote),
 				 errhint("Register it with sync_register_machine() first.")));
-	/* the table's checks say what is wrong with every, timeout, max_runs */
 	SyncExecute(psprintf("INSERT INTO %s (remote, every, start_at, end_at, max_runs, timeout, enabled, next_run)"
 						 " VALUES ($1, $2, $3, $4, $5, $6, $7, $3) RETURNING id",
 						 SyncObject("sync_job")),
@@ -195,19 +203,18 @@ sync_schedule(PG_FUNCTION_ARGS)
 }
 
 /*
- * The quoted name of the extension's schema in this database (in
- * TopMemoryContext), which our SQL then names; NULL if the extension is not
- * installed.
+ * The quoted name of the extension's schema in this database, allocated in
+ * cxt, which our SQL then names; NULL if the extension is not installed.
  */
 static char *
-ExtensionSchema(void)
+ExtensionSchema(MemoryContext cxt)
 {
 	if (SyncExecute("SELECT n.oid, pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e"
 					"  JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
 					" WHERE e.extname = 'sync'", 0, NULL, NULL, NULL) == 0)
 		return NULL;
 	SyncUseSchema(SyncGetOid(0, 1));
-	return MemoryContextStrdup(TopMemoryContext, SyncGetText(0, 2));
+	return MemoryContextStrdup(cxt, SyncGetText(0, 2));
 }
 
 /* Stop the runs this launcher started, when it exits. */
@@ -249,6 +256,7 @@ ReapRuns(void)
 
 		if (status == BGWH_STOPPED || status == BGWH_POSTMASTER_DIED)
 		{
+			pfree(runs[i].handle);
 			runs[i] = runs[--nruns];
 			continue;
 		}
@@ -266,13 +274,19 @@ StartRun(int64 job, Oid owner, int64 timeout_ms)
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 	Oid			ids[2] = {MyDatabaseId, owner};
+	MemoryContext oldcxt;
+	bool		started;
 
 	SyncWorkerInit(&worker, "sync_job_worker_main", "sync job", BGW_NEVER_RESTART);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "sync job " INT64_FORMAT, job);
 	worker.bgw_main_arg = Int64GetDatum(job);
 	memcpy(worker.bgw_extra, ids, sizeof(ids));
 	worker.bgw_notify_pid = MyProcPid;
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	/* the handle is kept across ticks */
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	started = RegisterDynamicBackgroundWorker(&worker, &handle);
+	MemoryContextSwitchTo(oldcxt);
+	if (!started)
 		return false;
 	runs[nruns].job = job;
 	runs[nruns].handle = handle;
@@ -282,10 +296,21 @@ StartRun(int64 job, Oid owner, int64 timeout_ms)
 	return true;
 }
 
-/* SQL: move next_run past now by whole intervals. */
+/*
+ * SQL: next_run moved past now by whole intervals, on the grid start_at
+ * set.  The estimate from lengths in seconds is off by at most one
+ * interval (months and days vary in length), so it starts two short and
+ * steps by the calendar.
+ */
+#define ADVANCE_BASE \
+	"(next_run + every * GREATEST(pg_catalog.floor(EXTRACT(EPOCH FROM pg_catalog.now() - next_run)" \
+	" / EXTRACT(EPOCH FROM every)) - 2, 0))"
 #define ADVANCE_SQL \
-	"next_run + every * (pg_catalog.floor(EXTRACT(EPOCH FROM pg_catalog.now() - next_run)" \
-	" / EXTRACT(EPOCH FROM every)) + 1)"
+	"(SELECT pg_catalog.min(t) FROM pg_catalog.generate_series(" ADVANCE_BASE ", " \
+	ADVANCE_BASE " + every * 5, every) t WHERE t > pg_catalog.now())"
+
+/* SQL: how far a failure pushes the next run: 2, 4, at most 8 intervals. */
+#define BACKOFF_SQL "every * LEAST(pg_catalog.power(2, failures + 1), 8)"
 
 /* SQL: is job j due? */
 #define DUE_SQL \
@@ -295,8 +320,9 @@ StartRun(int64 job, Oid owner, int64 timeout_ms)
 
 /*
  * Record as failed the runs sync_job shows under way that no worker of this
- * launcher is doing: at start, those a server restart or crash interrupted;
- * later, those whose worker exited without recording the outcome.
+ * launcher is doing and no job worker still runs: at start, those a server
+ * restart or crash interrupted; later, those whose worker exited (or never
+ * started) without recording the outcome.
  */
 static void
 RecordLostRuns(const char *schema, bool starting)
@@ -314,9 +340,13 @@ RecordLostRuns(const char *schema, bool starting)
 									"the job worker exited without recording the run");
 	SyncExecute(psprintf("WITH lost AS ("
 						 "  UPDATE %s.sync_job j SET running_pid = NULL, running_since = NULL,"
-						 "         last_status = 'failed', failures = j.failures + 1"
+						 "         last_status = 'failed', failures = j.failures + 1,"
+						 "         next_run = GREATEST(j.next_run,"
+						 "           j.last_run + j.every * LEAST(pg_catalog.power(2, j.failures + 1), 8))"
 						 "    FROM %s.sync_job o"
-						 "   WHERE o.id = j.id AND j.running_pid IS NOT NULL AND j.id <> ALL ($1)"
+						 "   WHERE o.id = j.id AND j.running_since IS NOT NULL AND j.id <> ALL ($1)"
+						 "     AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a"
+						 "                      WHERE a.pid = j.running_pid AND a.backend_type = 'sync job')"
 						 "  RETURNING j.id, j.remote, o.running_since)"
 						 " INSERT INTO %s.sync_log (kind, machine_id, job_id, started_at, finished_at, status, message)"
 						 " SELECT 'pull', remote, id, running_since, pg_catalog.now(), 'failed', $2 FROM lost",
@@ -335,6 +365,7 @@ LauncherTick(bool starting, TimestampTz *last_prune)
 	int64	   *jobs;
 	int64	   *timeouts;
 	Oid		   *owners;
+	bool	   *busy;
 	char	   *schema;
 
 	SetCurrentStatementStartTimestamp();
@@ -344,7 +375,7 @@ LauncherTick(bool starting, TimestampTz *last_prune)
 	pgstat_report_activity(STATE_RUNNING, "looking for due sync jobs");
 
 	/* nothing to do until the extension is installed here */
-	schema = ExtensionSchema();
+	schema = ExtensionSchema(CurTransactionContext);
 	if (schema == NULL)
 		goto done;
 
@@ -354,9 +385,11 @@ LauncherTick(bool starting, TimestampTz *last_prune)
 	/* due jobs whose owner cannot log in fail without a worker */
 	SyncExecute(psprintf("WITH lost AS ("
 						 "  UPDATE %s.sync_job j SET runs = runs + 1, last_run = pg_catalog.now(),"
-						 "         failures = failures + 1, last_status = 'failed', next_run = " ADVANCE_SQL
-						 "   WHERE " DUE_SQL " AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r"
-						 "                    WHERE r.rolname = j.owner AND r.rolcanlogin)"
+						 "         failures = failures + 1, last_status = 'failed',"
+						 "         next_run = GREATEST(" ADVANCE_SQL ", pg_catalog.now() + " BACKOFF_SQL ")"
+						 "   WHERE " DUE_SQL " AND j.running_since IS NULL"
+						 "     AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r"
+						 "                      WHERE r.rolname = j.owner AND r.rolcanlogin)"
 						 "  RETURNING j.id, j.remote, j.owner)"
 						 " INSERT INTO %s.sync_log (kind, machine_id, job_id, started_at, finished_at, status, message)"
 						 " SELECT 'pull', remote, id, pg_catalog.now(), pg_catalog.now(), 'failed',"
@@ -364,7 +397,8 @@ LauncherTick(bool starting, TimestampTz *last_prune)
 						 "   FROM lost", schema, schema),
 				0, NULL, NULL, NULL);
 
-	n = SyncExecute(psprintf("SELECT j.id, (EXTRACT(EPOCH FROM j.timeout) * 1000)::int8, r.oid"
+	n = SyncExecute(psprintf("SELECT j.id, (EXTRACT(EPOCH FROM j.timeout) * 1000)::int8, r.oid,"
+							 "       j.running_since IS NOT NULL"
 							 "  FROM %s.sync_job j JOIN pg_catalog.pg_roles r ON r.rolname = j.owner"
 							 " WHERE " DUE_SQL
 							 " ORDER BY j.next_run", schema),
@@ -372,11 +406,13 @@ LauncherTick(bool starting, TimestampTz *last_prune)
 	jobs = palloc(sizeof(int64) * (n + 1));
 	timeouts = palloc(sizeof(int64) * (n + 1));
 	owners = palloc(sizeof(Oid) * (n + 1));
+	busy = palloc(sizeof(bool) * (n + 1));
 	for (i = 0; i < n; i++)
 	{
 		SyncGetInt64(i, 1, &jobs[i]);
 		SyncGetInt64(i, 2, &timeouts[i]);
 		owners[i] = SyncGetOid(i, 3);
+		busy[i] = strcmp(SyncGetText(i, 4), "t") == 0;
 	}
 
 	for (i = 0; i < n; i++)
@@ -384,7 +420,7 @@ LauncherTick(bool starting, TimestampTz *last_prune)
 		Oid			argtypes[1] = {INT8OID};
 		Datum		values[1] = {Int64GetDatum(jobs[i])};
 
-		if (JobRunning(jobs[i]))
+		if (JobRunning(jobs[i]) || busy[i])
 		{
 			/* never two runs of a job at once: this one is skipped */
 			SyncExecute(psprintf("INSERT INTO %s.sync_log (kind, machine_id, job_id, started_at, finished_at, status, message)"
@@ -401,7 +437,8 @@ LauncherTick(bool starting, TimestampTz *last_prune)
 		if (!StartRun(jobs[i], owners[i], timeouts[i]))
 			break;				/* no worker slot: the next tick tries again */
 		SyncExecute(psprintf("UPDATE %s.sync_job SET runs = runs + 1, last_run = pg_catalog.now(),"
-							 "  next_run = " ADVANCE_SQL " WHERE id = $1", schema),
+							 "  running_since = pg_catalog.now(), next_run = " ADVANCE_SQL
+							 " WHERE id = $1", schema),
 					1, argtypes, values, NULL);
 	}
 
@@ -430,61 +467,99 @@ done:
 void
 sync_launcher_main(Datum main_arg)
 {
-	TimestampTz last_prune = 0;
-	bool		starting = true;
+	static TimestampTz last_prune = 0;
+	volatile bool starting = true;
+	MemoryContext tick_cxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(sync_database, NULL, 0);
-	on_proc_exit(StopRuns, (Datum) 0);
+	/* while the process still has its place in shared memory */
+	before_shmem_exit(StopRuns, (Datum) 0);
 	/* for the whole session: names resolve to built-ins first */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	tick_cxt = AllocSetContextCreate(TopMemoryContext, "sync launcher tick",
+									 ALLOCSET_DEFAULT_SIZES);
 
 	for (;;)
 	{
+		long		wait_ms = 500;
+
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		LauncherTick(starting, &last_prune);
-		starting = false;
+
+		/*
+		 * An error in one look (a job row the SQL cannot handle, say) is
+		 * reported and the launcher goes on, rather than exiting and
+		 * stopping every run under way.
+		 */
+		MemoryContextSwitchTo(tick_cxt);
+		PG_TRY();
+		{
+			LauncherTick(starting, &last_prune);
+			starting = false;
+		}
+		PG_CATCH();
+		{
+			HOLD_INTERRUPTS();
+			EmitErrorReport();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			RESUME_INTERRUPTS();
+			wait_ms = 5000;
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(tick_cxt);
+
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 500, PG_WAIT_EXTENSION);
+						 wait_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }
 
-/*
- * Run one statement in a transaction of its own; return the first column of
- * its first row (allocated in TopMemoryContext), or NULL.
- */
-static char *
-RunInTransaction(const char *sql, int nargs, Oid *argtypes, Datum *values)
+/* What Elevate saved, for Unelevate. */
+typedef struct Elevation
 {
-	char	   *first = NULL;
+	Oid			userid;
+	int			sec_context;
+	int			guc_nest;
+} Elevation;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SyncExecute(sql, nargs, argtypes, values, NULL) > 0 && SPI_tuptable != NULL)
-	{
-		char	   *value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+/*
+ * In a job worker, run our own statements on sync_job as the launcher does:
+ * as the bootstrap superuser, with search_path pinned to pg_catalog.  The
+ * job's owner then needs no privilege on sync_job, and nothing in the
+ * owner's search_path can stand in for what the statements call.
+ */
+static void
+Elevate(Elevation *e)
+{
+	GetUserIdAndSecContext(&e->userid, &e->sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   e->sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	e->guc_nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+}
 
-		if (value)
-			first = MemoryContextStrdup(TopMemoryContext, value);
-	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	return first;
+/* Back to the job's owner and search_path. */
+static void
+Unelevate(Elevation *e)
+{
+	AtEOXact_GUC(true, e->guc_nest);
+	SetUserIdAndSecContext(e->userid, e->sec_context);
 }
 
 /*
- * Main of a job worker: one run of one job.
+ * Main of a job worker: one run of one job, as the job's owner, in a
+ * session like the owner's own (its search_path and role settings).
  */
 void
 sync_job_worker_main(Datum main_arg)
@@ -501,46 +576,55 @@ sync_job_worker_main(Datum main_arg)
 	uint64		writes = sync_log_writes;
 	TimestampTz started;
 	char	   *volatile message = NULL;
+	Elevation	elevation;
 
 	memcpy(ids, MyBgworkerEntry->bgw_extra, sizeof(ids));
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(ids[0], ids[1], 0);
 	sync_current_job = job;
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/* the run is under way */
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	schema = ExtensionSchema();
-	if (schema == NULL)
-		proc_exit(0);			/* the extension was dropped meanwhile */
+	Elevate(&elevation);
+	schema = ExtensionSchema(TopMemoryContext);
 	values[0] = Int64GetDatum(job);
-	if (SyncExecute(psprintf("UPDATE %s.sync_job SET running_pid = pg_catalog.pg_backend_pid(),"
-							 "  running_since = pg_catalog.now() WHERE id = $1"
+	if (schema == NULL ||
+		SyncExecute(psprintf("UPDATE %s.sync_job SET running_pid = pg_catalog.pg_backend_pid(),"
+							 "  running_since = COALESCE(running_since, pg_catalog.now()) WHERE id = $1"
 							 " RETURNING remote, (EXTRACT(EPOCH FROM timeout) * 1000)::int8", schema),
 					1, argtypes, values, NULL) == 0)
-		proc_exit(0);			/* unscheduled meanwhile */
+		proc_exit(0);			/* dropped or unscheduled meanwhile */
 	SyncGetInt64(0, 1, &remote);
 	SyncGetInt64(0, 2, &timeout_ms);
+	Unelevate(&elevation);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_appname(psprintf("sync job " INT64_FORMAT, job));
 	started = GetCurrentTimestamp();
 
-	/* the pull, under the job's timeout */
+	/* the pull, under the job's timeout, which ends before the commit */
 	PG_TRY();
 	{
 		Datum		arg[1] = {Int64GetDatum(remote)};
 		Oid			type[1] = {INT8OID};
 
 		enable_timeout_after(STATEMENT_TIMEOUT, (int) Min(timeout_ms, INT_MAX));
-		status = RunInTransaction(psprintf("SELECT status FROM %s.sync_pull($1)", schema),
-								  1, type, arg);
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		SyncExecute(psprintf("SELECT status FROM %s.sync_pull($1)", schema), 1, type, arg, NULL);
+		status = MemoryContextStrdup(TopMemoryContext, SyncGetText(0, 1));
 		disable_timeout(STATEMENT_TIMEOUT, false);
+		QueryCancelPending = false;
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
 	}
 	PG_CATCH();
 	{
@@ -553,6 +637,7 @@ sync_job_worker_main(Datum main_arg)
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
+		QueryCancelPending = false;
 		RESUME_INTERRUPTS();
 		ok = false;
 		status = (edata->sqlerrcode == ERRCODE_QUERY_CANCELED) ? "timeout" : "failed";
@@ -576,15 +661,24 @@ sync_job_worker_main(Datum main_arg)
 		CommitTransactionCommand();
 	}
 
-	/* the outcome; after a failure, back off: 2, 4, at most 8 intervals */
+	/* the outcome; after a failure, back off */
 	values[1] = CStringGetTextDatum(status);
 	values[2] = BoolGetDatum(ok);
-	RunInTransaction(psprintf("UPDATE %s.sync_job SET running_pid = NULL, running_since = NULL,"
-							  "  last_status = $2,"
-							  "  failures = CASE WHEN $3 THEN 0 ELSE failures + 1 END,"
-							  "  next_run = CASE WHEN $3 THEN next_run ELSE"
-							  "    GREATEST(next_run, last_run + every * LEAST(pg_catalog.power(2, failures + 1), 8)) END"
-							  " WHERE id = $1", schema),
-					 3, argtypes, values);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	Elevate(&elevation);
+	SyncExecute(psprintf("UPDATE %s.sync_job SET running_pid = NULL, running_since = NULL,"
+						 "  last_status = $2,"
+						 "  failures = CASE WHEN $3 THEN 0 ELSE failures + 1 END,"
+						 "  next_run = CASE WHEN $3 THEN next_run ELSE"
+						 "    GREATEST(next_run, last_run + " BACKOFF_SQL ") END"
+						 " WHERE id = $1", schema),
+				3, argtypes, values, NULL);
+	Unelevate(&elevation);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
 	proc_exit(0);
 }
