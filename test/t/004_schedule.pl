@@ -153,6 +153,26 @@ ok(wait_for(q{SELECT count(*) FROM sync_log WHERE started_at < now() - interval 
 is(ssql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'sync launcher'}), $launcher,
 	'the launcher took the reload without restarting');
 
+# at most sync.max_workers runs at once (reloaded); the others wait their turn
+ssql(q{ALTER SYSTEM SET sync.max_workers = 1});
+ssql(q{SELECT pg_reload_conf()});
+ok(wait_for(q{SELECT setting FROM pg_settings WHERE name = 'sync.max_workers'}, '1', 5), 'sync.max_workers reloaded');
+ssql("SELECT sync_register_machine(0, NULL, '" . $nginx->url('slow/') . "')");
+my @pair = map { ssql(q{SELECT sync_schedule(0, '1 hour', timeout => '2 seconds')}) } 1 .. 2;
+my $most = 0;
+for (1 .. 50)
+{
+	my $now = ssql(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sync job'});
+	$most = $now if $now > $most;
+	select(undef, undef, undef, 0.1);
+}
+is($most, 1, 'with sync.max_workers = 1 one job runs at a time');
+ok(wait_for(qq{SELECT count(*) FROM sync_log WHERE job_id IN ($pair[0], $pair[1]) AND status = 'timeout'}, '2', 15),
+	'and the second job ran after the first');
+ssql(qq{SELECT sync_unschedule($_)}) for @pair;
+ssql(q{ALTER SYSTEM RESET sync.max_workers});
+ssql(q{SELECT pg_reload_conf()});
+
 # SIGTERM: a job worker stops at once, and the launcher records its run;
 # a terminated launcher stops its workers and comes back
 my $term = ssql(q{SELECT sync_schedule(0, '1 hour', timeout => '10 minutes')});
