@@ -394,16 +394,10 @@ sync_log_worker_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnectionByOid(shared->database, shared->role, 0);
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	(void) SyncPinSettings(false);
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	SyncWorkerBegin(true);
 	pgstat_report_activity(STATE_RUNNING, "recording a sync_log entry");
 	InsertLogRow(shared->log_relid, values);
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	SyncWorkerCommit();
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	shared->done = true;

@@ -30,15 +30,11 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
-#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/timeout.h"
-#include "utils/datetime.h"
 #include "utils/timestamp.h"
 
 #include "log.h"
@@ -309,8 +305,11 @@ StartRun(int64 job, Oid owner, int64 timeout_ms)
 	"(SELECT pg_catalog.min(t) FROM pg_catalog.generate_series(" ADVANCE_BASE ", " \
 	ADVANCE_BASE " + every * 5, every) t WHERE t > pg_catalog.now())"
 
-/* SQL: how far a failure pushes the next run: 2, 4, at most 8 intervals. */
-#define BACKOFF_SQL "every * LEAST(pg_catalog.power(2, failures + 1), 8)"
+/*
+ * SQL: how far a failure pushes the next run: 2, 4, at most 8 intervals
+ * (p: the table's alias and a dot, or nothing).
+ */
+#define BACKOFF_SQL(p) p "every * LEAST(pg_catalog.power(2, " p "failures + 1), 8)"
 
 /* SQL: is job j due? */
 #define DUE_SQL \
@@ -341,8 +340,7 @@ RecordLostRuns(const char *schema, bool starting)
 	SyncExecute(psprintf("WITH lost AS ("
 						 "  UPDATE %s.sync_job j SET running_pid = NULL, running_since = NULL,"
 						 "         last_status = 'failed', failures = j.failures + 1,"
-						 "         next_run = GREATEST(j.next_run,"
-						 "           j.last_run + j.every * LEAST(pg_catalog.power(2, j.failures + 1), 8))"
+						 "         next_run = GREATEST(j.next_run, j.last_run + " BACKOFF_SQL("j.") ")"
 						 "    FROM %s.sync_job o"
 						 "   WHERE o.id = j.id AND j.running_since IS NOT NULL AND j.id <> ALL ($1)"
 						 "     AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a"
@@ -354,24 +352,30 @@ RecordLostRuns(const char *schema, bool starting)
 				2, argtypes, values, NULL);
 }
 
+/* A job that is due, as the launcher read it. */
+typedef struct DueJob
+{
+	int64		id;
+	int64		timeout_ms;
+	Oid			owner;
+	bool		busy;			/* sync_job shows a run under way */
+} DueJob;
+
+/* when the launcher last pruned sync_log */
+static TimestampTz last_prune = 0;
+
 /*
  * One look at sync_job, in a transaction of its own.
  */
 static void
-LauncherTick(bool starting, TimestampTz *last_prune)
+LauncherTick(bool starting)
 {
 	int			n;
 	int			i;
-	int64	   *jobs;
-	int64	   *timeouts;
-	Oid		   *owners;
-	bool	   *busy;
+	DueJob	   *due;
 	char	   *schema;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	SyncWorkerBegin(true);
 	pgstat_report_activity(STATE_RUNNING, "looking for due sync jobs");
 
 	/* nothing to do until the extension is installed here */
@@ -386,7 +390,7 @@ LauncherTick(bool starting, TimestampTz *last_prune)
 	SyncExecute(psprintf("WITH lost AS ("
 						 "  UPDATE %s.sync_job j SET runs = runs + 1, last_run = pg_catalog.now(),"
 						 "         failures = failures + 1, last_status = 'failed',"
-						 "         next_run = GREATEST(" ADVANCE_SQL ", pg_catalog.now() + " BACKOFF_SQL ")"
+						 "         next_run = GREATEST(" ADVANCE_SQL ", pg_catalog.now() + " BACKOFF_SQL("") ")"
 						 "   WHERE " DUE_SQL " AND j.running_since IS NULL"
 						 "     AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r"
 						 "                      WHERE r.rolname = j.owner AND r.rolcanlogin)"
@@ -403,24 +407,21 @@ LauncherTick(bool starting, TimestampTz *last_prune)
 							 " WHERE " DUE_SQL
 							 " ORDER BY j.next_run", schema),
 					0, NULL, NULL, NULL);
-	jobs = palloc(sizeof(int64) * (n + 1));
-	timeouts = palloc(sizeof(int64) * (n + 1));
-	owners = palloc(sizeof(Oid) * (n + 1));
-	busy = palloc(sizeof(bool) * (n + 1));
+	due = palloc(sizeof(DueJob) * (n + 1));
 	for (i = 0; i < n; i++)
 	{
-		SyncGetInt64(i, 1, &jobs[i]);
-		SyncGetInt64(i, 2, &timeouts[i]);
-		owners[i] = SyncGetOid(i, 3);
-		busy[i] = strcmp(SyncGetText(i, 4), "t") == 0;
+		SyncGetInt64(i, 1, &due[i].id);
+		SyncGetInt64(i, 2, &due[i].timeout_ms);
+		due[i].owner = SyncGetOid(i, 3);
+		due[i].busy = strcmp(SyncGetText(i, 4), "t") == 0;
 	}
 
 	for (i = 0; i < n; i++)
 	{
 		Oid			argtypes[1] = {INT8OID};
-		Datum		values[1] = {Int64GetDatum(jobs[i])};
+		Datum		values[1] = {Int64GetDatum(due[i].id)};
 
-		if (JobRunning(jobs[i]) || busy[i])
+		if (JobRunning(due[i].id) || due[i].busy)
 		{
 			/* never two runs of a job at once: this one is skipped */
 			SyncExecute(psprintf("INSERT INTO %s.sync_log (kind, machine_id, job_id, started_at, finished_at, status, message)"
@@ -434,7 +435,7 @@ LauncherTick(bool starting, TimestampTz *last_prune)
 		}
 		if (nruns >= Min(sync_max_workers, MAX_RUNS))
 			break;				/* the next tick tries again */
-		if (!StartRun(jobs[i], owners[i], timeouts[i]))
+		if (!StartRun(due[i].id, due[i].owner, due[i].timeout_ms))
 			break;				/* no worker slot: the next tick tries again */
 		SyncExecute(psprintf("UPDATE %s.sync_job SET runs = runs + 1, last_run = pg_catalog.now(),"
 							 "  running_since = pg_catalog.now(), next_run = " ADVANCE_SQL
@@ -443,7 +444,7 @@ LauncherTick(bool starting, TimestampTz *last_prune)
 	}
 
 	/* the log never grows without bound */
-	if (TimestampDifferenceExceeds(*last_prune, GetCurrentTimestamp(), 10 * 1000))
+	if (TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), 10 * 1000))
 	{
 		Oid			argtypes[1] = {INT8OID};
 		Datum		values[1] = {Int64GetDatum((int64) sync_log_retention)};
@@ -451,13 +452,11 @@ LauncherTick(bool starting, TimestampTz *last_prune)
 		SyncExecute(psprintf("DELETE FROM %s.sync_log"
 							 " WHERE started_at < pg_catalog.now() - $1 * interval '1 minute'", schema),
 					1, argtypes, values, NULL);
-		*last_prune = GetCurrentTimestamp();
+		last_prune = GetCurrentTimestamp();
 	}
 
 done:
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	SyncWorkerCommit();
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
@@ -467,7 +466,6 @@ done:
 void
 sync_launcher_main(Datum main_arg)
 {
-	static TimestampTz last_prune = 0;
 	volatile bool starting = true;
 	MemoryContext tick_cxt;
 
@@ -477,8 +475,6 @@ sync_launcher_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(sync_database, NULL, 0);
 	/* while the process still has its place in shared memory */
 	before_shmem_exit(StopRuns, (Datum) 0);
-	/* for the whole session: names resolve to built-ins first */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	tick_cxt = AllocSetContextCreate(TopMemoryContext, "sync launcher tick",
 									 ALLOCSET_DEFAULT_SIZES);
 
@@ -501,7 +497,7 @@ sync_launcher_main(Datum main_arg)
 		MemoryContextSwitchTo(tick_cxt);
 		PG_TRY();
 		{
-			LauncherTick(starting, &last_prune);
+			LauncherTick(starting);
 			starting = false;
 		}
 		PG_CATCH();
@@ -528,14 +524,14 @@ typedef struct Elevation
 {
 	Oid			userid;
 	int			sec_context;
-	int			guc_nest;
 } Elevation;
 
 /*
  * In a job worker, run our own statements on sync_job as the launcher does:
- * as the bootstrap superuser, with search_path pinned to pg_catalog.  The
- * job's owner then needs no privilege on sync_job, and nothing in the
- * owner's search_path can stand in for what the statements call.
+ * as the bootstrap superuser (and, by SyncWorkerBegin(true), with
+ * search_path pinned to pg_catalog).  The job's owner then needs no
+ * privilege on sync_job, and nothing in the owner's search_path can stand
+ * in for what the statements call.
  */
 static void
 Elevate(Elevation *e)
@@ -544,16 +540,12 @@ Elevate(Elevation *e)
 	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
 						   e->sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
-	e->guc_nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 }
 
-/* Back to the job's owner and search_path. */
+/* Back to the job's owner, before the transaction commits. */
 static void
 Unelevate(Elevation *e)
 {
-	AtEOXact_GUC(true, e->guc_nest);
 	SetUserIdAndSecContext(e->userid, e->sec_context);
 }
 
@@ -585,10 +577,7 @@ sync_job_worker_main(Datum main_arg)
 	sync_current_job = job;
 
 	/* the run is under way */
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	SyncWorkerBegin(true);
 	Elevate(&elevation);
 	schema = ExtensionSchema(TopMemoryContext);
 	values[0] = Int64GetDatum(job);
@@ -601,9 +590,7 @@ sync_job_worker_main(Datum main_arg)
 	SyncGetInt64(0, 1, &remote);
 	SyncGetInt64(0, 2, &timeout_ms);
 	Unelevate(&elevation);
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	SyncWorkerCommit();
 	pgstat_report_appname(psprintf("sync job " INT64_FORMAT, job));
 	started = GetCurrentTimestamp();
 
@@ -614,17 +601,13 @@ sync_job_worker_main(Datum main_arg)
 		Oid			type[1] = {INT8OID};
 
 		enable_timeout_after(STATEMENT_TIMEOUT, (int) Min(timeout_ms, INT_MAX));
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
+		/* in the owner's own settings, as an interactive pull would be */
+		SyncWorkerBegin(false);
 		SyncExecute(psprintf("SELECT status FROM %s.sync_pull($1)", schema), 1, type, arg, NULL);
 		status = MemoryContextStrdup(TopMemoryContext, SyncGetText(0, 1));
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		QueryCancelPending = false;
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		SyncWorkerCommit();
 	}
 	PG_CATCH();
 	{
@@ -664,21 +647,16 @@ sync_job_worker_main(Datum main_arg)
 	/* the outcome; after a failure, back off */
 	values[1] = CStringGetTextDatum(status);
 	values[2] = BoolGetDatum(ok);
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	SyncWorkerBegin(true);
 	Elevate(&elevation);
 	SyncExecute(psprintf("UPDATE %s.sync_job SET running_pid = NULL, running_since = NULL,"
 						 "  last_status = $2,"
 						 "  failures = CASE WHEN $3 THEN 0 ELSE failures + 1 END,"
 						 "  next_run = CASE WHEN $3 THEN next_run ELSE"
-						 "    GREATEST(next_run, last_run + " BACKOFF_SQL ") END"
+						 "    GREATEST(next_run, last_run + " BACKOFF_SQL("") ") END"
 						 " WHERE id = $1", schema),
 				3, argtypes, values, NULL);
 	Unelevate(&elevation);
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	SyncWorkerCommit();
 	proc_exit(0);
 }

@@ -19,6 +19,7 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "access/xact.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "catalog/pg_class.h"
 
@@ -347,6 +348,31 @@ SyncPinSettings(bool data_formats)
 									 PGC_USERSET, PGC_S_SESSION,
 									 GUC_ACTION_SAVE, true, 0, false);
 	return nestlevel;
+}
+
+/*
+ * In a background worker, start a transaction for running SQL through SPI,
+ * with a snapshot and, with pin, under SyncPinSettings (undone when the
+ * transaction ends).  SyncWorkerCommit ends it.
+ */
+void
+SyncWorkerBegin(bool pin)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (pin)
+		(void) SyncPinSettings(false);
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+/* Commit what SyncWorkerBegin started. */
+void
+SyncWorkerCommit(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
 }
 
 /*

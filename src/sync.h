@@ -72,6 +72,8 @@ extern char *SyncObject(const char *name);
 extern Oid	SyncSchemaOid(void);
 extern Oid	SyncRelationOwner(Oid relid);
 extern int	SyncPinSettings(bool data_formats);
+extern void SyncWorkerBegin(bool pin);
+extern void SyncWorkerCommit(void);
 extern ErrorData *SyncRunInSubtransaction(void (*body) (void *),
 										  void (*cleanup) (void *), void *arg);
 extern int64 SyncMachineIdArg(FunctionCallInfo fcinfo, int argno);
