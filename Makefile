@@ -10,19 +10,27 @@
 EXTENSION = sync
 MODULE_big = sync
 OBJS = \
-	src/sync.o \
-	src/expr.o \
+	src/helpers.o \
+	src/settings.o \
+	src/progress.o \
+	src/archive.o \
+	src/log.o \
+	src/format.o \
+	src/fkeys.o \
 	src/registry.o \
 	src/sequences.o \
+	src/expr.o \
 	src/tables.o \
-	src/archive.o \
-	src/closure.o \
-	src/dump.o \
-	src/log.o \
+	src/identity.o \
+	src/remote.o \
 	src/fetch.o \
-	src/pull.o \
+	src/closure.o \
+	src/load.o \
+	src/dump.o \
 	src/apply.o \
-	src/schedule.o
+	src/pull.o \
+	src/schedule.o \
+	src/module.o
 
 DATA = sql/sync--0.1.sql
 DOCS =

@@ -51,6 +51,23 @@ UPDATE sync_machine SET updated_at = '2000-01-01' WHERE id = 0;
 SELECT id, hostname FROM sync_register_machine(0, 'alpha.example.org');
 SELECT updated_at = '2000-01-01' AS unchanged FROM sync_machine WHERE id = 0;
 
+-- functions and operators that a caller's search_path puts before
+-- pg_catalog take no part in what the functions do
+CREATE SCHEMA planted;
+CREATE FUNCTION planted.now() RETURNS timestamptz LANGUAGE sql
+	AS $$SELECT timestamptz '1999-01-01 00:00+00'$$;
+CREATE FUNCTION planted.eq(bigint, bigint) RETURNS boolean LANGUAGE sql
+	AS $$SELECT false$$;
+CREATE OPERATOR planted.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = planted.eq);
+UPDATE sync_machine SET updated_at = '2000-01-01' WHERE id = 7;
+SET search_path = planted, pg_catalog, sync_ext, public;
+SELECT id, sync_url, updated_at > '2000-01-01' AS updated_now
+  FROM sync_register_machine(7, NULL, 'https://gamma.example.org/planted/');
+SELECT * FROM sync_range(7);
+SELECT id, sync_url FROM sync_register_machine(7, NULL, '');
+SET search_path = sync_ext, public;
+DROP SCHEMA planted CASCADE;
+
 -- bad input
 SELECT * FROM sync_register_machine(-1, 'negative.example.org');
 SELECT * FROM sync_register_machine(NULL, 'null.example.org');

@@ -131,6 +131,14 @@ SELECT * FROM sync_remove_table('no_pk');
 SELECT tbl FROM sync_add_table('"Other Schema"."Mixed Case"');
 DROP SCHEMA "Other Schema" CASCADE;
 SELECT tbl FROM sync_table ORDER BY tbl::text;
+-- a now() that the caller's search_path puts before pg_catalog is not used
+CREATE SCHEMA planted;
+CREATE FUNCTION planted.now() RETURNS timestamptz LANGUAGE sql
+	AS $$SELECT timestamptz '1999-01-01 00:00+00'$$;
+SET search_path = planted, pg_catalog, public;
+SELECT tbl, updated_at > '2000-01-01' AS updated_now FROM sync_add_table('users');
+RESET search_path;
+DROP SCHEMA planted CASCADE;
 -- renaming keeps the registration, and a renamed key column is followed
 ALTER TABLE users RENAME TO people;
 ALTER TABLE people RENAME COLUMN id TO person_id;

@@ -1,21 +1,24 @@
 /*-------------------------------------------------------------------------
  *
  * archive.c
- *		Writing a dump archive: a POSIX (ustar) tar stream compressed with
+ *		The container of a dump: a POSIX (ustar) tar stream compressed with
  *		zstd, which a DBA can open with `tar --zstd -xf` or
- *		`zstd -dc | tar -x`.
+ *		`zstd -dc | tar -x`; written by dumps, read back by pulls.  What the
+ *		members hold is format.c's concern.
  *
- * The archive is written under a temporary name, fsynced and renamed into
+ * An archive is written under a temporary name, fsynced and renamed into
  * place, so a reader never sees half of one.  The SHA-256 of the
  * compressed bytes is computed while they are written.
  *
- * The file descriptor, the zstd context and the hash context live outside
- * PostgreSQL's resource tracking; the caller must call SyncArchiveFinish or
- * SyncArchiveAbort on every path (dump.c does so in PG_FINALLY).
+ * Reading streams the same format back, one member at a time, checking
+ * zstd's frame checksum and every tar header's checksum; a truncated or
+ * corrupted archive is an ERROR, never a short read.
  *
- * Reading (for pulls) streams the same format back, one member at a time,
- * checking zstd's frame checksum and every tar header's checksum; a
- * truncated or corrupted archive is an ERROR, never a short read.
+ * Files are opened with OpenTransientFile, so an error closes them when
+ * the (sub)transaction aborts; the zstd contexts are freed when the memory
+ * context they were created in goes away.  What an error leaves to the
+ * caller is only the name of an unfinished archive: SyncArchiveAbort
+ * removes it.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,10 +31,10 @@
 #include <zstd.h>
 
 #include "common/cryptohash.h"
-#include "common/file_perm.h"
 #include "common/sha2.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
+#include "utils/memutils.h"
 
 #include "archive.h"
 
@@ -43,12 +46,24 @@ struct SyncArchive
 	int			fd;				/* -1 once closed */
 	bool		tmp_exists;		/* tmppath still to be renamed or removed */
 	ZSTD_CCtx  *zstd;
+	MemoryContextCallback free_zstd;	/* frees zstd with the struct */
 	pg_cryptohash_ctx *sha;		/* over the compressed bytes */
 	char	   *outbuf;			/* compressed bytes waiting to be written */
 	size_t		outsize;
 	uint64		written;		/* compressed bytes written so far */
 	pg_time_t	mtime;			/* member modification time */
 };
+
+/* Memory context callback: free a writer's zstd context. */
+static void
+FreeCompressor(void *arg)
+{
+	SyncArchive *archive = (SyncArchive *) arg;
+
+	if (archive->zstd)
+		ZSTD_freeCCtx(archive->zstd);
+	archive->zstd = NULL;
+}
 
 /*
  * Format a SHA-256 digest as lowercase hex.
@@ -165,7 +180,8 @@ Compress(SyncArchive *archive, const char *data, size_t len, bool end)
 
 /*
  * Start a new archive at tmppath (which must not exist yet), compressed
- * at the given zstd level.
+ * at the given zstd level.  On error, the caller's SyncArchiveAbort
+ * removes what was created.
  */
 SyncArchive *
 SyncArchiveCreate(const char *tmppath, int level)
@@ -179,38 +195,29 @@ SyncArchiveCreate(const char *tmppath, int level)
 	archive->outsize = ZSTD_CStreamOutSize();
 	archive->outbuf = palloc(archive->outsize);
 
-	archive->sha = SyncSha256Begin();
 	archive->zstd = ZSTD_createCCtx();
 	if (archive->zstd == NULL)
-	{
-		SyncArchiveAbort(archive);
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory"),
 				 errdetail("Could not create a zstd compression context.")));
-	}
+	archive->free_zstd.func = FreeCompressor;
+	archive->free_zstd.arg = archive;
+	MemoryContextRegisterResetCallback(GetMemoryChunkContext(archive),
+									   &archive->free_zstd);
 	rc = ZSTD_CCtx_setParameter(archive->zstd, ZSTD_c_compressionLevel, level);
 	if (!ZSTD_isError(rc))
 		rc = ZSTD_CCtx_setParameter(archive->zstd, ZSTD_c_checksumFlag, 1);
 	if (ZSTD_isError(rc))
-	{
-		SyncArchiveAbort(archive);
 		elog(ERROR, "could not set zstd parameters: %s", ZSTD_getErrorName(rc));
-	}
+	archive->sha = SyncSha256Begin();
 
-	archive->fd = open(tmppath, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY,
-					   pg_file_create_mode);
+	archive->fd = OpenTransientFile(tmppath, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY);
 	if (archive->fd < 0)
-	{
-		int			save_errno = errno;
-
-		SyncArchiveAbort(archive);
-		errno = save_errno;
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not create dump archive \"%s\": %m", tmppath),
 				 errhint("Check that sync.dump_directory exists and that the server's operating system user may write it.")));
-	}
 	archive->tmp_exists = true;
 
 	/*
@@ -219,15 +226,9 @@ SyncArchiveCreate(const char *tmppath, int level)
 	 * server.
 	 */
 	if (fchmod(archive->fd, SYNC_PUBLISHED_FILE_MODE) != 0)
-	{
-		int			save_errno = errno;
-
-		SyncArchiveAbort(archive);
-		errno = save_errno;
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not set permissions of dump archive \"%s\": %m", tmppath)));
-	}
 	return archive;
 }
 
@@ -310,7 +311,7 @@ SyncArchiveFinish(SyncArchive *archive, const char *path, char *sha256_hex)
 				(errcode_for_file_access(),
 				 errmsg("could not fsync dump archive \"%s\": %m",
 						archive->tmppath)));
-	if (close(archive->fd) != 0)
+	if (CloseTransientFile(archive->fd) != 0)
 	{
 		archive->fd = -1;
 		ereport(ERROR,
@@ -323,43 +324,25 @@ SyncArchiveFinish(SyncArchive *archive, const char *path, char *sha256_hex)
 	archive->tmp_exists = false;
 
 	size = archive->written;
-	ZSTD_freeCCtx(archive->zstd);
-	archive->zstd = NULL;
+	FreeCompressor(archive);
 	return size;
 }
 
 /*
- * Release everything an unfinished archive holds and remove its file.
- * Safe to call on a finished archive (then it does nothing), and from
- * error cleanup: it never throws.
+ * Remove the file of an unfinished archive, after an error (before the
+ * transaction's abort closes its descriptor, which is left to it).  Safe
+ * to call on a finished archive, or none: then it does nothing.  Never
+ * throws.
  */
 void
 SyncArchiveAbort(SyncArchive *archive)
 {
-	if (archive == NULL)
+	if (archive == NULL || !archive->tmp_exists)
 		return;
-	if (archive->fd >= 0)
-	{
-		close(archive->fd);
-		archive->fd = -1;
-	}
-	if (archive->tmp_exists)
-	{
-		archive->tmp_exists = false;
-		if (unlink(archive->tmppath) != 0 && errno != ENOENT)
-			elog(WARNING, "could not remove unfinished dump archive \"%s\": %m",
-				 archive->tmppath);
-	}
-	if (archive->zstd)
-	{
-		ZSTD_freeCCtx(archive->zstd);
-		archive->zstd = NULL;
-	}
-	if (archive->sha)
-	{
-		pg_cryptohash_free(archive->sha);
-		archive->sha = NULL;
-	}
+	archive->tmp_exists = false;
+	if (unlink(archive->tmppath) != 0 && errno != ENOENT)
+		elog(WARNING, "could not remove unfinished dump archive \"%s\": %m",
+			 archive->tmppath);
 }
 
 /*
@@ -434,7 +417,19 @@ struct SyncArchiveReader
 	size_t		outlen;
 	uint64		member_left;	/* data bytes left in the current member */
 	uint64		padding_left;	/* padding after it */
+	MemoryContextCallback free_zstd;	/* frees zstd with the struct */
 };
+
+/* Memory context callback: free a reader's zstd context. */
+static void
+FreeDecompressor(void *arg)
+{
+	SyncArchiveReader *reader = (SyncArchiveReader *) arg;
+
+	if (reader->zstd)
+		ZSTD_freeDCtx(reader->zstd);
+	reader->zstd = NULL;
+}
 
 /* Report a damaged archive. */
 static void
@@ -513,7 +508,8 @@ ReadRaw(SyncArchiveReader *reader, char *buf, size_t len)
 }
 
 /*
- * Open an archive for reading.
+ * Open an archive for reading.  SyncArchiveClose closes it; after an
+ * error, the transaction's abort does.
  */
 SyncArchiveReader *
 SyncArchiveOpen(const char *path)
@@ -531,17 +527,15 @@ SyncArchiveOpen(const char *path)
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory"),
 				 errdetail("Could not create a zstd decompression context.")));
-	reader->fd = open(path, O_RDONLY | PG_BINARY, 0);
+	reader->free_zstd.func = FreeDecompressor;
+	reader->free_zstd.arg = reader;
+	MemoryContextRegisterResetCallback(GetMemoryChunkContext(reader),
+									   &reader->free_zstd);
+	reader->fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 	if (reader->fd < 0)
-	{
-		int			save_errno = errno;
-
-		SyncArchiveClose(reader);
-		errno = save_errno;
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not open archive \"%s\": %m", path)));
-	}
 	return reader;
 }
 
@@ -637,7 +631,30 @@ SyncArchiveRead(SyncArchiveReader *reader, char *buf, size_t len)
 }
 
 /*
- * Release a reader.  Never throws; safe to call twice.
+ * Read the whole of the current member (of size bytes, at most limit, a
+ * small one: what names it for messages) into memory, NUL-terminated.
+ */
+char *
+SyncArchiveReadAll(SyncArchiveReader *reader, uint64 size, uint64 limit,
+				   const char *what)
+{
+	char	   *data;
+
+	if (size > limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("%s of the archive is too large (" UINT64_FORMAT " bytes)", what, size)));
+	data = palloc(size + 1);
+	if (SyncArchiveRead(reader, data, size) != size)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("%s of the archive is truncated", what)));
+	data[size] = '\0';
+	return data;
+}
+
+/*
+ * Close a reader and free what it holds.  Safe to call twice.
  */
 void
 SyncArchiveClose(SyncArchiveReader *reader)
@@ -646,12 +663,9 @@ SyncArchiveClose(SyncArchiveReader *reader)
 		return;
 	if (reader->fd >= 0)
 	{
-		close(reader->fd);
+		if (CloseTransientFile(reader->fd) != 0)
+			elog(WARNING, "could not close archive \"%s\": %m", reader->path);
 		reader->fd = -1;
 	}
-	if (reader->zstd)
-	{
-		ZSTD_freeDCtx(reader->zstd);
-		reader->zstd = NULL;
-	}
+	FreeDecompressor(reader);
 }

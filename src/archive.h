@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * archive.h
- *		Writing a dump archive: a tar stream compressed with zstd.
+ *		The container of a dump, a tar stream compressed with zstd: writing
+ *		it, reading it back, and the checksums and durable writes around it.
  *
  *-------------------------------------------------------------------------
  */
@@ -35,6 +36,8 @@ extern bool SyncArchiveNext(SyncArchiveReader *reader, char **name,
 							uint64 *size);
 extern size_t SyncArchiveRead(SyncArchiveReader *reader, char *buf,
 							  size_t len);
+extern char *SyncArchiveReadAll(SyncArchiveReader *reader, uint64 size,
+								uint64 limit, const char *what);
 extern void SyncArchiveClose(SyncArchiveReader *reader);
 
 extern pg_cryptohash_ctx *SyncSha256Begin(void);

@@ -7,15 +7,9 @@
  * All queries of a dump see one snapshot, so the archive is consistent
  * across tables while other sessions go on writing.  Rows stream from the
  * executor straight into COPY text, which goes into the archive in chunks
- * of bounded size: memory stays flat whatever the table size.
- *
- * The archive (sync-<machine>-<time>.tar.zst) holds, as tar members:
- *	  header.json				what follows: source, tables, columns, keys
- *	  registry/000001.copy		the machine registry
- *	  tables/NNNN-<name>/NNNNNN.copy each table's rows, COPY text format
- *	  manifest.json				the header plus files, counts and checksums
- * and sync-index.json beside it names the newest archive, its size and its
- * SHA-256, for subscribers to poll.
+ * of bounded size: memory stays flat whatever the table size.  What the
+ * archive and the index beside it hold is format.c's; which rows a table
+ * leaves out because they reference left-out rows, closure.c's.
  *
  *-------------------------------------------------------------------------
  */
@@ -29,34 +23,31 @@
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "common/cryptohash.h"
-#include "common/sha2.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/params.h"
-#include "pgtime.h"
 #include "storage/fd.h"
 #include "tcop/dest.h"
 #include "utils/builtins.h"
-#include "utils/datetime.h"
 #include "utils/guc.h"
-#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "archive.h"
-#include "dump.h"
+#include "closure.h"
+#include "expr.h"
+#include "fkeys.h"
+#include "format.h"
 #include "log.h"
-#include "sync.h"
+#include "registry.h"
+#include "settings.h"
+#include "tables.h"
 
 PG_FUNCTION_INFO_V1(sync_dump);
-
-/* archive format version, in the manifest and the index */
-#define SYNC_FORMAT_VERSION 1
 
 /* size at which a table's COPY text is cut into the next archive member */
 #define SYNC_CHUNK_SIZE (8 * 1024 * 1024)
@@ -64,8 +55,13 @@ PG_FUNCTION_INFO_V1(sync_dump);
 /* zstd level: fast, with a ratio close to gzip's (see doc/dump.md) */
 #define SYNC_ZSTD_LEVEL 1
 
-/* how many archives stay in the dump directory */
-#define SYNC_ARCHIVES_KEPT 2
+/* One table (or the registry) as it goes into a dump. */
+typedef struct DumpTable
+{
+	SyncArchiveTable at;		/* as the archive describes it */
+	SyncClosureTable closure;	/* which of its rows are published */
+	char	   *select_sql;		/* the published columns (alias t) */
+} DumpTable;
 
 /* Everything one dump works with. */
 typedef struct DumpState
@@ -73,10 +69,8 @@ typedef struct DumpState
 	int			level;
 	bool		anonymize;
 	bool		unchecked;
-	int64		machine_id;
-	bool		has_machine;	/* machine_id is known */
-	char	   *hostname;
-	SyncRange	range;
+	SyncMachine machine;		/* this server */
+	bool		has_machine;	/* machine is known */
 	TimestampTz snapshot_time;
 	const char *dir;
 	char	   *archive_name;
@@ -85,10 +79,11 @@ typedef struct DumpState
 	DumpTable  *tables;
 	int			ntables;
 	DumpTable	registry;
+	SyncArchiveHeader header;	/* points into tables and registry */
 
-	/* resources to release if the dump fails */
+	/* the archive being written, and what to remove if the dump fails */
 	SyncArchive *archive;
-	pg_cryptohash_ctx *table_sha;
+	pg_cryptohash_ctx *table_sha;	/* of the table being written */
 	bool		archive_published;	/* renamed into place */
 	bool		index_written;	/* the index names it */
 
@@ -110,24 +105,6 @@ typedef struct CopyReceiver
 	MemoryContext rowcxt;		/* reset after every row */
 	StringInfoData chunk;		/* COPY text not yet in the archive */
 } CopyReceiver;
-
-/*
- * A timestamp in UTC, as 2026-11-23T18:00:00.123456Z or, compact (for file
- * names), as 20261123T180000123456Z.
- */
-static char *
-FormatUtc(TimestampTz ts, bool compact)
-{
-	pg_time_t	t = timestamptz_to_time_t(ts);
-	int			usec = (int) (ts % USECS_PER_SEC);
-	char		buf[64];
-
-	if (usec < 0)
-		usec += USECS_PER_SEC;
-	pg_strftime(buf, sizeof(buf), compact ? "%Y%m%dT%H%M%S" : "%Y-%m-%dT%H:%M:%S",
-				pg_gmtime(&t));
-	return psprintf(compact ? "%s%06dZ" : "%s.%06dZ", buf, usec);
-}
 
 /*
  * The dump directory must be set, exist and be writable.
@@ -161,34 +138,15 @@ CheckDumpDirectory(void)
 }
 
 /*
- * Name of a table's directory in the archive: its position and its name,
- * reduced to characters that are safe in any file system.
- */
-static char *
-TableDirectory(int position, const char *schema, const char *name)
-{
-	char	   *qual = psprintf("%s.%s", schema, name);
-	char	   *p;
-
-	if (strlen(qual) > 60)
-		qual[60] = '\0';
-	for (p = qual; *p; p++)
-		if (!isalnum((unsigned char) *p) && *p != '_' && *p != '.' && *p != '-')
-			*p = '_';
-	return psprintf("tables/%04d-%s", position, qual);
-}
-
-/*
  * Describe one registered table for the dump: its published columns (with
  * anonymize rules applied when asked), and the condition that says which
  * local rows are published (level and filter).  The expressions are
  * validated again: the table may have changed since it was registered.
  */
 static void
-PrepareTable(DumpState *state, DumpTable *t, Oid relid,
-			 const char *level_column, const char *filter, Jsonb *anonymize)
+PrepareTable(DumpState *state, DumpTable *t, const SyncRegisteredTable *reg)
 {
-	Relation	rel = table_open(relid, AccessShareLock);
+	Relation	rel = table_open(reg->relid, AccessShareLock);
 	TupleDesc	desc = RelationGetDescr(rel);
 	AttrNumber	key_attnum = SyncKeyColumn(rel);
 	List	   *rules = NIL;
@@ -196,23 +154,23 @@ PrepareTable(DumpState *state, DumpTable *t, Oid relid,
 	StringInfoData keep;
 	int			i;
 
-	t->relid = relid;
-	t->schema = get_namespace_name(RelationGetNamespace(rel));
-	t->name = pstrdup(RelationGetRelationName(rel));
-	t->qualname = SyncRelationName(relid);
+	t->closure.relid = reg->relid;
+	t->at.schema = get_namespace_name(RelationGetNamespace(rel));
+	t->at.name = pstrdup(RelationGetRelationName(rel));
+	t->at.qualname = SyncRelationName(reg->relid);
 	/* rows of tables inheriting from it are theirs, not its */
-	t->from = (rel->rd_rel->relkind == RELKIND_RELATION) ?
-		psprintf("ONLY %s", t->qualname) : t->qualname;
-	t->key_name = pstrdup(NameStr(TupleDescAttr(desc, key_attnum - 1)->attname));
-	t->key = pstrdup(quote_identifier(t->key_name));
+	t->closure.from = (rel->rd_rel->relkind == RELKIND_RELATION) ?
+		psprintf("ONLY %s", t->at.qualname) : t->at.qualname;
+	t->at.key = pstrdup(NameStr(TupleDescAttr(desc, key_attnum - 1)->attname));
+	t->closure.key = pstrdup(quote_identifier(t->at.key));
 
-	if (anonymize != NULL)
+	if (reg->anonymize != NULL)
 	{
-		rules = SyncAnonymizeSql(rel, key_attnum, anonymize, "t");
+		rules = SyncAnonymizeSql(rel, key_attnum, reg->anonymize, "t");
 		if (!state->anonymize && rules != NIL)
 			ereport(WARNING,
 					(errmsg("dump of table %s includes the real values of its anonymized columns",
-							t->qualname),
+							t->at.qualname),
 					 errdetail("sync_dump was called with anonymize => false, so %d column(s) with anonymize rules, among them \"%s\", are published unchanged.",
 							   list_length(rules),
 							   ((SyncAnonymizedColumn *) linitial(rules))->column),
@@ -220,17 +178,18 @@ PrepareTable(DumpState *state, DumpTable *t, Oid relid,
 	}
 
 	initStringInfo(&select);
+	t->at.columns = palloc0(sizeof(SyncColumn) * (desc->natts + 1));
 	for (i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
-		DumpColumn *col;
+		SyncColumn *col;
 		const char *value = NULL;
 		ListCell   *lc;
 
 		/* generated columns are computed by the subscriber */
 		if (att->attisdropped || att->attgenerated)
 			continue;
-		col = palloc0(sizeof(DumpColumn));
+		col = &t->at.columns[t->at.ncolumns++];
 		col->name = pstrdup(NameStr(att->attname));
 		col->type = format_type_with_typemod(att->atttypid, att->atttypmod);
 		if (state->anonymize)
@@ -246,75 +205,18 @@ PrepareTable(DumpState *state, DumpTable *t, Oid relid,
 		col->anonymized = (value != NULL);
 		appendStringInfo(&select, "%s%s", select.len ? ", " : "",
 						 value ? value : psprintf("t.%s", quote_identifier(col->name)));
-		t->columns = lappend(t->columns, col);
 	}
 	t->select_sql = select.data;
 
 	initStringInfo(&keep);
-	if (level_column != NULL)
-		appendStringInfo(&keep, "t.%s >= $3", quote_identifier(level_column));
-	if (filter != NULL && !state->unchecked)
+	if (reg->level_column != NULL)
+		appendStringInfo(&keep, "t.%s >= $3", quote_identifier(reg->level_column));
+	if (reg->filter != NULL && !state->unchecked)
 		appendStringInfo(&keep, "%s(%s)", keep.len ? " AND " : "",
-						 SyncFilterSql(rel, filter, "t"));
-	t->keep_sql = keep.len ? psprintf("coalesce(%s, false)", keep.data) : "true";
+						 SyncFilterSql(rel, reg->filter, "t"));
+	t->closure.keep_sql = keep.len ? psprintf("coalesce(%s, false)", keep.data) : "true";
 
 	table_close(rel, NoLock);
-}
-
-/* bytes that COPY text escapes (and the terminating NUL) */
-static const bool copy_special[256] = {
-	[0] = true, ['\b'] = true, ['\f'] = true, ['\n'] = true, ['\r'] = true,
-	['\t'] = true, ['\v'] = true, ['\\'] = true,
-};
-
-/*
- * Append a value in COPY text format: backslash and control characters
- * escaped as COPY does, everything else as is, in runs.
- */
-static void
-AppendCopyText(StringInfo buf, const char *s)
-{
-	const char *start = s;
-
-	for (;;)
-	{
-		const char *esc;
-
-		while (!copy_special[(unsigned char) *s])
-			s++;
-		switch (*s)
-		{
-			case '\0':
-				appendBinaryStringInfo(buf, start, s - start);
-				return;
-			case '\\':
-				esc = "\\\\";
-				break;
-			case '\b':
-				esc = "\\b";
-				break;
-			case '\f':
-				esc = "\\f";
-				break;
-			case '\n':
-				esc = "\\n";
-				break;
-			case '\r':
-				esc = "\\r";
-				break;
-			case '\t':
-				esc = "\\t";
-				break;
-			case '\v':
-				esc = "\\v";
-				break;
-			default:
-				pg_unreachable();
-		}
-		appendBinaryStringInfo(buf, start, s - start);
-		appendBinaryStringInfo(buf, esc, 2);
-		start = ++s;
-	}
 }
 
 /*
@@ -333,11 +235,11 @@ FlushChunk(CopyReceiver *r, bool force)
 
 	/* called from inside the executor too, whose memory dies with the query */
 	oldcxt = MemoryContextSwitchTo(r->cxt);
-	name = psprintf("%s/%06d.copy", t->dir, list_length(t->files) + 1);
+	name = SyncChunkName(t->at.dir, list_length(t->at.files) + 1);
 	if (pg_cryptohash_update(r->state->table_sha, (uint8 *) r->chunk.data,
 							 r->chunk.len) < 0)
 		elog(ERROR, "could not update SHA-256 digest");
-	t->files = lappend(t->files, name);
+	t->at.files = lappend(t->at.files, name);
 	MemoryContextSwitchTo(oldcxt);
 	SyncArchiveAddMember(r->state->archive, name, r->chunk.data, r->chunk.len);
 	resetStringInfo(&r->chunk);
@@ -376,7 +278,7 @@ CopyReceive(TupleTableSlot *slot, DestReceiver *self)
 	slot_getallattrs(slot);
 	if (slot->tts_isnull[0] || !DatumGetBool(slot->tts_values[0]))
 	{
-		r->table->excluded++;
+		r->table->at.excluded++;
 		return true;
 	}
 
@@ -388,14 +290,14 @@ CopyReceive(TupleTableSlot *slot, DestReceiver *self)
 		if (slot->tts_isnull[i])
 			appendBinaryStringInfo(&r->chunk, "\\N", 2);
 		else
-			AppendCopyText(&r->chunk,
-						   OutputFunctionCall(&r->out[i], slot->tts_values[i]));
+			SyncAppendCopyValue(&r->chunk,
+								OutputFunctionCall(&r->out[i], slot->tts_values[i]));
 	}
 	appendStringInfoCharMacro(&r->chunk, '\n');
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextReset(r->rowcxt);
 
-	r->table->rows++;
+	r->table->at.rows++;
 	if (r->chunk.len >= SYNC_CHUNK_SIZE)
 		FlushChunk(r, false);
 	return true;
@@ -422,6 +324,7 @@ static void
 ExportTable(DumpState *state, DumpTable *t, const SyncRange *range,
 			Snapshot snapshot)
 {
+	SyncClosureTable *c = &t->closure;
 	CopyReceiver r;
 	SPIPlanPtr	plan;
 	ParamListInfo params;
@@ -434,12 +337,12 @@ ExportTable(DumpState *state, DumpTable *t, const SyncRange *range,
 
 	sql = psprintf("SELECT %s%s, %s FROM %s t%s"
 				   " WHERE t.%s BETWEEN $1 AND $2",
-				   t->keep_sql,
-				   t->ex_rows > 0 ? " AND e.key IS NULL" : "",
-				   t->select_sql, t->from,
-				   t->ex_rows > 0 ? psprintf(" LEFT JOIN %s e ON e.key = t.%s",
-											 t->ex_table, t->key) : "",
-				   t->key);
+				   c->keep_sql,
+				   c->ex_rows > 0 ? " AND e.key IS NULL" : "",
+				   t->select_sql, c->from,
+				   c->ex_rows > 0 ? psprintf(" LEFT JOIN %s e ON e.key = t.%s",
+											 c->ex_table, c->key) : "",
+				   c->key);
 
 	values[0] = Int64GetDatum(range->start);
 	values[1] = Int64GetDatum(range->end);
@@ -490,113 +393,14 @@ ExportTable(DumpState *state, DumpTable *t, const SyncRange *range,
 			 SPI_result_code_string(rc), sql);
 	SPI_freeplan(plan);
 
-	FlushChunk(&r, t->files == NIL);
-	SyncSha256Finish(state->table_sha, t->sha256);
+	FlushChunk(&r, t->at.files == NIL);
+	SyncSha256Finish(state->table_sha, t->at.sha256);
 	state->table_sha = NULL;
 
 	pfree(r.chunk.data);
 	MemoryContextDelete(r.rowcxt);
-	state->rows += t->rows;
-	state->excluded += t->excluded;
-}
-
-/* Append a JSON string value. */
-static void
-JsonString(StringInfo buf, const char *s)
-{
-	if (s == NULL)
-		appendStringInfoString(buf, "null");
-	else
-		escape_json(buf, s);
-}
-
-/*
- * Append the manifest entry of one table; with results, also its files,
- * counts and checksum (the header, written first, has no results yet).
- */
-static void
-ManifestTable(StringInfo buf, DumpTable *t, bool results)
-{
-	ListCell   *lc;
-	bool		first = true;
-
-	appendStringInfoString(buf, "{\"schema\": ");
-	JsonString(buf, t->schema);
-	appendStringInfoString(buf, ", \"name\": ");
-	JsonString(buf, t->name);
-	appendStringInfoString(buf, ", \"key\": ");
-	JsonString(buf, t->key_name);
-	appendStringInfoString(buf, ", \"columns\": [");
-	foreach(lc, t->columns)
-	{
-		DumpColumn *col = lfirst(lc);
-
-		appendStringInfo(buf, "%s{\"name\": ", first ? "" : ", ");
-		JsonString(buf, col->name);
-		appendStringInfoString(buf, ", \"type\": ");
-		JsonString(buf, col->type);
-		if (col->anonymized)
-			appendStringInfoString(buf, ", \"anonymized\": true");
-		appendStringInfoChar(buf, '}');
-		first = false;
-	}
-	appendStringInfo(buf, "], \"dir\": ");
-	JsonString(buf, t->dir);
-	if (!results)
-	{
-		appendStringInfoChar(buf, '}');
-		return;
-	}
-	appendStringInfoString(buf, ", \"files\": [");
-	first = true;
-	foreach(lc, t->files)
-	{
-		appendStringInfoString(buf, first ? "" : ", ");
-		JsonString(buf, lfirst(lc));
-		first = false;
-	}
-	appendStringInfo(buf, "], \"rows\": " INT64_FORMAT ", \"excluded\": " INT64_FORMAT
-					 ", \"sha256\": \"%s\"}",
-					 t->rows, t->excluded, t->sha256);
-}
-
-/*
- * The manifest: what the archive holds, where from, and (with results) the
- * files, counts and checksum of every table's COPY text.
- */
-static char *
-BuildManifest(DumpState *state, bool results)
-{
-	StringInfoData buf;
-	int			i;
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\n  \"format\": %d,\n  \"extension_version\": ",
-					 SYNC_FORMAT_VERSION);
-	JsonString(&buf, SYNC_EXTENSION_VERSION);
-	appendStringInfo(&buf, ",\n  \"server_version_num\": %d", PG_VERSION_NUM);
-	appendStringInfoString(&buf, ",\n  \"encoding\": ");
-	JsonString(&buf, GetDatabaseEncodingName());
-	appendStringInfo(&buf, ",\n  \"source\": {\"machine\": " INT64_FORMAT ", \"hostname\": ",
-					 state->machine_id);
-	JsonString(&buf, state->hostname);
-	appendStringInfo(&buf, ", \"sync_start\": " INT64_FORMAT ", \"sync_end\": " INT64_FORMAT "}",
-					 state->range.start, state->range.end);
-	appendStringInfo(&buf, ",\n  \"level\": %d,\n  \"anonymized\": %s,\n  \"unchecked\": %s",
-					 state->level, state->anonymize ? "true" : "false",
-					 state->unchecked ? "true" : "false");
-	appendStringInfoString(&buf, ",\n  \"snapshot_time\": ");
-	JsonString(&buf, FormatUtc(state->snapshot_time, false));
-	appendStringInfoString(&buf, ",\n  \"registry\": ");
-	ManifestTable(&buf, &state->registry, results);
-	appendStringInfoString(&buf, ",\n  \"tables\": [");
-	for (i = 0; i < state->ntables; i++)
-	{
-		appendStringInfoString(&buf, i ? ",\n    " : "\n    ");
-		ManifestTable(&buf, &state->tables[i], results);
-	}
-	appendStringInfoString(&buf, "\n  ]\n}\n");
-	return buf.data;
+	state->rows += t->at.rows;
+	state->excluded += t->at.excluded;
 }
 
 /*
@@ -641,15 +445,13 @@ RemoveStaleTemporaryFiles(const char *dir)
 }
 
 /*
- * The archive the current index names, or NULL.
+ * The archive the current index names, or NULL (none, or an index this
+ * version cannot read, which names nothing worth keeping).
  */
 static char *
 IndexedArchive(DumpState *state)
 {
 	char	   *path = psprintf("%s/%s", state->dir, SYNC_INDEX_NAME);
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
-	char	   *text;
 	FILE	   *f = AllocateFile(path, "r");
 	char		buf[4096];
 	size_t		n;
@@ -659,20 +461,7 @@ IndexedArchive(DumpState *state)
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	FreeFile(f);
 	buf[n] = '\0';
-	text = buf;
-	values[0] = CStringGetTextDatum(text);
-	PG_TRY();
-	{
-		SyncExecute("SELECT $1::pg_catalog.jsonb->>'archive'", 1, argtypes, values, NULL);
-	}
-	PG_CATCH();
-	{
-		/* an index we cannot read names nothing worth keeping */
-		FlushErrorState();
-		return NULL;
-	}
-	PG_END_TRY();
-	return SyncGetText(0, 1);
+	return SyncIndexArchive(buf);
 }
 
 /*
@@ -684,7 +473,6 @@ IndexedArchive(DumpState *state)
 static void
 PruneOldArchives(DumpState *state, const char *previous)
 {
-	char	   *prefix = psprintf("sync-" INT64_FORMAT "-", state->machine_id);
 	DIR		   *d = AllocateDir(state->dir);
 	struct dirent *de;
 	List	   *doomed = NIL;
@@ -692,10 +480,7 @@ PruneOldArchives(DumpState *state, const char *previous)
 
 	while ((de = ReadDir(d, state->dir)) != NULL)
 	{
-		size_t		len = strlen(de->d_name);
-
-		if (strncmp(de->d_name, prefix, strlen(prefix)) == 0 &&
-			len > 8 && strcmp(de->d_name + len - 8, ".tar.zst") == 0 &&
+		if (SyncIsArchiveFileOf(de->d_name, state->machine.id) &&
 			strcmp(de->d_name, state->archive_name) != 0 &&
 			(previous == NULL || strcmp(de->d_name, previous) != 0))
 			doomed = lappend(doomed, pstrdup(de->d_name));
@@ -714,80 +499,68 @@ PruneOldArchives(DumpState *state, const char *previous)
 }
 
 /*
- * Write sync-index.json, which names the newest archive.
+ * Write the index, which names the newest archive.
  */
 static void
 WriteIndex(DumpState *state)
 {
-	StringInfoData buf;
+	SyncIndex	index;
+	char	   *text;
 
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"format\": %d, \"machine\": " INT64_FORMAT ", \"archive\": ",
-					 SYNC_FORMAT_VERSION, state->machine_id);
-	JsonString(&buf, state->archive_name);
-	appendStringInfo(&buf, ", \"size\": " UINT64_FORMAT ", \"sha256\": \"%s\", \"created_at\": ",
-					 state->bytes, state->sha256);
-	JsonString(&buf, FormatUtc(state->snapshot_time, false));
-	appendStringInfo(&buf, ", \"level\": %d, \"anonymized\": %s, \"unchecked\": %s}\n",
-					 state->level, state->anonymize ? "true" : "false",
-					 state->unchecked ? "true" : "false");
+	index.machine_id = state->machine.id;
+	index.archive = state->archive_name;
+	index.size = state->bytes;
+	index.sha256 = state->sha256;
+	index.created_at = state->snapshot_time;
+	index.level = state->level;
+	index.anonymized = state->anonymize;
+	index.unchecked = state->unchecked;
+	text = SyncBuildIndex(&index);
 	SyncWriteFileDurably(psprintf("%s/%s-%d-index.tmp", state->dir,
 								  TempPrefix(), MyProcPid),
 						 psprintf("%s/%s", state->dir, SYNC_INDEX_NAME),
-						 buf.data, buf.len);
+						 text, strlen(text));
 }
 
 /*
- * Read the registered tables and describe each for the dump.
+ * Read the registered tables and describe each for the dump, parents
+ * first, so that subscribers can apply in archive order.
  */
 static void
 PrepareTables(DumpState *state)
 {
+	SyncRegisteredTable *regs;
+	DumpTable  *described;
+	Oid		   *relids;
+	int		   *order;
 	int			n;
 	int			i;
-	Oid		   *relids;
-	char	  **levels;
-	char	  **filters;
-	Jsonb	  **rules;
 
-	n = SyncExecute(psprintf("SELECT tbl, level_column::text, filter, anonymize"
-							 "  FROM %s ORDER BY tbl::text",
-							 SyncObject("sync_table")),
-					0, NULL, NULL, NULL);
+	regs = SyncTableRegistrations(&n);
 	if (n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("no tables are registered for sync"),
 				 errhint("Register the tables to publish with sync_add_table().")));
 
-	/* copy out of SPI's result before running more queries */
+	described = palloc0(sizeof(DumpTable) * n);
 	relids = palloc(sizeof(Oid) * n);
-	levels = palloc(sizeof(char *) * n);
-	filters = palloc(sizeof(char *) * n);
-	rules = palloc(sizeof(Jsonb *) * n);
 	for (i = 0; i < n; i++)
 	{
-		bool		isnull;
-		Datum		d;
-
-		relids[i] = SyncGetOid(i, 1);
-		levels[i] = SyncGetText(i, 2);
-		filters[i] = SyncGetText(i, 3);
-		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull);
-		rules[i] = isnull ? NULL : DatumGetJsonbPCopy(d);
+		PrepareTable(state, &described[i], &regs[i]);
+		relids[i] = regs[i].relid;
 	}
+	order = SyncParentsFirst(n, SyncForeignKeysAmong(relids, n), NULL);
 
 	state->ntables = n;
 	state->tables = palloc0(sizeof(DumpTable) * n);
 	for (i = 0; i < n; i++)
-		PrepareTable(state, &state->tables[i], relids[i], levels[i],
-					 filters[i], rules[i]);
+	{
+		DumpTable  *t = &state->tables[i];
 
-	/* parents first, so that subscribers can apply in archive order */
-	SyncSortTablesByReferences(state->tables, n);
-	for (i = 0; i < n; i++)
-		state->tables[i].dir = TableDirectory(i + 1, state->tables[i].schema,
-											  state->tables[i].name);
+		*t = described[order[i]];
+		t->at.dir = SyncTableDirectory(i + 1, t->at.schema, t->at.name);
+	}
 }
 
 /*
@@ -797,33 +570,109 @@ PrepareTables(DumpState *state)
 static void
 PrepareRegistry(DumpState *state)
 {
-	static const char *const columns[][2] = {
-		{"id", "bigint"}, {"hostname", "text"}, {"sync_url", "text"},
-		{"sync_contact", "text"}, {"sync_start", "bigint"}, {"sync_end", "bigint"}
-	};
 	DumpTable  *t = &state->registry;
 	StringInfoData select;
 	int			i;
 
 	memset(t, 0, sizeof(*t));
-	t->relid = get_relname_relid("sync_machine", SyncSchemaOid());
-	t->schema = get_namespace_name(SyncSchemaOid());
-	t->name = "sync_machine";
-	t->qualname = t->from = SyncObject("sync_machine");
-	t->key = t->key_name = "id";
-	t->keep_sql = "true";
-	t->dir = "registry";
+	t->closure.relid = get_relname_relid("sync_machine", SyncSchemaOid());
+	t->at.schema = get_namespace_name(SyncSchemaOid());
+	t->at.name = "sync_machine";
+	t->at.qualname = SyncObject("sync_machine");
+	t->closure.from = t->at.qualname;
+	t->at.key = "id";
+	t->closure.key = "id";
+	t->closure.keep_sql = "true";
+	t->at.dir = SYNC_REGISTRY_DIR;
+	t->at.ncolumns = SYNC_REGISTRY_NCOLUMNS;
+	t->at.columns = palloc0(sizeof(SyncColumn) * SYNC_REGISTRY_NCOLUMNS);
 	initStringInfo(&select);
-	for (i = 0; i < (int) lengthof(columns); i++)
+	for (i = 0; i < SYNC_REGISTRY_NCOLUMNS; i++)
 	{
-		DumpColumn *col = palloc0(sizeof(DumpColumn));
-
-		col->name = (char *) columns[i][0];
-		col->type = (char *) columns[i][1];
-		t->columns = lappend(t->columns, col);
-		appendStringInfo(&select, "%st.%s", i ? ", " : "", col->name);
+		t->at.columns[i].name = (char *) sync_registry_columns[i][0];
+		t->at.columns[i].type = (char *) sync_registry_columns[i][1];
+		appendStringInfo(&select, "%st.%s", i ? ", " : "",
+						 quote_identifier(t->at.columns[i].name));
 	}
 	t->select_sql = select.data;
+}
+
+/*
+ * Describe the archive in its header: source, options, and its tables.
+ */
+static void
+PrepareHeader(DumpState *state)
+{
+	SyncArchiveHeader *h = &state->header;
+	int			i;
+
+	h->machine_id = state->machine.id;
+	h->hostname = state->machine.hostname;
+	h->range = state->machine.range;
+	h->encoding = GetDatabaseEncodingName();
+	h->level = state->level;
+	h->anonymized = state->anonymize;
+	h->unchecked = state->unchecked;
+	h->snapshot_time = state->snapshot_time;
+	h->registry = &state->registry.at;
+	h->ntables = state->ntables;
+	h->tables = palloc(sizeof(SyncArchiveTable *) * (state->ntables + 1));
+	for (i = 0; i < state->ntables; i++)
+		h->tables[i] = &state->tables[i].at;
+}
+
+/* Compute which rows the closure leaves out of each table. */
+static void
+ComputeClosure(DumpState *state, Snapshot snapshot)
+{
+	SyncClosureTable **tables = palloc(sizeof(SyncClosureTable *) * (state->ntables + 1));
+	int			i;
+
+	for (i = 0; i < state->ntables; i++)
+		tables[i] = &state->tables[i].closure;
+	SyncDumpClosure(tables, state->ntables, &state->machine.range,
+					state->level, snapshot);
+}
+
+/*
+ * Write the archive: header, registry, tables, manifest; then publish it
+ * and the index that names it, and prune the archives no longer named.
+ */
+static void
+WriteArchive(DumpState *state, Snapshot snapshot, MemoryContext outer)
+{
+	SyncRange	everything = {PG_INT64_MIN, PG_INT64_MAX};
+	char	   *manifest;
+	char	   *previous;
+	MemoryContext oldcxt;
+	int			i;
+
+	RemoveStaleTemporaryFiles(state->dir);
+	/* these outlive SPI_finish (and, on error, the subtransaction) */
+	oldcxt = MemoryContextSwitchTo(outer);
+	state->archive_name = SyncArchiveFileName(state->machine.id, state->snapshot_time);
+	state->archive_path = psprintf("%s/%s", state->dir, state->archive_name);
+	state->archive = SyncArchiveCreate(psprintf("%s/%s-%d.tmp", state->dir,
+												TempPrefix(), MyProcPid),
+									   SYNC_ZSTD_LEVEL);
+	MemoryContextSwitchTo(oldcxt);
+
+	manifest = SyncBuildManifest(&state->header, false);
+	SyncArchiveAddMember(state->archive, SYNC_HEADER_MEMBER, manifest, strlen(manifest));
+	ExportTable(state, &state->registry, &everything, snapshot);
+	state->rows -= state->registry.at.rows; /* count table rows only */
+	for (i = 0; i < state->ntables; i++)
+		ExportTable(state, &state->tables[i], &state->machine.range, snapshot);
+
+	manifest = SyncBuildManifest(&state->header, true);
+	SyncArchiveAddMember(state->archive, SYNC_MANIFEST_MEMBER, manifest, strlen(manifest));
+	previous = IndexedArchive(state);
+	state->bytes = SyncArchiveFinish(state->archive, state->archive_path,
+									 state->sha256);
+	state->archive_published = true;
+	WriteIndex(state);
+	state->index_written = true;
+	PruneOldArchives(state, previous);
 }
 
 /*
@@ -834,9 +683,8 @@ RunDump(DumpState *state)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	Snapshot	snapshot;
-	SyncRange	everything = {PG_INT64_MIN, PG_INT64_MAX};
-	char	   *manifest;
-	char	   *previous;
+	Oid		   *relids;
+	char	  **keys;
 	int			save_nestlevel;
 	int			i;
 
@@ -855,39 +703,19 @@ RunDump(DumpState *state)
 	 * formats whatever the session's settings.
 	 */
 	save_nestlevel = SyncPinSettings(true);
-
 	SPI_connect();
 
 	/* one dump at a time in this database */
-	SyncExecute("SELECT pg_catalog.pg_advisory_xact_lock(1937337955, 1)",
+	SyncExecute("SELECT pg_catalog.pg_advisory_xact_lock(" CppAsString2(SYNC_LOCK_DUMP) ", 1)",
 				0, NULL, NULL, NULL);
-
-	if (!SyncLocalMachine(&state->machine_id, &state->range))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("this server has no sync identity"),
-				 errhint("Say which registered machine this server is with sync_init().")));
+	SyncRequireLocalMachine(&state->machine);
 	state->has_machine = true;
-	{
-		Oid			argtypes[1] = {INT8OID};
-		Datum		values[1] = {Int64GetDatum(state->machine_id)};
-
-		SyncExecute(psprintf("SELECT hostname FROM %s WHERE id = $1",
-							 SyncObject("sync_machine")),
-					1, argtypes, values, NULL);
-		state->hostname = SyncGetText(0, 1);
-	}
 
 	/*
 	 * Lock the registered tables before the snapshot is taken, so that no
 	 * TRUNCATE or rewrite committed meanwhile can show an empty table.
 	 */
-	{
-		Oid		   *relids;
-		char	  **keys;
-
-		(void) SyncRegisteredTables(AccessShareLock, &relids, &keys);
-	}
+	(void) SyncRegisteredTables(AccessShareLock, &relids, &keys);
 
 	/* one snapshot for every query of the dump */
 	snapshot = RegisterSnapshot(GetTransactionSnapshot());
@@ -895,46 +723,13 @@ RunDump(DumpState *state)
 
 	PrepareTables(state);
 	PrepareRegistry(state);
-	SyncDumpClosure(state->tables, state->ntables, &state->range,
-					state->level, snapshot);
-
-	RemoveStaleTemporaryFiles(state->dir);
-	/* these outlive SPI_finish (and, on error, the subtransaction) */
-	state->archive_name = MemoryContextStrdup(outer,
-											  psprintf("sync-" INT64_FORMAT "-%s.tar.zst",
-													   state->machine_id,
-													   FormatUtc(state->snapshot_time, true)));
-	state->archive_path = MemoryContextStrdup(outer, psprintf("%s/%s", state->dir,
-															  state->archive_name));
-	{
-		MemoryContext oldcxt = MemoryContextSwitchTo(outer);
-
-		state->archive = SyncArchiveCreate(psprintf("%s/%s-%d.tmp", state->dir,
-													TempPrefix(), MyProcPid),
-										   SYNC_ZSTD_LEVEL);
-		MemoryContextSwitchTo(oldcxt);
-	}
-
-	manifest = BuildManifest(state, false);
-	SyncArchiveAddMember(state->archive, "header.json", manifest, strlen(manifest));
-	ExportTable(state, &state->registry, &everything, snapshot);
-	state->rows -= state->registry.rows;	/* count table rows only */
-	for (i = 0; i < state->ntables; i++)
-		ExportTable(state, &state->tables[i], &state->range, snapshot);
-
-	manifest = BuildManifest(state, true);
-	SyncArchiveAddMember(state->archive, "manifest.json", manifest, strlen(manifest));
-	previous = IndexedArchive(state);
-	state->bytes = SyncArchiveFinish(state->archive, state->archive_path,
-									 state->sha256);
-	state->archive_published = true;
-	WriteIndex(state);
-	state->index_written = true;
-	PruneOldArchives(state, previous);
+	PrepareHeader(state);
+	ComputeClosure(state, snapshot);
+	WriteArchive(state, snapshot, outer);
 
 	for (i = 0; i < state->ntables; i++)
-		if (state->tables[i].ex_table)
-			SyncExecute(psprintf("DROP TABLE %s", state->tables[i].ex_table),
+		if (state->tables[i].closure.ex_table)
+			SyncExecute(psprintf("DROP TABLE %s", state->tables[i].closure.ex_table),
 						0, NULL, NULL, NULL);
 	UnregisterSnapshot(snapshot);
 	SPI_finish();
@@ -955,7 +750,10 @@ DumpBody(void *arg)
 	RunDump(state);
 }
 
-/* After a failed dump: its files and contexts are ours to release. */
+/*
+ * After a failed dump: its files are ours to remove (descriptors and
+ * digests go with the subtransaction's abort).
+ */
 static void
 DumpCleanup(void *arg)
 {
@@ -966,9 +764,6 @@ DumpCleanup(void *arg)
 		unlink(state->archive_path) != 0 && errno != ENOENT)
 		elog(WARNING, "could not remove unpublished dump archive \"%s\": %m",
 			 state->archive_path);
-	if (state->table_sha)
-		pg_cryptohash_free(state->table_sha);
-	state->table_sha = NULL;
 }
 
 /*
@@ -985,14 +780,11 @@ sync_dump(PG_FUNCTION_ARGS)
 	DumpState  *state = palloc0(sizeof(DumpState));
 	SyncLogEntry *log = palloc(sizeof(SyncLogEntry));
 	ErrorData  *edata;
-	TupleDesc	desc;
 	Datum		values[7];
 	bool		nulls[7] = {false};
 	Interval   *duration;
 
 	SyncEnter(fcinfo);
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
 	state->level = PG_GETARG_INT32(0);
 	state->anonymize = PG_GETARG_BOOL(1);
 	state->unchecked = PG_GETARG_BOOL(2);
@@ -1001,15 +793,11 @@ sync_dump(PG_FUNCTION_ARGS)
 	edata = SyncRunInSubtransaction(DumpBody, DumpCleanup, state);
 	if (edata)
 	{
-		log->machine_id = state->has_machine ? state->machine_id : -1;
-		log->finished_at = GetCurrentTimestamp();
-		log->status = "failed";
-		log->message = edata->message;
-		SyncLogWrite(log);
-		ReThrowError(edata);
+		log->machine_id = state->has_machine ? state->machine.id : -1;
+		SyncLogFailure(log, edata);
 	}
 
-	log->machine_id = state->machine_id;
+	log->machine_id = state->machine.id;
 	log->finished_at = GetCurrentTimestamp();
 	log->status = "ok";
 	log->tables = state->ntables;
@@ -1031,6 +819,5 @@ sync_dump(PG_FUNCTION_ARGS)
 	values[4] = Int64GetDatum((int64) state->bytes);
 	values[5] = CStringGetTextDatum(state->sha256);
 	values[6] = IntervalPGetDatum(duration);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc),
-													  values, nulls)));
+	PG_RETURN_DATUM(SyncResultRow(fcinfo, values, nulls));
 }

@@ -39,7 +39,9 @@
 #include "utils/regproc.h"
 #include "utils/ruleutils.h"
 
-#include "sync.h"
+#include "expr.h"
+#include "fkeys.h"
+#include "helpers.h"
 
 /* what we parse: the expression behind this prefix */
 #define EXPR_PREFIX "SELECT "
@@ -341,27 +343,6 @@ SyncFilterSql(Relation rel, const char *filter, const char *alias)
 }
 
 /*
- * Does a column reference another table, or is it referenced, through a
- * foreign key?
- */
-static bool
-ColumnInForeignKey(Oid relid, AttrNumber attnum)
-{
-	Oid			argtypes[2] = {OIDOID, INT2OID};
-	Datum		values[2] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum)};
-	bool		found;
-
-	SPI_connect();
-	found = SyncExecute("SELECT 1 FROM pg_catalog.pg_constraint"
-						" WHERE contype = 'f'"
-						"   AND ((conrelid = $1 AND $2 = ANY (conkey))"
-						"     OR (confrelid = $1 AND $2 = ANY (confkey)))",
-						2, argtypes, values, NULL) > 0;
-	SPI_finish();
-	return found;
-}
-
-/*
  * Validate one anonymize rule: column must be a column of rel other than
  * the key, and the expression's value must be assignable to it.  With
  * alias, returns the SQL that computes the column's published value.
@@ -391,7 +372,7 @@ AnonymizeRuleSql(Relation rel, AttrNumber key_attnum,
 				 errmsg("key column \"%s\" of table %s cannot be anonymized",
 						column, src.relname),
 				 errdetail("Subscribers identify rows by their key.")));
-	if (ColumnInForeignKey(RelationGetRelid(rel), attnum))
+	if (SyncColumnInForeignKey(RelationGetRelid(rel), attnum))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("column \"%s\" of table %s takes part in a foreign key and cannot be anonymized",

@@ -4,12 +4,12 @@
  *		Fetching what another machine published, with libcurl.
  *
  * Only http and https (and file, for roles allowed to read server files)
- * are spoken, redirects are bounded and may not leave http(s), TLS peers
- * are verified (against a per-remote CA file where one is configured), and
- * connect and total timeouts come from settings.  A progress callback lets
- * a cancel or statement_timeout stop a transfer promptly.  Downloads are
- * capped by sync.max_download_bytes.  The curl handle and its lists are
- * released on every path, errors included.
+ * are spoken, redirects are bounded and may not leave http(s) (nor https
+ * for http), TLS peers are verified (against a per-remote CA file where
+ * one is configured), and connect and total timeouts come from settings.
+ * A progress callback lets a cancel or statement_timeout stop a transfer
+ * promptly.  Downloads are capped by sync.max_download_bytes.  The curl
+ * handle is released on every path, errors included.
  *
  * Credentials (user name, password, proxy) never appear in an error
  * message, a log row or a dump.
@@ -29,7 +29,8 @@
 
 #include "archive.h"
 #include "fetch.h"
-#include "sync.h"
+#include "format.h"
+#include "settings.h"
 
 /* State of one transfer, shared with the callbacks. */
 typedef struct Transfer

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * fetch.h
- *		Fetching what another machine published.
+ *		Fetching what another machine published, with libcurl.
  *
  *-------------------------------------------------------------------------
  */
@@ -10,16 +10,7 @@
 
 #include "postgres.h"
 
-/* Where and how to reach a machine. */
-typedef struct SyncRemote
-{
-	int64		machine_id;
-	char	   *url;			/* its sync_url */
-	char	   *ca_file;		/* CA certificates to trust, or NULL */
-	char	   *username;		/* HTTP basic auth, or NULL */
-	char	   *password;
-	char	   *proxy;			/* proxy URL, or NULL */
-} SyncRemote;
+#include "remote.h"
 
 typedef struct SyncFetchResult
 {

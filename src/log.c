@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * log.c
- *		Recording every dump and pull in sync_log.
+ *		sync_log: recording every dump, pull and scheduled run, and pruning
+ *		old rows.  No other file writes it.
  *
  * A failed pull or dump rolls back, and a row inserted by the failing
  * transaction would roll back with it.  So the row is written by a
@@ -35,8 +36,8 @@
 #include "utils/jsonb.h"
 #include "utils/resowner.h"
 
+#include "helpers.h"
 #include "log.h"
-#include "sync.h"
 
 PGDLLEXPORT void sync_log_worker_main(Datum main_arg);
 
@@ -88,6 +89,9 @@ typedef struct LogShared
 
 /* entries this process wrote or tried to write; see log.h */
 uint64		sync_log_writes = 0;
+
+/* in a job worker, the job being run; see log.h */
+int64		sync_current_job = -1;
 
 /*
  * An entry with nothing filled in but its kind.
@@ -183,51 +187,44 @@ InsertLogRow(Oid log_relid, const char **values)
 	SyncExecute(sql.data, LOG_NCOLUMNS, argtypes, args, nulls);
 }
 
-/*
- * Write the row in the caller's transaction, as the log's owner (the caller
- * need not be allowed to write sync_log), in a subtransaction: a failure
- * here becomes a WARNING and never hides the caller's own error.
- */
-typedef struct CallerInsert
+/* A row to insert, for InsertBody. */
+typedef struct LogInsert
 {
 	Oid			log_relid;
-	Oid			owner;
 	const char **values;
-	Oid			save_userid;
-	int			save_sec_context;
-} CallerInsert;
+} LogInsert;
 
 static void
-CallerInsertBody(void *arg)
+InsertBody(void *arg)
 {
-	CallerInsert *ci = (CallerInsert *) arg;
+	LogInsert  *li = (LogInsert *) arg;
 
-	SetUserIdAndSecContext(ci->owner, ci->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	SPI_connect();
-	InsertLogRow(ci->log_relid, ci->values);
+	InsertLogRow(li->log_relid, li->values);
 	SPI_finish();
-	SetUserIdAndSecContext(ci->save_userid, ci->save_sec_context);
 }
 
+/* Insert the row as the log's owner (the caller need not be allowed to). */
 static void
-CallerInsertCleanup(void *arg)
+InsertAsOwnerBody(void *arg)
 {
-	CallerInsert *ci = (CallerInsert *) arg;
+	LogInsert  *li = (LogInsert *) arg;
 
-	SetUserIdAndSecContext(ci->save_userid, ci->save_sec_context);
+	SyncRunAs(SyncRelationOwner(li->log_relid), InsertBody, li);
 }
 
+/*
+ * Write the row in the caller's transaction, as the log's owner, in a
+ * subtransaction: a failure here becomes a WARNING and never hides the
+ * caller's own error.
+ */
 static void
-InsertInCallerTransaction(Oid log_relid, Oid owner, const char **values)
+InsertInCallerTransaction(Oid log_relid, const char **values)
 {
-	CallerInsert ci;
+	LogInsert	li = {log_relid, values};
 	ErrorData  *edata;
 
-	ci.log_relid = log_relid;
-	ci.owner = owner;
-	ci.values = values;
-	GetUserIdAndSecContext(&ci.save_userid, &ci.save_sec_context);
-	edata = SyncRunInSubtransaction(CallerInsertBody, CallerInsertCleanup, &ci);
+	edata = SyncRunInSubtransaction(InsertAsOwnerBody, NULL, &li);
 	if (edata)
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
@@ -329,7 +326,7 @@ SyncLogWrite(const SyncLogEntry *entry)
 				 errmsg("could not start a worker to record the %s in sync_log", entry->kind),
 				 errdetail("The row is written in the current transaction instead, and is lost if it rolls back."),
 				 errhint("Raise max_worker_processes.")));
-		InsertInCallerTransaction(log_relid, owner, values);
+		InsertInCallerTransaction(log_relid, values);
 		dsm_detach(seg);
 		return;
 	}
@@ -403,4 +400,44 @@ sync_log_worker_main(Datum main_arg)
 	shared->done = true;
 	dsm_detach(seg);
 	proc_exit(0);
+}
+
+/*
+ * Record a run that failed with edata (status "failed" unless the caller
+ * set another), then raise the error again.
+ */
+void
+SyncLogFailure(SyncLogEntry *entry, ErrorData *edata)
+{
+	entry->finished_at = GetCurrentTimestamp();
+	if (entry->status == NULL)
+		entry->status = "failed";
+	entry->message = edata->message;
+	SyncLogWrite(entry);
+	ReThrowError(edata);
+}
+
+/*
+ * Insert an entry in the current transaction, as the current user: for the
+ * launcher, whose own transaction is the record.  The caller is connected
+ * to SPI, under the extension's schema (SyncUseSchema).
+ */
+void
+SyncLogInsert(const SyncLogEntry *entry)
+{
+	const char *values[LOG_NCOLUMNS];
+
+	EntryValues(entry, values);
+	InsertLogRow(get_relname_relid("sync_log", SyncSchemaOid()), values);
+}
+
+/*
+ * SQL that deletes the rows of sync_log older than $1 minutes (the
+ * launcher keeps it prepared).
+ */
+char *
+SyncLogPruneSql(void)
+{
+	return psprintf("DELETE FROM %s WHERE started_at < pg_catalog.now() - $1 * interval '1 minute'",
+					SyncObject("sync_log"));
 }

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * log.h
- *		Recording dumps and pulls in sync_log.
+ *		sync_log: recording every dump, pull and scheduled run.
  *
  *-------------------------------------------------------------------------
  */
@@ -34,8 +34,14 @@ typedef struct SyncLogEntry
 
 extern void SyncLogInit(SyncLogEntry *entry, const char *kind);
 extern void SyncLogWrite(const SyncLogEntry *entry);
+extern void SyncLogFailure(SyncLogEntry *entry, ErrorData *edata) pg_attribute_noreturn();
+extern void SyncLogInsert(const SyncLogEntry *entry);
+extern char *SyncLogPruneSql(void);
 
 /* entries written (or attempted) by this process so far */
 extern uint64 sync_log_writes;
+
+/* in a job worker, the job being run (its log rows name it), else -1 */
+extern int64 sync_current_job;
 
 #endif							/* SYNC_LOG_H */

@@ -15,6 +15,10 @@
  * server restart interrupted are recorded as failed when the launcher
  * starts.  The launcher also prunes sync_log to sync.log_retention.
  *
+ * The launcher's statements are prepared once (re-prepared only when the
+ * extension moves, or after a failed look) and run as the bootstrap
+ * superuser with search_path pinned.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -38,23 +42,17 @@
 #include "utils/timestamp.h"
 
 #include "log.h"
-#include "sync.h"
+#include "registry.h"
+#include "schedule.h"
+#include "settings.h"
 
 PG_FUNCTION_INFO_V1(sync_schedule);
 
 PGDLLEXPORT void sync_launcher_main(Datum main_arg);
 PGDLLEXPORT void sync_job_worker_main(Datum main_arg);
 
-/* settings */
-char	   *sync_database = NULL;
-int			sync_max_workers = 2;
-int			sync_log_retention = 30 * 24 * 60;	/* minutes */
-
-/* whether the library was loaded by shared_preload_libraries */
-bool		sync_preloaded = false;
-
-/* in a job worker: the job being run (the pull logs it), else -1 */
-int64		sync_current_job = -1;
+/* whether this server runs the launcher (shared_preload_libraries) */
+static bool launcher_registered = false;
 
 /* A run the launcher started. */
 typedef struct JobRun
@@ -65,41 +63,38 @@ typedef struct JobRun
 	int64		timeout_ms;
 } JobRun;
 
-#define MAX_RUNS 64
-static JobRun runs[MAX_RUNS];
+static JobRun runs[SYNC_MAX_WORKERS_LIMIT];
 static int	nruns = 0;
 
+/* The launcher's statements, prepared for the extension's schema. */
+typedef struct LauncherPlans
+{
+	Oid			schema;			/* InvalidOid: none prepared */
+	SPIPlanPtr	lost;			/* RecordLostRuns */
+	SPIPlanPtr	no_login;		/* due jobs whose owner cannot log in */
+	SPIPlanPtr	due;			/* the due jobs */
+	SPIPlanPtr	skip;			/* a run skipped: next_run moves on */
+	SPIPlanPtr	start;			/* a run started */
+	SPIPlanPtr	prune;			/* old rows of sync_log */
+} LauncherPlans;
+
+static SPIPlanPtr extension_plan = NULL;
+static LauncherPlans plans;
+static bool plans_stale = false;
+
+/* when the launcher last pruned sync_log */
+static TimestampTz last_prune = 0;
+
 /*
- * Define the scheduler's settings, and with shared_preload_libraries
- * register the launcher.
+ * With shared_preload_libraries, register the launcher (module.c calls
+ * this while the library is being preloaded).
  */
 void
-SyncScheduleInit(void)
+SyncRegisterLauncher(void)
 {
 	BackgroundWorker worker;
 
-	/*
-	 * Only a preloading library may define a setting fixed at server start;
-	 * loaded later, the setting is accepted but has no use.
-	 */
-	DefineCustomStringVariable("sync.database",
-							   "Database the sync launcher runs scheduled pulls in.",
-							   NULL, &sync_database, "postgres",
-							   process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP,
-							   0, NULL, NULL, NULL);
-	DefineCustomIntVariable("sync.max_workers",
-							"Most scheduled pulls that run at once.",
-							NULL, &sync_max_workers, 2, 1, MAX_RUNS,
-							PGC_SIGHUP, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("sync.log_retention",
-							"How long rows of sync_log are kept.",
-							NULL, &sync_log_retention, 30 * 24 * 60, 1, INT_MAX,
-							PGC_SIGHUP, GUC_UNIT_MIN, NULL, NULL, NULL);
-
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-	sync_preloaded = true;
-
+	launcher_registered = true;
 	SyncWorkerInit(&worker, "sync_launcher_main", "sync launcher", 5);
 	RegisterBackgroundWorker(&worker);
 }
@@ -154,13 +149,13 @@ sync_schedule(PG_FUNCTION_ARGS)
 	INT4OID, INTERVALOID, BOOLOID};
 	Datum		values[7];
 	char		nulls[7] = "       ";
-	int64		local_id;
-	SyncRange	range;
+	SyncMachine machine;
 	int64		job = 0;
+	int			save_nestlevel;
 	int			i;
 
 	SyncEnter(fcinfo);
-	if (!sync_preloaded)
+	if (!launcher_registered)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("scheduled pulls need sync in shared_preload_libraries"),
@@ -178,13 +173,14 @@ sync_schedule(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(remote);
 	CheckSchedule(values, nulls);
 
+	save_nestlevel = SyncPinSettings(false);
 	SPI_connect();
-	if (SyncLocalMachine(&local_id, &range) && local_id == remote)
+	if (SyncLocalMachine(&machine) && machine.id == remote)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("machine " INT64_FORMAT " is this server", remote),
 				 errdetail("A server pulls only other machines' rows.")));
-	if (!SyncLookupRange(remote, &range))
+	if (!SyncLookupMachine(remote, &machine))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("machine " INT64_FORMAT " is not registered", remote),
@@ -195,22 +191,33 @@ sync_schedule(PG_FUNCTION_ARGS)
 				7, argtypes, values, nulls);
 	SyncGetInt64(0, 1, &job);
 	SPI_finish();
+	AtEOXact_GUC(true, save_nestlevel);
 	PG_RETURN_INT64(job);
 }
 
 /*
- * The quoted name of the extension's schema in this database, allocated in
- * cxt, which our SQL then names; NULL if the extension is not installed.
+ * The schema the extension is installed in, in this database, which our
+ * SQL then names (SyncUseSchema); InvalidOid if it is not installed.
  */
-static char *
-ExtensionSchema(MemoryContext cxt)
+static Oid
+ExtensionSchema(void)
 {
-	if (SyncExecute("SELECT n.oid, pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e"
-					"  JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
-					" WHERE e.extname = 'sync'", 0, NULL, NULL, NULL) == 0)
-		return NULL;
-	SyncUseSchema(SyncGetOid(0, 1));
-	return MemoryContextStrdup(cxt, SyncGetText(0, 2));
+	Oid			nsp;
+
+	if (extension_plan == NULL)
+	{
+		extension_plan = SPI_prepare("SELECT e.extnamespace FROM pg_catalog.pg_extension e"
+									 " WHERE e.extname = 'sync'", 0, NULL);
+		if (extension_plan == NULL || SPI_keepplan(extension_plan) != 0)
+			elog(ERROR, "could not prepare the launcher's statements");
+	}
+	if (SPI_execute_plan(extension_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not find the sync extension");
+	if (SPI_processed == 0)
+		return InvalidOid;
+	nsp = SyncGetOid(0, 1);
+	SyncUseSchema(nsp);
+	return nsp;
 }
 
 /* Stop the runs this launcher started, when it exits. */
@@ -317,6 +324,146 @@ StartRun(int64 job, Oid owner, int64 timeout_ms)
 	" AND (j.end_at IS NULL OR j.next_run <= j.end_at)" \
 	" AND (j.max_runs IS NULL OR j.runs < j.max_runs)"
 
+/* Prepare one statement of the launcher for good. */
+static SPIPlanPtr
+KeepPlan(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL || SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_prepare failed: %s: %s",
+			 SPI_result_code_string(SPI_result), sql);
+	return plan;
+}
+
+/* Forget the prepared statements (in a transaction). */
+static void
+FreePlans(void)
+{
+	SPIPlanPtr *all[] = {&plans.lost, &plans.no_login, &plans.due,
+	&plans.skip, &plans.start, &plans.prune};
+	int			i;
+
+	for (i = 0; i < (int) lengthof(all); i++)
+	{
+		if (*all[i])
+			SPI_freeplan(*all[i]);
+		*all[i] = NULL;
+	}
+	plans.schema = InvalidOid;
+	plans_stale = false;
+}
+
+/*
+ * Prepare the launcher's statements for the extension in schema, unless
+ * they are already.
+ */
+static void
+PreparePlans(Oid schema)
+{
+	Oid			lost_types[2] = {INT8ARRAYOID, TEXTOID};
+	Oid			int8[1] = {INT8OID};
+	char	   *job = SyncObject("sync_job");
+
+	if (plans_stale || plans.schema != schema)
+		FreePlans();
+	if (OidIsValid(plans.schema))
+		return;
+
+	/* runs under way that no worker does: lost to a restart or an exit */
+	plans.lost = KeepPlan(psprintf("UPDATE %s j SET running_pid = NULL, running_since = NULL,"
+								   "       last_status = 'failed', failures = j.failures + 1,"
+								   "       next_run = GREATEST(j.next_run, j.last_run + " BACKOFF_SQL("j.") ")"
+								   "  FROM %s o"
+								   " WHERE o.id = j.id AND j.running_since IS NOT NULL AND j.id <> ALL ($1)"
+								   "   AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a"
+								   "                    WHERE a.pid = j.running_pid AND a.backend_type = 'sync job')"
+								   " RETURNING j.id, j.remote, o.running_since, $2", job, job),
+						  2, lost_types);
+	/* due jobs whose owner cannot log in fail without a worker */
+	plans.no_login = KeepPlan(psprintf("UPDATE %s j SET runs = runs + 1, last_run = pg_catalog.now(),"
+									   "       failures = failures + 1, last_status = 'failed',"
+									   "       next_run = GREATEST(" ADVANCE_SQL ", pg_catalog.now() + " BACKOFF_SQL("") ")"
+									   " WHERE " DUE_SQL " AND j.running_since IS NULL"
+									   "   AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r"
+									   "                    WHERE r.rolname = j.owner AND r.rolcanlogin)"
+									   " RETURNING j.id, j.remote, pg_catalog.now(),"
+									   "   pg_catalog.format('role %%s, the job''s owner, does not exist or cannot log in', j.owner)",
+									   job),
+							  0, NULL);
+	plans.due = KeepPlan(psprintf("SELECT j.id, (EXTRACT(EPOCH FROM j.timeout) * 1000)::int8, r.oid,"
+								  "       j.running_since IS NOT NULL"
+								  "  FROM %s j JOIN pg_catalog.pg_roles r ON r.rolname = j.owner"
+								  " WHERE " DUE_SQL
+								  " ORDER BY j.next_run", job),
+						 0, NULL);
+	plans.skip = KeepPlan(psprintf("UPDATE %s SET next_run = " ADVANCE_SQL " WHERE id = $1"
+								   " RETURNING remote", job),
+						  1, int8);
+	plans.start = KeepPlan(psprintf("UPDATE %s SET runs = runs + 1, last_run = pg_catalog.now(),"
+									"  running_since = pg_catalog.now(), next_run = " ADVANCE_SQL
+									" WHERE id = $1", job),
+						   1, int8);
+	plans.prune = KeepPlan(SyncLogPruneSql(), 1, int8);
+	plans.schema = schema;
+}
+
+/* Run a prepared statement of the launcher; returns the rows processed. */
+static int
+RunPlan(SPIPlanPtr plan, Datum *values)
+{
+	int			rc = SPI_execute_plan(plan, values, NULL, false, 0);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	return (int) SPI_processed;
+}
+
+/* Log a scheduled run the launcher settled without a worker. */
+static void
+LogRun(int64 job, int64 remote, TimestampTz started, const char *status,
+	   const char *message)
+{
+	SyncLogEntry entry;
+
+	SyncLogInit(&entry, "pull");
+	entry.machine_id = remote;
+	entry.job_id = job;
+	entry.started_at = started;
+	entry.finished_at = GetCurrentTimestamp();
+	entry.status = status;
+	entry.message = message;
+	SyncLogInsert(&entry);
+}
+
+/*
+ * Log the runs a statement settled as failed without a worker (plans.lost
+ * and plans.no_login, which return job, remote, start and message).
+ */
+static void
+LogFailedRuns(int n)
+{
+	int64	   *jobs = palloc(sizeof(int64) * (n + 1));
+	int64	   *remotes = palloc(sizeof(int64) * (n + 1));
+	TimestampTz *starts = palloc(sizeof(TimestampTz) * (n + 1));
+	char	  **messages = palloc(sizeof(char *) * (n + 1));
+	int			i;
+
+	/* copied out: logging runs statements of its own */
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		SyncGetInt64(i, 1, &jobs[i]);
+		SyncGetInt64(i, 2, &remotes[i]);
+		starts[i] = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i],
+													  SPI_tuptable->tupdesc, 3, &isnull));
+		messages[i] = SyncGetText(i, 4);
+	}
+	for (i = 0; i < n; i++)
+		LogRun(jobs[i], remotes[i], starts[i], "failed", messages[i]);
+}
+
 /*
  * Record as failed the runs sync_job shows under way that no worker of this
  * launcher is doing and no job worker still runs: at start, those a server
@@ -324,10 +471,9 @@ StartRun(int64 job, Oid owner, int64 timeout_ms)
  * started) without recording the outcome.
  */
 static void
-RecordLostRuns(const char *schema, bool starting)
+RecordLostRuns(bool starting)
 {
 	Datum	   *ids = palloc(sizeof(Datum) * (nruns + 1));
-	Oid			argtypes[2] = {INT8ARRAYOID, TEXTOID};
 	Datum		values[2];
 	int			i;
 
@@ -337,19 +483,7 @@ RecordLostRuns(const char *schema, bool starting)
 												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	values[1] = CStringGetTextDatum(starting ? "server restarted" :
 									"the job worker exited without recording the run");
-	SyncExecute(psprintf("WITH lost AS ("
-						 "  UPDATE %s.sync_job j SET running_pid = NULL, running_since = NULL,"
-						 "         last_status = 'failed', failures = j.failures + 1,"
-						 "         next_run = GREATEST(j.next_run, j.last_run + " BACKOFF_SQL("j.") ")"
-						 "    FROM %s.sync_job o"
-						 "   WHERE o.id = j.id AND j.running_since IS NOT NULL AND j.id <> ALL ($1)"
-						 "     AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a"
-						 "                      WHERE a.pid = j.running_pid AND a.backend_type = 'sync job')"
-						 "  RETURNING j.id, j.remote, o.running_since)"
-						 " INSERT INTO %s.sync_log (kind, machine_id, job_id, started_at, finished_at, status, message)"
-						 " SELECT 'pull', remote, id, running_since, pg_catalog.now(), 'failed', $2 FROM lost",
-						 schema, schema, schema),
-				2, argtypes, values, NULL);
+	LogFailedRuns(RunPlan(plans.lost, values));
 }
 
 /* A job that is due, as the launcher read it. */
@@ -361,8 +495,57 @@ typedef struct DueJob
 	bool		busy;			/* sync_job shows a run under way */
 } DueJob;
 
-/* when the launcher last pruned sync_log */
-static TimestampTz last_prune = 0;
+/* The due jobs, in the order they came due. */
+static DueJob *
+DueJobs(int *n)
+{
+	DueJob	   *due;
+	int			i;
+
+	*n = RunPlan(plans.due, NULL);
+	due = palloc(sizeof(DueJob) * (*n + 1));
+	for (i = 0; i < *n; i++)
+	{
+		SyncGetInt64(i, 1, &due[i].id);
+		SyncGetInt64(i, 2, &due[i].timeout_ms);
+		due[i].owner = SyncGetOid(i, 3);
+		due[i].busy = SyncGetBool(i, 4);
+	}
+	return due;
+}
+
+/*
+ * Start the due jobs, as far as workers allow; a job whose previous run is
+ * still going is skipped.
+ */
+static void
+StartDueJobs(void)
+{
+	int			n;
+	DueJob	   *due = DueJobs(&n);
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		Datum		values[1] = {Int64GetDatum(due[i].id)};
+
+		if (JobRunning(due[i].id) || due[i].busy)
+		{
+			int64		remote = 0;
+
+			/* never two runs of a job at once: this one is skipped */
+			if (RunPlan(plans.skip, values) > 0 && SyncGetInt64(0, 1, &remote))
+				LogRun(due[i].id, remote, GetCurrentTimestamp(), "skipped",
+					   "the previous run is still going");
+			continue;
+		}
+		if (nruns >= Min(sync_max_workers, SYNC_MAX_WORKERS_LIMIT))
+			break;				/* the next tick tries again */
+		if (!StartRun(due[i].id, due[i].owner, due[i].timeout_ms))
+			break;				/* no worker slot: the next tick tries again */
+		(void) RunPlan(plans.start, values);
+	}
+}
 
 /*
  * One look at sync_job, in a transaction of its own.
@@ -370,92 +553,30 @@ static TimestampTz last_prune = 0;
 static void
 LauncherTick(bool starting)
 {
-	int			n;
-	int			i;
-	DueJob	   *due;
-	char	   *schema;
+	Oid			schema;
 
 	SyncWorkerBegin(true);
 	pgstat_report_activity(STATE_RUNNING, "looking for due sync jobs");
 
 	/* nothing to do until the extension is installed here */
-	schema = ExtensionSchema(CurTransactionContext);
-	if (schema == NULL)
-		goto done;
-
-	ReapRuns();
-	RecordLostRuns(schema, starting);
-
-	/* due jobs whose owner cannot log in fail without a worker */
-	SyncExecute(psprintf("WITH lost AS ("
-						 "  UPDATE %s.sync_job j SET runs = runs + 1, last_run = pg_catalog.now(),"
-						 "         failures = failures + 1, last_status = 'failed',"
-						 "         next_run = GREATEST(" ADVANCE_SQL ", pg_catalog.now() + " BACKOFF_SQL("") ")"
-						 "   WHERE " DUE_SQL " AND j.running_since IS NULL"
-						 "     AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r"
-						 "                      WHERE r.rolname = j.owner AND r.rolcanlogin)"
-						 "  RETURNING j.id, j.remote, j.owner)"
-						 " INSERT INTO %s.sync_log (kind, machine_id, job_id, started_at, finished_at, status, message)"
-						 " SELECT 'pull', remote, id, pg_catalog.now(), pg_catalog.now(), 'failed',"
-						 "        pg_catalog.format('role %%s, the job''s owner, does not exist or cannot log in', owner)"
-						 "   FROM lost", schema, schema),
-				0, NULL, NULL, NULL);
-
-	n = SyncExecute(psprintf("SELECT j.id, (EXTRACT(EPOCH FROM j.timeout) * 1000)::int8, r.oid,"
-							 "       j.running_since IS NOT NULL"
-							 "  FROM %s.sync_job j JOIN pg_catalog.pg_roles r ON r.rolname = j.owner"
-							 " WHERE " DUE_SQL
-							 " ORDER BY j.next_run", schema),
-					0, NULL, NULL, NULL);
-	due = palloc(sizeof(DueJob) * (n + 1));
-	for (i = 0; i < n; i++)
+	schema = ExtensionSchema();
+	if (OidIsValid(schema))
 	{
-		SyncGetInt64(i, 1, &due[i].id);
-		SyncGetInt64(i, 2, &due[i].timeout_ms);
-		due[i].owner = SyncGetOid(i, 3);
-		due[i].busy = strcmp(SyncGetText(i, 4), "t") == 0;
-	}
+		PreparePlans(schema);
+		ReapRuns();
+		RecordLostRuns(starting);
+		LogFailedRuns(RunPlan(plans.no_login, NULL));
+		StartDueJobs();
 
-	for (i = 0; i < n; i++)
-	{
-		Oid			argtypes[1] = {INT8OID};
-		Datum		values[1] = {Int64GetDatum(due[i].id)};
-
-		if (JobRunning(due[i].id) || due[i].busy)
+		/* the log never grows without bound */
+		if (TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), 10 * 1000))
 		{
-			/* never two runs of a job at once: this one is skipped */
-			SyncExecute(psprintf("INSERT INTO %s.sync_log (kind, machine_id, job_id, started_at, finished_at, status, message)"
-								 " SELECT 'pull', remote, id, pg_catalog.now(), pg_catalog.now(), 'skipped',"
-								 "        'the previous run is still going'"
-								 "   FROM %s.sync_job WHERE id = $1", schema, schema),
-						1, argtypes, values, NULL);
-			SyncExecute(psprintf("UPDATE %s.sync_job SET next_run = " ADVANCE_SQL " WHERE id = $1", schema),
-						1, argtypes, values, NULL);
-			continue;
+			Datum		values[1] = {Int64GetDatum((int64) sync_log_retention)};
+
+			(void) RunPlan(plans.prune, values);
+			last_prune = GetCurrentTimestamp();
 		}
-		if (nruns >= Min(sync_max_workers, MAX_RUNS))
-			break;				/* the next tick tries again */
-		if (!StartRun(due[i].id, due[i].owner, due[i].timeout_ms))
-			break;				/* no worker slot: the next tick tries again */
-		SyncExecute(psprintf("UPDATE %s.sync_job SET runs = runs + 1, last_run = pg_catalog.now(),"
-							 "  running_since = pg_catalog.now(), next_run = " ADVANCE_SQL
-							 " WHERE id = $1", schema),
-					1, argtypes, values, NULL);
 	}
-
-	/* the log never grows without bound */
-	if (TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), 10 * 1000))
-	{
-		Oid			argtypes[1] = {INT8OID};
-		Datum		values[1] = {Int64GetDatum((int64) sync_log_retention)};
-
-		SyncExecute(psprintf("DELETE FROM %s.sync_log"
-							 " WHERE started_at < pg_catalog.now() - $1 * interval '1 minute'", schema),
-					1, argtypes, values, NULL);
-		last_prune = GetCurrentTimestamp();
-	}
-
-done:
 	SyncWorkerCommit();
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
@@ -492,7 +613,7 @@ sync_launcher_main(Datum main_arg)
 		/*
 		 * An error in one look (a job row the SQL cannot handle, say) is
 		 * reported and the launcher goes on, rather than exiting and
-		 * stopping every run under way.
+		 * stopping every run under way; its statements are prepared again.
 		 */
 		MemoryContextSwitchTo(tick_cxt);
 		PG_TRY();
@@ -507,6 +628,7 @@ sync_launcher_main(Datum main_arg)
 			FlushErrorState();
 			AbortCurrentTransaction();
 			RESUME_INTERRUPTS();
+			plans_stale = true;
 			wait_ms = 5000;
 		}
 		PG_END_TRY();
@@ -519,82 +641,55 @@ sync_launcher_main(Datum main_arg)
 	}
 }
 
-/* What Elevate saved, for Unelevate. */
-typedef struct Elevation
-{
-	Oid			userid;
-	int			sec_context;
-} Elevation;
-
 /*
- * In a job worker, run our own statements on sync_job as the launcher does:
- * as the bootstrap superuser (and, by SyncWorkerBegin(true), with
- * search_path pinned to pg_catalog).  The job's owner then needs no
- * privilege on sync_job, and nothing in the owner's search_path can stand
- * in for what the statements call.
+ * In a job worker, run a statement on sync_job as the launcher does: as
+ * the bootstrap superuser, with search_path pinned.  The job's owner then
+ * needs no privilege on sync_job, and nothing in the owner's search_path
+ * can stand in for what the statement calls.
  */
-static void
-Elevate(Elevation *e)
+static int
+JobStatementAsLauncher(const char *sql, int nargs, Oid *argtypes, Datum *values)
 {
-	GetUserIdAndSecContext(&e->userid, &e->sec_context);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   e->sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-}
-
-/* Back to the job's owner, before the transaction commits. */
-static void
-Unelevate(Elevation *e)
-{
-	SetUserIdAndSecContext(e->userid, e->sec_context);
+	return SyncExecuteAs(BOOTSTRAP_SUPERUSERID, sql, nargs, argtypes, values, NULL);
 }
 
 /*
- * Main of a job worker: one run of one job, as the job's owner, in a
- * session like the owner's own (its search_path and role settings).
+ * The job worker's start: mark the run under way, and read what to pull
+ * and the timeout; false if the job is gone (dropped or unscheduled
+ * meanwhile).
  */
-void
-sync_job_worker_main(Datum main_arg)
+static bool
+BeginJob(int64 job, int64 *remote, int64 *timeout_ms)
 {
-	int64		job = DatumGetInt64(main_arg);
-	Oid			ids[2];
-	char	   *schema;
-	int64		remote = 0;
-	int64		timeout_ms = 0;
-	Oid			argtypes[3] = {INT8OID, TEXTOID, BOOLOID};
-	Datum		values[3];
-	const char *volatile status = "applied";
-	volatile bool ok = true;
-	uint64		writes = sync_log_writes;
-	TimestampTz started;
-	char	   *volatile message = NULL;
-	Elevation	elevation;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(job)};
+	bool		found;
 
-	memcpy(ids, MyBgworkerEntry->bgw_extra, sizeof(ids));
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(ids[0], ids[1], 0);
-	sync_current_job = job;
-
-	/* the run is under way */
 	SyncWorkerBegin(true);
-	Elevate(&elevation);
-	schema = ExtensionSchema(TopMemoryContext);
-	values[0] = Int64GetDatum(job);
-	if (schema == NULL ||
-		SyncExecute(psprintf("UPDATE %s.sync_job SET running_pid = pg_catalog.pg_backend_pid(),"
-							 "  running_since = COALESCE(running_since, pg_catalog.now()) WHERE id = $1"
-							 " RETURNING remote, (EXTRACT(EPOCH FROM timeout) * 1000)::int8", schema),
-					1, argtypes, values, NULL) == 0)
-		proc_exit(0);			/* dropped or unscheduled meanwhile */
-	SyncGetInt64(0, 1, &remote);
-	SyncGetInt64(0, 2, &timeout_ms);
-	Unelevate(&elevation);
+	found = OidIsValid(ExtensionSchema()) &&
+		JobStatementAsLauncher(psprintf("UPDATE %s SET running_pid = pg_catalog.pg_backend_pid(),"
+										"  running_since = COALESCE(running_since, pg_catalog.now()) WHERE id = $1"
+										" RETURNING remote, (EXTRACT(EPOCH FROM timeout) * 1000)::int8",
+										SyncObject("sync_job")),
+							   1, argtypes, values) > 0;
+	if (found)
+	{
+		SyncGetInt64(0, 1, remote);
+		SyncGetInt64(0, 2, timeout_ms);
+	}
 	SyncWorkerCommit();
-	pgstat_report_appname(psprintf("sync job " INT64_FORMAT, job));
-	started = GetCurrentTimestamp();
+	return found;
+}
 
-	/* the pull, under the job's timeout, which ends before the commit */
+/*
+ * The pull, under the job's timeout, which ends before the commit; returns
+ * the status to record, and sets message for a failure.
+ */
+static const char *
+RunJobPull(int64 remote, int64 timeout_ms, char **message)
+{
+	const char *volatile status = "applied";
+
 	PG_TRY();
 	{
 		Datum		arg[1] = {Int64GetDatum(remote)};
@@ -603,7 +698,7 @@ sync_job_worker_main(Datum main_arg)
 		enable_timeout_after(STATEMENT_TIMEOUT, (int) Min(timeout_ms, INT_MAX));
 		/* in the owner's own settings, as an interactive pull would be */
 		SyncWorkerBegin(false);
-		SyncExecute(psprintf("SELECT status FROM %s.sync_pull($1)", schema), 1, type, arg, NULL);
+		SyncExecute(psprintf("SELECT status FROM %s($1)", SyncObject("sync_pull")), 1, type, arg, NULL);
 		status = MemoryContextStrdup(TopMemoryContext, SyncGetText(0, 1));
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		QueryCancelPending = false;
@@ -622,11 +717,44 @@ sync_job_worker_main(Datum main_arg)
 		AbortCurrentTransaction();
 		QueryCancelPending = false;
 		RESUME_INTERRUPTS();
-		ok = false;
 		status = (edata->sqlerrcode == ERRCODE_QUERY_CANCELED) ? "timeout" : "failed";
-		message = edata->message;
+		*message = edata->message ? edata->message : "unknown error";
 	}
 	PG_END_TRY();
+	return status;
+}
+
+/*
+ * Main of a job worker: one run of one job, as the job's owner, in a
+ * session like the owner's own (its search_path and role settings).
+ */
+void
+sync_job_worker_main(Datum main_arg)
+{
+	int64		job = DatumGetInt64(main_arg);
+	Oid			ids[2];
+	int64		remote = 0;
+	int64		timeout_ms = 0;
+	Oid			argtypes[3] = {INT8OID, TEXTOID, BOOLOID};
+	Datum		values[3];
+	const char *status;
+	bool		ok;
+	uint64		writes = sync_log_writes;
+	TimestampTz started;
+	char	   *message = NULL;
+
+	memcpy(ids, MyBgworkerEntry->bgw_extra, sizeof(ids));
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(ids[0], ids[1], 0);
+	sync_current_job = job;
+
+	if (!BeginJob(job, &remote, &timeout_ms))
+		proc_exit(0);
+	pgstat_report_appname(psprintf("sync job " INT64_FORMAT, job));
+	started = GetCurrentTimestamp();
+	status = RunJobPull(remote, timeout_ms, &message);
+	ok = (message == NULL);
 
 	/* a run that failed before the pull could record it (no privilege) */
 	if (!ok && sync_log_writes == writes)
@@ -645,18 +773,17 @@ sync_job_worker_main(Datum main_arg)
 	}
 
 	/* the outcome; after a failure, back off */
+	values[0] = Int64GetDatum(job);
 	values[1] = CStringGetTextDatum(status);
 	values[2] = BoolGetDatum(ok);
 	SyncWorkerBegin(true);
-	Elevate(&elevation);
-	SyncExecute(psprintf("UPDATE %s.sync_job SET running_pid = NULL, running_since = NULL,"
-						 "  last_status = $2,"
-						 "  failures = CASE WHEN $3 THEN 0 ELSE failures + 1 END,"
-						 "  next_run = CASE WHEN $3 THEN next_run ELSE"
-						 "    GREATEST(next_run, last_run + " BACKOFF_SQL("") ") END"
-						 " WHERE id = $1", schema),
-				3, argtypes, values, NULL);
-	Unelevate(&elevation);
+	JobStatementAsLauncher(psprintf("UPDATE %s SET running_pid = NULL, running_since = NULL,"
+									"  last_status = $2,"
+									"  failures = CASE WHEN $3 THEN 0 ELSE failures + 1 END,"
+									"  next_run = CASE WHEN $3 THEN next_run ELSE"
+									"    GREATEST(next_run, last_run + " BACKOFF_SQL("") ") END"
+									" WHERE id = $1", SyncObject("sync_job")),
+						   3, argtypes, values);
 	SyncWorkerCommit();
 	proc_exit(0);
 }

@@ -20,7 +20,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
-#include "sync.h"
+#include "sequences.h"
 
 /*
  * Number of rows of a table whose key lies in range but not in except
@@ -44,7 +44,7 @@ SyncCountKeys(Oid relid, const char *key_column, const SyncRange *range,
 		values[3] = Int64GetDatum(except->end);
 		nulls[2] = nulls[3] = ' ';
 	}
-	sql = psprintf("SELECT count(*) FROM %s WHERE %s BETWEEN $1 AND $2"
+	sql = psprintf("SELECT pg_catalog.count(*) FROM %s WHERE %s BETWEEN $1 AND $2"
 				   " AND ($3 IS NULL OR %s NOT BETWEEN $3 AND $4)",
 				   SyncRelationName(relid), quote_identifier(key_column),
 				   quote_identifier(key_column));
@@ -64,7 +64,7 @@ MaxKeyInRange(Oid relid, const char *key_column, const SyncRange *range,
 	Datum		values[2] = {Int64GetDatum(range->start), Int64GetDatum(range->end)};
 	char	   *sql;
 
-	sql = psprintf("SELECT max(%s) FROM %s WHERE %s BETWEEN $1 AND $2",
+	sql = psprintf("SELECT pg_catalog.max(%s) FROM %s WHERE %s BETWEEN $1 AND $2",
 				   quote_identifier(key_column), SyncRelationName(relid),
 				   quote_identifier(key_column));
 	SyncExecute(sql, 2, argtypes, values, NULL);
@@ -177,20 +177,4 @@ SyncConfineTableSequences(Oid relid, const char *key_column,
 	for (i = 0; i < nseqs; i++)
 		ConfineSequence(seqs[i], relid, key_type, key_column, range,
 						has_used, used);
-}
-
-/*
- * Confine the key sequences of all registered tables to range.  The
- * caller is connected to SPI.
- */
-void
-SyncConfineAllSequences(const SyncRange *range)
-{
-	Oid		   *relids;
-	char	  **keys;
-	int			ntables = SyncRegisteredTables(ShareLock, &relids, &keys);
-	int			i;
-
-	for (i = 0; i < ntables; i++)
-		SyncConfineTableSequences(relids[i], keys[i], range);
 }

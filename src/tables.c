@@ -22,7 +22,10 @@
 #include "utils/relcache.h"
 #include "utils/syscache.h"
 
-#include "sync.h"
+#include "expr.h"
+#include "registry.h"
+#include "sequences.h"
+#include "tables.h"
 
 PG_FUNCTION_INFO_V1(sync_add_table);
 PG_FUNCTION_INFO_V1(sync_remove_table);
@@ -190,13 +193,13 @@ sync_add_table(PG_FUNCTION_ARGS)
 	char	   *level_column = NULL;
 	char	   *filter = NULL;
 	Jsonb	   *anonymize = NULL;
-	int64		local_id;
-	SyncRange	range;
+	SyncMachine local;
 	Oid			argtypes[5] = {REGCLASSOID, NAMEOID, NAMEOID, TEXTOID, JSONBOID};
 	Datum		values[5];
 	char		nulls[5] = "     ";
 	char	   *sql;
 	Datum		result;
+	int			save_nestlevel;
 
 	SyncEnter(fcinfo);
 	if (PG_ARGISNULL(0))
@@ -227,6 +230,7 @@ sync_add_table(PG_FUNCTION_ARGS)
 		(void) SyncAnonymizeSql(rel, key_attnum, anonymize, NULL);
 	table_close(rel, NoLock);
 
+	save_nestlevel = SyncPinSettings(false);
 	SPI_connect();
 
 	values[0] = ObjectIdGetDatum(relid);
@@ -243,16 +247,17 @@ sync_add_table(PG_FUNCTION_ARGS)
 				   "   key_column = EXCLUDED.key_column,"
 				   "   level_column = EXCLUDED.level_column,"
 				   "   filter = EXCLUDED.filter, anonymize = EXCLUDED.anonymize,"
-				   "   updated_at = now()"
+				   "   updated_at = pg_catalog.now()"
 				   " RETURNING *",
 				   SyncObject("sync_table"));
 	SyncExecute(sql, 5, argtypes, values, nulls);
 	result = SyncReturnRow(0);
 
-	if (SyncLocalMachine(&local_id, &range))
-		SyncConfineTableSequences(relid, key_column, &range);
+	if (SyncLocalMachine(&local))
+		SyncConfineTableSequences(relid, key_column, &local.range);
 
 	SPI_finish();
+	AtEOXact_GUC(true, save_nestlevel);
 	PG_RETURN_DATUM(result);
 }
 
@@ -270,10 +275,12 @@ sync_remove_table(PG_FUNCTION_ARGS)
 	Datum		values[1] = {ObjectIdGetDatum(relid)};
 	char	   *sql;
 	Datum		result;
+	int			save_nestlevel;
 
 	SyncEnter(fcinfo);
 	if (get_rel_name(relid) != NULL)
 		CheckTableOwner(relid);
+	save_nestlevel = SyncPinSettings(false);
 	SPI_connect();
 	sql = psprintf("DELETE FROM %s WHERE tbl = $1 RETURNING *",
 				   SyncObject("sync_table"));
@@ -285,6 +292,7 @@ sync_remove_table(PG_FUNCTION_ARGS)
 				 errhint("Registered tables are listed in sync_table.")));
 	result = SyncReturnRow(0);
 	SPI_finish();
+	AtEOXact_GUC(true, save_nestlevel);
 	PG_RETURN_DATUM(result);
 }
 
@@ -319,49 +327,46 @@ SyncRegisteredTables(LOCKMODE lockmode, Oid **relids, char ***keys)
 }
 
 /*
- * Refuse to give up machine_id's range (old_range) while a registered table
- * still has rows in it that new_range does not cover (new_range NULL: none
- * of it is kept).  Those rows would belong to a machine this server no
- * longer is, and nobody could publish, change or delete them.
+ * The registrations of all tables, in order of their names, with what a
+ * dump needs to know of each.  The caller is connected to SPI.
  */
-void
-SyncCheckNoRowsLeft(int64 machine_id, const SyncRange *old_range,
-					const SyncRange *new_range, int64 new_machine_id)
+SyncRegisteredTable *
+SyncTableRegistrations(int *ntables)
 {
-	int			ntables;
+	SyncRegisteredTable *tables;
+	int			n;
 	int			i;
-	Oid		   *relids;
-	char	  **keys;
 
-	/* no rows may arrive in the range while we look */
-	ntables = SyncRegisteredTables(ShareLock, &relids, &keys);
-	for (i = 0; i < ntables; i++)
+	n = SyncExecute(psprintf("SELECT tbl, level_column::text, filter, anonymize"
+							 "  FROM %s ORDER BY tbl::text",
+							 SyncObject("sync_table")),
+					0, NULL, NULL, NULL);
+	tables = palloc0(sizeof(SyncRegisteredTable) * (n + 1));
+	for (i = 0; i < n; i++)
 	{
-		int64		n = SyncCountKeys(relids[i], keys[i], old_range, new_range);
+		bool		isnull;
+		Datum		d;
 
-		if (n == 0)
-			continue;
-		if (new_machine_id != machine_id)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("cannot change this server from machine " INT64_FORMAT " to machine " INT64_FORMAT,
-							machine_id, new_machine_id),
-					 errdetail_plural("Table %s has " INT64_FORMAT " row with a key in the range [" INT64_FORMAT ", " INT64_FORMAT "] of machine " INT64_FORMAT ", which would then belong to a machine this server is not.",
-									  "Table %s has " INT64_FORMAT " rows with keys in the range [" INT64_FORMAT ", " INT64_FORMAT "] of machine " INT64_FORMAT ", which would then belong to a machine this server is not.",
-									  (unsigned long) n,
-									  SyncRelationName(relids[i]), n,
-							   old_range->start, old_range->end, machine_id),
-					 errhint("Keep this server as machine " INT64_FORMAT ", or delete or move those rows first.",
-							 machine_id)));
-		else
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("cannot change the range of machine " INT64_FORMAT " to [" INT64_FORMAT ", " INT64_FORMAT "]",
-							machine_id, new_range->start, new_range->end),
-					 errdetail_plural("Table %s has " INT64_FORMAT " row of this server with a key outside the new range.",
-									  "Table %s has " INT64_FORMAT " rows of this server with keys outside the new range.",
-									  (unsigned long) n,
-									  SyncRelationName(relids[i]), n),
-					 errhint("Choose a range that still holds every key in use, or delete or move those rows first.")));
+		tables[i].relid = SyncGetOid(i, 1);
+		tables[i].level_column = SyncGetText(i, 2);
+		tables[i].filter = SyncGetText(i, 3);
+		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull);
+		tables[i].anonymize = isnull ? NULL : DatumGetJsonbPCopy(d);
 	}
+	*ntables = n;
+	return tables;
+}
+
+/*
+ * Is the table registered?  The caller is connected to SPI.
+ */
+bool
+SyncTableIsRegistered(Oid relid)
+{
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+
+	return OidIsValid(relid) &&
+		SyncExecute(psprintf("SELECT 1 FROM %s WHERE tbl = $1", SyncObject("sync_table")),
+					1, argtypes, values, NULL) > 0;
 }

@@ -224,6 +224,25 @@ ok(-e $path4, 'a dump keeps its own archive even when a later-named one exists')
 ok(-e $path3, 'and the archive the previous index named');
 ok(!-e $future, 'and removes the stray one');
 
+# an index that cannot be read names nothing worth keeping: the dump goes on
+# and leaves the transaction it ran in clean (no snapshot, no SPI state of a
+# caught error left behind: PostgreSQL would warn at commit)
+{
+	open(my $fh, '>', "$dumpdir/sync-index.json") or die;
+	print $fh '{"archive": "sync-42-x.tar.zst", not json';
+	close($fh);
+	my ($rc, $out, $err) = $node->psql('content',
+		q{BEGIN; SELECT path FROM sync_dump(); SELECT count(*) FROM sync_machine; COMMIT;});
+	is($rc, 0, 'a dump over an unreadable index succeeds');
+	is($err, '', 'and its transaction ends without a warning');
+	my ($path5, $machines) = split /\n/, $out;
+	is($machines, '2', 'statements after it in the same transaction run');
+	is_deeply([ glob("$dumpdir/sync-42-*.tar.zst") ], [$path5],
+		'only the new archive is kept when the old index could not be read');
+	is($dumpdir . '/' . decode_json(slurp_file("$dumpdir/sync-index.json"))->{archive}, $path5,
+		'a valid index names it');
+}
+
 # session settings do not change what is published
 $node->safe_psql('content', q{
 	CREATE TABLE formats (id bigserial PRIMARY KEY, f double precision, ts timestamptz,

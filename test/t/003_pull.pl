@@ -473,6 +473,28 @@ is(sql(42, 'SELECT plot_code FROM visit'), 'A', 'the local row is untouched');
 sql(42, 'DELETE FROM visit');
 like(pull(42, 0), qr/^applied\|0\|1\|0$/, 'with the referencing row gone, the change applies');
 
+# the same through a two-column reference to columns whose names hold a
+# comma and quotes (their names are quoted, never split on commas)
+for my $id (0, 42)
+{
+	sql($id, q{
+		CREATE TABLE bed (id bigserial PRIMARY KEY, "zone,row" text, "no. ""a""" integer,
+			UNIQUE ("zone,row", "no. ""a"""));
+		SELECT sync_add_table('bed');
+	});
+}
+sql(42, q{CREATE TABLE planting (id bigserial PRIMARY KEY, zr text, n integer,
+	FOREIGN KEY (zr, n) REFERENCES bed ("zone,row", "no. ""a""") ON UPDATE CASCADE)});
+sql(0, q{INSERT INTO bed ("zone,row", "no. ""a""") VALUES ('A,1', 1); SELECT sync_dump();});
+like(pull(42, 0), qr/^applied\|1\|0\|0$/, 'beds arrive');
+sql(42, q{INSERT INTO planting (zr, n) VALUES ('A,1', 1)});
+sql(0, q{UPDATE bed SET "zone,row" = 'B,2'; SELECT sync_dump();});
+pull_fails(42, 0, qr/ERROR:  pull of machine 0 would change values of table public\.bed that rows of table public\.planting reference\nDETAIL:  Rows of public\.planting \(\d+\) reference columns "zone,row", "no\. ""a""" of rows of public\.bed/,
+	'ON UPDATE CASCADE through columns named with a comma');
+sql(42, 'DELETE FROM planting');
+like(pull(42, 0), qr/^applied\|0\|1\|0$/, 'with the referencing row gone, it applies');
+is(sql(42, q{SELECT "zone,row" FROM bed}), 'B,2', 'and the copy has the new value');
+
 # a key smuggled past the check with an escaped tab is still found
 fake('smuggled', sub {
 	my ($dir, $index) = @_;

@@ -1,122 +1,35 @@
 /*-------------------------------------------------------------------------
  *
- * sync.c
- *		Module entry point of the sync extension and the small helpers that
- *		every other file uses to run SQL through SPI.
+ * helpers.c
+ *		The ground floor of the sync extension: naming its objects, running
+ *		SQL through SPI, pinning settings, running as another role or in a
+ *		subtransaction, starting background workers.  Nothing here uses any
+ *		other file of the extension.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <limits.h>
-#include <curl/curl.h>
-
+#include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
-#include "access/xact.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
-#include "catalog/pg_class.h"
 
-#include "sync.h"
-
-PG_MODULE_MAGIC;
-
-/* settings */
-char	   *sync_dump_directory = NULL;
-char	   *sync_work_directory = NULL;
-int			sync_max_download_kb = 1024 * 1024;
-int			sync_connect_timeout = 10 * 1000;
-int			sync_timeout = 30 * 60 * 1000;
-int			sync_max_redirects = 5;
-int			sync_registry_authority = 0;
+#include "helpers.h"
 
 /* The extension's schema (and its quoted name), set by SyncEnter. */
 static Oid	sync_schema_oid = InvalidOid;
 static const char *sync_schema = NULL;
-
-void		_PG_init(void);
-
-/*
- * Module load: define the settings, and reserve the sync. prefix so that a
- * misspelt setting is reported instead of silently ignored.
- */
-void
-_PG_init(void)
-{
-	DefineCustomStringVariable("sync.dump_directory",
-							   "Directory that sync_dump() writes archives into.",
-							   "Serve it at this machine's sync_url. A relative path is relative to the data directory.",
-							   &sync_dump_directory,
-							   "",
-							   PGC_SUSET,
-							   0,
-							   NULL, NULL, NULL);
-	DefineCustomStringVariable("sync.work_directory",
-							   "Directory where sync_pull() keeps downloads while it verifies and applies them.",
-							   "Empty means the data directory's pgsql_tmp. A relative path is relative to the data directory.",
-							   &sync_work_directory,
-							   "",
-							   PGC_SUSET,
-							   0,
-							   NULL, NULL, NULL);
-	DefineCustomIntVariable("sync.max_download_bytes",
-							"Largest archive sync_pull() downloads.",
-							NULL,
-							&sync_max_download_kb,
-							1024 * 1024, 1, INT_MAX,
-							PGC_SUSET,
-							GUC_UNIT_KB,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("sync.connect_timeout",
-							"Time allowed to connect to another machine.",
-							NULL,
-							&sync_connect_timeout,
-							10 * 1000, 1, INT_MAX,
-							PGC_USERSET,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("sync.timeout",
-							"Time allowed for one download from another machine.",
-							NULL,
-							&sync_timeout,
-							30 * 60 * 1000, 1, INT_MAX,
-							PGC_USERSET,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("sync.max_redirects",
-							"Most HTTP redirects followed when fetching from another machine.",
-							NULL,
-							&sync_max_redirects,
-							5, 0, 50,
-							PGC_SUSET,
-							0,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("sync.registry_authority",
-							"Machine whose archives may change other machines' registry entries.",
-							"Hostnames, URLs and contacts of a machine change through that machine's own archive or the authority's.",
-							&sync_registry_authority,
-							0, 0, INT_MAX,
-							PGC_SUSET,
-							0,
-							NULL, NULL, NULL);
-
-	SyncScheduleInit();
-
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		elog(ERROR, "could not initialize libcurl");
-
-#if PG_VERSION_NUM >= 150000
-	MarkGUCPrefixReserved("sync");
-#else
-	EmitWarningsOnPlaceholders("sync");
-#endif
-}
 
 /*
  * Start of every SQL-callable function: remember the schema the extension
@@ -307,6 +220,20 @@ SyncGetOid(int row, int col)
 }
 
 /*
+ * Fetch a boolean value from the last SPI result; false for NULL.
+ */
+bool
+SyncGetBool(int row, int col)
+{
+	bool		isnull;
+	Datum		d;
+
+	d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col,
+					  &isnull);
+	return !isnull && DatumGetBool(d);
+}
+
+/*
  * Copy a row of the last SPI result out of SPI's memory, as the composite
  * result of the calling function.  Call before SPI_finish().
  */
@@ -318,36 +245,143 @@ SyncReturnRow(int row)
 }
 
 /*
+ * The settings that COPY text depends on, as pg_dump sets them; "input"
+ * marks those that also change how values are read back.  The same rows
+ * then give the same bytes, and are read as they were written, whatever
+ * the session, role or database settings are.
+ */
+static const struct
+{
+	const char *name;
+	const char *value;
+	bool		input;
+}			copy_formats[] =
+{
+	{"DateStyle", "ISO, YMD", true},
+	{"IntervalStyle", "postgres", true},
+	{"lc_monetary", "C", true},
+	{"extra_float_digits", "3", false},
+	{"bytea_output", "hex", false},
+	{"TimeZone", "UTC", false},
+};
+
+/* Set one setting until the current GUC nest level is popped. */
+static void
+PinSetting(const char *name, const char *value)
+{
+	(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
+/*
+ * The composite result of the calling function, made of values and nulls
+ * in the order of its result type's columns.
+ */
+Datum
+SyncResultRow(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
+{
+	TupleDesc	desc;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls));
+}
+
+/*
  * Set, until AtEOXact_GUC(true, <returned level>), the settings under which
  * sync reads and writes data: a search_path no user object can stand in,
- * and (with data_formats) the output and input formats that COPY text
- * depends on, as pg_dump sets them.  The same rows then give the same bytes
- * whatever the session, role or database settings are.  On error the
- * (sub)transaction's abort restores them.
+ * and (with data_formats) every format COPY text output depends on.  On
+ * error the (sub)transaction's abort restores them.
  */
 int
 SyncPinSettings(bool data_formats)
 {
-	static const char *const formats[][2] = {
-		{"DateStyle", "ISO, YMD"},
-		{"IntervalStyle", "postgres"},
-		{"extra_float_digits", "3"},
-		{"bytea_output", "hex"},
-		{"TimeZone", "UTC"},
-		{"lc_monetary", "C"},
-	};
 	int			nestlevel = NewGUCNestLevel();
 	int			i;
 
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	PinSetting("search_path", "pg_catalog, pg_temp");
 	if (data_formats)
-		for (i = 0; i < (int) lengthof(formats); i++)
-			(void) set_config_option(formats[i][0], formats[i][1],
-									 PGC_USERSET, PGC_S_SESSION,
-									 GUC_ACTION_SAVE, true, 0, false);
+		for (i = 0; i < (int) lengthof(copy_formats); i++)
+			PinSetting(copy_formats[i].name, copy_formats[i].value);
 	return nestlevel;
+}
+
+/*
+ * The settings under which a pull applies rows, until AtEOXact_GUC(true,
+ * <returned level>): the input formats COPY text was written in, and the
+ * caller's own search_path behind pg_catalog (so that local triggers and
+ * defaults see what they expect, while built-ins stay what our SQL means).
+ * The time zone stays the caller's, for the triggers' sake.
+ */
+int
+SyncPinInputSettings(const char *session_path)
+{
+	int			nestlevel = NewGUCNestLevel();
+	int			i;
+
+	PinSetting("search_path", (session_path && session_path[0]) ?
+			   psprintf("pg_catalog, %s, pg_temp", session_path) :
+			   "pg_catalog, pg_temp");
+	for (i = 0; i < (int) lengthof(copy_formats); i++)
+		if (copy_formats[i].input)
+			PinSetting(copy_formats[i].name, copy_formats[i].value);
+	return nestlevel;
+}
+
+/*
+ * Run body(arg) as role, under a pinned search_path and as a
+ * security-restricted operation: so a role may use the extension's own
+ * tables through its functions without any privilege on them, and nothing
+ * of the caller's (an operator in its search_path, say) can take part.
+ * The caller's identity is back when this returns, or throws.
+ */
+void
+SyncRunAs(Oid role, SyncBody body, void *arg)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel = SyncPinSettings(false);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(role, save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		body(arg);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	PG_END_TRY();
+	AtEOXact_GUC(true, save_nestlevel);
+}
+
+/*
+ * Run a SyncStatement (a SyncBody, for SyncRunAs and
+ * SyncRunInSubtransaction).
+ */
+void
+SyncExecuteStatement(void *statement)
+{
+	SyncStatement *st = (SyncStatement *) statement;
+
+	st->rows = SyncExecute(st->sql, st->nargs, st->argtypes, st->values, st->nulls);
+}
+
+/*
+ * Run one statement as role (see SyncRunAs); returns the rows processed,
+ * with the rows in SPI_tuptable.  The caller is connected to SPI.
+ */
+int
+SyncExecuteAs(Oid role, const char *sql, int nargs, Oid *argtypes,
+			  Datum *values, const char *nulls)
+{
+	SyncStatement st = {sql, nargs, argtypes, values, nulls, 0};
+
+	SyncRunAs(role, SyncExecuteStatement, &st);
+	return st.rows;
 }
 
 /*
@@ -384,8 +418,7 @@ SyncWorkerCommit(void)
  * leaves the caller's transaction exactly as it was, and usable.
  */
 ErrorData *
-SyncRunInSubtransaction(void (*body) (void *), void (*cleanup) (void *),
-						void *arg)
+SyncRunInSubtransaction(SyncBody body, SyncBody cleanup, void *arg)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;

@@ -1,40 +1,28 @@
 /*-------------------------------------------------------------------------
  *
- * pull.h
- *		Types shared by the parts of sync_pull.
+ * apply.h
+ *		A verified archive, as the subscriber sees it, and merging it in.
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SYNC_PULL_H
-#define SYNC_PULL_H
+#ifndef SYNC_APPLY_H
+#define SYNC_APPLY_H
 
 #include "postgres.h"
 
-#include "archive.h"
-#include "sync.h"
+#include "format.h"
 
 /* One table of an archive, as the subscriber sees it. */
 typedef struct PullTable
 {
-	/* from the archive's header */
-	char	   *schema;
-	char	   *name;
-	char	   *key;			/* key column name */
-	char	   *dir;			/* its directory in the archive */
-	int			ncolumns;
-	char	  **columns;		/* column names, in COPY order */
-	char	  **types;			/* their types at the publisher */
-	int			key_index;		/* position of the key among columns */
+	SyncArchiveTable at;		/* as the archive's header and manifest say */
 
-	/* from reading its data, then from the manifest */
+	/* from reading its data */
 	char		sha256[SYNC_SHA256_HEX_LEN];
 	int64		rows;
-	char	   *manifest_sha256;
-	int64		manifest_rows;
 	bool		seen;			/* its files were in the archive */
 
 	/* here */
-	char	   *qualname;		/* quoted schema.table */
 	char	   *from;			/* qualname, with ONLY where children inherit */
 	Oid			relid;			/* InvalidOid: not registered here */
 	bool		unchanged;		/* same checksum as last applied */
@@ -56,7 +44,7 @@ typedef struct Pull
 	SyncRange	range;			/* the pulled machine's range here */
 	const char *archive_path;	/* downloaded archive */
 	const char *encoding;		/* of its COPY text */
-	PullTable  *tables;
+	PullTable  *tables;			/* parents first, as the archive has them */
 	int			ntables;
 	PullTable	registry;
 	int64		inserted;
@@ -67,9 +55,6 @@ typedef struct Pull
 	char	   *session_path;	/* the caller's search_path */
 } Pull;
 
-/* apply.c */
 extern void SyncApplyArchive(Pull *pull);
-extern void SyncPullProgress(Pull *pull, const char *phase,
-							 const char *table, int64 bytes, int64 rows);
 
-#endif							/* SYNC_PULL_H */
+#endif							/* SYNC_APPLY_H */

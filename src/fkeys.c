@@ -1,0 +1,231 @@
+/*-------------------------------------------------------------------------
+ *
+ * fkeys.c
+ *		Foreign keys among registered tables, and into them.
+ *
+ * A dump and a pull both need the foreign keys between registered tables,
+ * and one order of them, parents first: the dump writes tables in that
+ * order and follows the keys to leave out rows that reference left-out
+ * rows (closure.c); the pull loads tables straight into place relying on
+ * that order, merges staged tables in it and deletes in the reverse
+ * (apply.c).  Both read them here, from the local catalog.
+ *
+ * Join conditions use each constraint's own equality operators, named with
+ * their schemas, so they mean the same whatever the types and search_path.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+#include "fkeys.h"
+#include "helpers.h"
+
+/*
+ * SQL of the join condition of the foreign key constraint c (a
+ * pg_constraint row) between the referencing alias c and the referenced
+ * alias p.
+ */
+#define FK_JOIN_SQL \
+	"(SELECT pg_catalog.string_agg(pg_catalog.format('c.%I OPERATOR(%I.%s) p.%I'," \
+	"         a1.attname, opn.nspname, op.oprname, a2.attname), ' AND ' ORDER BY k.i)" \
+	"    FROM ROWS FROM (pg_catalog.unnest(c.conkey), pg_catalog.unnest(c.confkey)," \
+	"                    pg_catalog.unnest(c.conpfeqop)) WITH ORDINALITY AS k(ck, pk, eqop, i)" \
+	"    JOIN pg_catalog.pg_attribute a1 ON a1.attrelid = c.conrelid AND a1.attnum = k.ck" \
+	"    JOIN pg_catalog.pg_attribute a2 ON a2.attrelid = c.confrelid AND a2.attnum = k.pk" \
+	"    JOIN pg_catalog.pg_operator op ON op.oid = k.eqop" \
+	"    JOIN pg_catalog.pg_namespace opn ON opn.oid = op.oprnamespace)"
+
+/* SQL: the names of the columns numbered by array cols of relation rel */
+#define COLUMN_NAMES_SQL(cols, rel) \
+	"ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(" cols ") WITH ORDINALITY k(n, o)" \
+	"        JOIN pg_catalog.pg_attribute a ON a.attrelid = " rel " AND a.attnum = k.n" \
+	"       ORDER BY k.o)"
+
+/* Column names of a text[] value of the last SPI result, as a list. */
+static List *
+NameList(int row, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+								  col, &isnull);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	List	   *names = NIL;
+
+	if (isnull)
+		return NIL;
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	for (i = 0; i < n; i++)
+		names = lappend(names, TextDatumGetCString(elems[i]));
+	return names;
+}
+
+/* Position of relid in relids, or -1. */
+static int
+TableIndex(const Oid *relids, int n, Oid relid)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (OidIsValid(relids[i]) && relids[i] == relid)
+			return i;
+	return -1;
+}
+
+/*
+ * The foreign keys between tables of relids (InvalidOid entries take no
+ * part), as SyncForeignKey, in a stable order.  Keys declared on a
+ * partitioned table are taken once, not again for each partition.  The
+ * caller is connected to SPI.
+ */
+List *
+SyncForeignKeysAmong(const Oid *relids, int n)
+{
+	Datum	   *oids = palloc(sizeof(Datum) * (n + 1));
+	Oid			argtypes[1] = {OIDARRAYOID};
+	Datum		values[1];
+	List	   *fkeys = NIL;
+	int			rows;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		oids[i] = ObjectIdGetDatum(relids[i]);
+	values[0] = PointerGetDatum(construct_array(oids, n, OIDOID, sizeof(Oid),
+												true, TYPALIGN_INT));
+	rows = SyncExecute("SELECT c.conrelid, c.confrelid, " FK_JOIN_SQL ","
+					   "  " COLUMN_NAMES_SQL("c.conkey", "c.conrelid") ","
+					   "  c.condeferrable,"
+					   "  pg_catalog.quote_ident(ns.nspname) OPERATOR(pg_catalog.||) '.'"
+					   "    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.conname)"
+					   "  FROM pg_catalog.pg_constraint c"
+					   "  JOIN pg_catalog.pg_namespace ns ON ns.oid = c.connamespace"
+					   " WHERE c.contype = 'f' AND c.conparentid = 0"
+					   "   AND c.conrelid = ANY ($1) AND c.confrelid = ANY ($1)"
+					   " ORDER BY c.conrelid, c.conname",
+					   1, argtypes, values, NULL);
+	for (i = 0; i < rows; i++)
+	{
+		SyncForeignKey *fk = palloc(sizeof(SyncForeignKey));
+
+		fk->child = TableIndex(relids, n, SyncGetOid(i, 1));
+		fk->parent = TableIndex(relids, n, SyncGetOid(i, 2));
+		fk->join_sql = SyncGetText(i, 3);
+		fk->columns = NameList(i, 4);
+		fk->deferrable = SyncGetBool(i, 5);
+		fk->name = SyncGetText(i, 6);
+		fkeys = lappend(fkeys, fk);
+	}
+	return fkeys;
+}
+
+/*
+ * The tables of a list in an order where every table comes after the
+ * tables it references (parents first), keeping the list's order among
+ * independent tables; the tables of a reference cycle keep the list's
+ * order.  Only the tables include marks take part (NULL: all); the others
+ * count as placed already.  Returns their indexes, then -1.
+ */
+int *
+SyncParentsFirst(int n, List *fkeys, const bool *include)
+{
+	int		   *order = palloc(sizeof(int) * (n + 1));
+	bool	   *placed = palloc0(sizeof(bool) * (n + 1));
+	int			count = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		placed[i] = include && !include[i];
+	for (;;)
+	{
+		int			pick = -1;
+
+		/* the first table all of whose parents are placed */
+		for (i = 0; i < n && pick < 0; i++)
+		{
+			ListCell   *lc;
+			bool		ready = !placed[i];
+
+			foreach(lc, fkeys)
+			{
+				SyncForeignKey *fk = lfirst(lc);
+
+				if (ready && fk->child == i && fk->parent != i &&
+					!placed[fk->parent])
+					ready = false;
+			}
+			if (ready)
+				pick = i;
+		}
+		/* a cycle: the first table not placed yet */
+		for (i = 0; i < n && pick < 0; i++)
+			if (!placed[i])
+				pick = i;
+		if (pick < 0)
+			break;
+		placed[pick] = true;
+		order[count++] = pick;
+	}
+	order[count] = -1;
+	return order;
+}
+
+/*
+ * Every foreign key that references the table or one of its partitions,
+ * from any table, as SyncReference.  The caller is connected to SPI.
+ */
+List *
+SyncReferencesTo(Oid relid)
+{
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	List	   *refs = NIL;
+	int			rows;
+	int			i;
+
+	rows = SyncExecute("SELECT c.conrelid, " FK_JOIN_SQL ","
+					   "  " COLUMN_NAMES_SQL("c.confkey", "c.confrelid")
+					   "  FROM pg_catalog.pg_constraint c"
+					   " WHERE c.contype = 'f' AND c.conparentid = 0"
+					   "   AND (c.confrelid = $1"
+					   "        OR c.confrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree($1)))",
+					   1, argtypes, values, NULL);
+	for (i = 0; i < rows; i++)
+	{
+		SyncReference *ref = palloc(sizeof(SyncReference));
+
+		ref->child = SyncGetOid(i, 1);
+		ref->join_sql = SyncGetText(i, 2);
+		ref->columns = NameList(i, 3);
+		refs = lappend(refs, ref);
+	}
+	return refs;
+}
+
+/*
+ * Does a column reference another table, or is it referenced, through a
+ * foreign key?
+ */
+bool
+SyncColumnInForeignKey(Oid relid, AttrNumber attnum)
+{
+	Oid			argtypes[2] = {OIDOID, INT2OID};
+	Datum		values[2] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum)};
+	bool		found;
+
+	SPI_connect();
+	found = SyncExecute("SELECT 1 FROM pg_catalog.pg_constraint"
+						" WHERE contype = 'f'"
+						"   AND ((conrelid = $1 AND $2 = ANY (conkey))"
+						"     OR (confrelid = $1 AND $2 = ANY (confkey)))",
+						2, argtypes, values, NULL) > 0;
+	SPI_finish();
+	return found;
+}

@@ -1,0 +1,223 @@
+/*-------------------------------------------------------------------------
+ *
+ * identity.c
+ *		Setting up a machine: registering machines (sync_register_machine)
+ *		and saying which one this server is (sync_init).
+ *
+ * Both may move the local range: sync_init by making this server another
+ * machine, sync_register_machine by changing the local machine's range.
+ * Either is refused while local rows would be left outside the range (they
+ * would belong to a machine this server is not), and afterwards every
+ * sequence feeding a registered key is confined to the new range.  The
+ * registry's own rules are registry.c's.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+#include "registry.h"
+#include "sequences.h"
+#include "tables.h"
+
+PG_FUNCTION_INFO_V1(sync_register_machine);
+PG_FUNCTION_INFO_V1(sync_init);
+
+/*
+ * Refuse to give up machine_id's range (old_range) while a registered table
+ * still has rows in it that new_range does not cover (new_range NULL: none
+ * of it is kept).  Those rows would belong to a machine this server no
+ * longer is, and nobody could publish, change or delete them.
+ */
+static void
+CheckNoRowsLeft(int64 machine_id, const SyncRange *old_range,
+				const SyncRange *new_range, int64 new_machine_id)
+{
+	int			ntables;
+	int			i;
+	Oid		   *relids;
+	char	  **keys;
+
+	/* no rows may arrive in the range while we look */
+	ntables = SyncRegisteredTables(ShareLock, &relids, &keys);
+	for (i = 0; i < ntables; i++)
+	{
+		int64		n = SyncCountKeys(relids[i], keys[i], old_range, new_range);
+
+		if (n == 0)
+			continue;
+		if (new_machine_id != machine_id)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot change this server from machine " INT64_FORMAT " to machine " INT64_FORMAT,
+							machine_id, new_machine_id),
+					 errdetail_plural("Table %s has " INT64_FORMAT " row with a key in the range [" INT64_FORMAT ", " INT64_FORMAT "] of machine " INT64_FORMAT ", which would then belong to a machine this server is not.",
+									  "Table %s has " INT64_FORMAT " rows with keys in the range [" INT64_FORMAT ", " INT64_FORMAT "] of machine " INT64_FORMAT ", which would then belong to a machine this server is not.",
+									  (unsigned long) n,
+									  SyncRelationName(relids[i]), n,
+									  old_range->start, old_range->end, machine_id),
+					 errhint("Keep this server as machine " INT64_FORMAT ", or delete or move those rows first.",
+							 machine_id)));
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot change the range of machine " INT64_FORMAT " to [" INT64_FORMAT ", " INT64_FORMAT "]",
+							machine_id, new_range->start, new_range->end),
+					 errdetail_plural("Table %s has " INT64_FORMAT " row of this server with a key outside the new range.",
+									  "Table %s has " INT64_FORMAT " rows of this server with keys outside the new range.",
+									  (unsigned long) n,
+									  SyncRelationName(relids[i]), n),
+					 errhint("Choose a range that still holds every key in use, or delete or move those rows first.")));
+	}
+}
+
+/*
+ * Confine the key sequences of all registered tables to range.
+ */
+static void
+ConfineAllSequences(const SyncRange *range)
+{
+	Oid		   *relids;
+	char	  **keys;
+	int			ntables = SyncRegisteredTables(ShareLock, &relids, &keys);
+	int			i;
+
+	for (i = 0; i < ntables; i++)
+		SyncConfineTableSequences(relids[i], keys[i], range);
+}
+
+/*
+ * Warn about rows of registered tables whose keys lie outside this
+ * machine's range: they count as copies of other machines' rows, and a pull
+ * from their owner replaces or deletes them.  Rows created here before the
+ * identity was set (keys 1, 2, ... fall in machine 0's range) are the usual
+ * case worth knowing about.
+ */
+static void
+WarnForeignRows(int64 machine_id, const SyncRange *range)
+{
+	Oid		   *relids;
+	char	  **keys;
+	int			ntables = SyncRegisteredTables(AccessShareLock, &relids, &keys);
+	int			i;
+
+	for (i = 0; i < ntables; i++)
+	{
+		SyncRange	everything = {PG_INT64_MIN, PG_INT64_MAX};
+		int64		n = SyncCountKeys(relids[i], keys[i], &everything, range);
+
+		if (n > 0)
+			ereport(WARNING,
+					(errmsg_plural("table %s has " INT64_FORMAT " row outside the range of machine " INT64_FORMAT,
+								   "table %s has " INT64_FORMAT " rows outside the range of machine " INT64_FORMAT,
+								   (unsigned long) n,
+								   SyncRelationName(relids[i]), n, machine_id),
+					 errdetail("Rows with keys outside [" INT64_FORMAT ", " INT64_FORMAT "] are copies of other machines' rows: a pull from their owner replaces or deletes them.",
+							   range->start, range->end),
+					 errhint("If these rows were created on this server, give them keys in this machine's range before pulling.")));
+	}
+}
+
+/* A text argument, or NULL. */
+static const char *
+TextArg(FunctionCallInfo fcinfo, int argno)
+{
+	return PG_ARGISNULL(argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/*
+ * sync_register_machine(id, hostname, sync_url, sync_contact, sync_start,
+ *						 sync_end) returns sync_machine
+ *
+ * Insert or update a registry entry.  NULL arguments keep an existing
+ * machine's values; a new machine without a range gets the default one.
+ */
+Datum
+sync_register_machine(PG_FUNCTION_ARGS)
+{
+	SyncRegistration reg;
+	SyncMachine machine;
+	SyncMachine local;
+	bool		moves_local;
+	int			save_nestlevel;
+	Datum		result;
+
+	SyncEnter(fcinfo);
+	memset(&reg, 0, sizeof(reg));
+	reg.id = SyncMachineIdArg(fcinfo, 0);
+	reg.hostname = TextArg(fcinfo, 1);
+	reg.url = TextArg(fcinfo, 2);
+	reg.contact = TextArg(fcinfo, 3);
+	if (PG_ARGISNULL(4) != PG_ARGISNULL(5))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sync_start and sync_end must be given together"),
+				 errhint("Give both ends of the range, or neither for the default range of the machine.")));
+	reg.has_range = !PG_ARGISNULL(4);
+	if (reg.has_range)
+	{
+		reg.range.start = PG_GETARG_INT64(4);
+		reg.range.end = PG_GETARG_INT64(5);
+	}
+
+	save_nestlevel = SyncPinSettings(false);
+	SPI_connect();
+	SyncPrepareRegistration(&reg, &machine);
+
+	/* the local rows must stay inside the local range; sequences follow it */
+	moves_local = SyncLocalMachine(&local) && local.id == machine.id &&
+		(machine.range.start != local.range.start ||
+		 machine.range.end != local.range.end);
+	if (moves_local)
+		CheckNoRowsLeft(machine.id, &local.range, &machine.range, machine.id);
+
+	SyncStoreMachine(&machine);
+	result = SyncReturnRow(0);
+	if (moves_local)
+		ConfineAllSequences(&machine.range);
+
+	SPI_finish();
+	AtEOXact_GUC(true, save_nestlevel);
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * sync_init(machine_id) returns sync_instance
+ *
+ * Make this server the given registered machine, and confine the sequences
+ * of all registered tables to its range.  Changing to another machine is
+ * refused while rows remain in the old machine's range: they would be
+ * orphaned, owned by a machine this server no longer is.
+ */
+Datum
+sync_init(PG_FUNCTION_ARGS)
+{
+	int64		id = PG_GETARG_INT64(0);
+	SyncMachine machine;
+	SyncMachine old;
+	int			save_nestlevel;
+	Datum		result;
+
+	SyncEnter(fcinfo);
+	save_nestlevel = SyncPinSettings(false);
+	SPI_connect();
+
+	SyncLockIdentity();
+	if (!SyncLookupMachine(id, &machine))
+		SyncReportUnknownMachine(id);
+	if (SyncLocalMachine(&old) && old.id != id)
+		CheckNoRowsLeft(old.id, &old.range, NULL, id);
+
+	SyncStoreIdentity(id);
+	result = SyncReturnRow(0);
+
+	ConfineAllSequences(&machine.range);
+	WarnForeignRows(id, &machine.range);
+
+	SPI_finish();
+	AtEOXact_GUC(true, save_nestlevel);
+	PG_RETURN_DATUM(result);
+}

@@ -1,0 +1,182 @@
+/*-------------------------------------------------------------------------
+ *
+ * remote.c
+ *		How to reach other machines (sync_remote): a CA file to trust,
+ *		HTTP credentials, a proxy.
+ *
+ * sync_remote holds secrets: no role but its owner can read or write it,
+ * and the extension's functions read and write it as that owner.  Nothing
+ * of it reaches sync_log, a dump or an error message.  Credentials are
+ * bound to the machine's sync_url at the time they were set, and are sent
+ * only there, and only over https.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <unistd.h>
+
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+
+#include "remote.h"
+
+PG_FUNCTION_INFO_V1(sync_set_remote);
+
+/*
+ * Run one statement as the owner of sync_remote, which no one else need be
+ * able to read or write; returns the rows processed.  The caller is
+ * connected to SPI.
+ */
+static int
+ExecuteAsOwner(const char *sql, int nargs, Oid *argtypes, Datum *values,
+			   const char *nulls)
+{
+	Oid			relid = get_relname_relid("sync_remote", SyncSchemaOid());
+
+	return SyncExecuteAs(SyncRelationOwner(relid), sql, nargs, argtypes, values, nulls);
+}
+
+/*
+ * How to reach machine: its sync_url and the options set for it.
+ * Credentials set for another URL than the machine has now, or to be sent
+ * over anything but https, are an ERROR.  The caller is connected to SPI.
+ */
+void
+SyncReadRemote(const SyncMachine *machine, SyncRemote *remote)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(machine->id)};
+	char	   *url;
+
+	memset(remote, 0, sizeof(*remote));
+	remote->machine_id = machine->id;
+	remote->url = machine->url;
+	if (remote->url == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("machine " INT64_FORMAT " has no sync_url", machine->id),
+				 errhint("Set it with sync_register_machine(" INT64_FORMAT ", NULL, 'https://...').",
+						 machine->id)));
+
+	if (ExecuteAsOwner(psprintf("SELECT ca_file, username, password, proxy, url FROM %s WHERE machine_id = $1",
+								SyncObject("sync_remote")),
+					   1, argtypes, values, NULL) == 0)
+		return;
+	remote->ca_file = SyncGetText(0, 1);
+	remote->username = SyncGetText(0, 2);
+	remote->password = SyncGetText(0, 3);
+	remote->proxy = SyncGetText(0, 4);
+	url = SyncGetText(0, 5);
+
+	if (remote->username && (url == NULL || strcmp(url, remote->url) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("sync_url of machine " INT64_FORMAT " changed since its credentials were set",
+						machine->id),
+				 errdetail("Credentials are sent only to the URL they were set for."),
+				 errhint("Check the new URL, then set the credentials again with sync_set_remote().")));
+	if (remote->username && pg_strncasecmp(remote->url, "https://", 8) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("credentials for machine " INT64_FORMAT " are sent only over https",
+						machine->id),
+				 errhint("Serve the machine's dumps over https, or remove its credentials with sync_set_remote().")));
+}
+
+/*
+ * Check the CA file argument: trusting another CA means reading a server
+ * file, so only superusers and members of pg_read_server_files may set or
+ * remove one, and it must be a file the server can read.
+ */
+static void
+CheckCaFile(int64 id, text *ca_file)
+{
+	char	   *path;
+
+	if (!superuser() &&
+		!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to change the CA file of machine " INT64_FORMAT, id),
+				 errdetail("Trusting another certificate authority reads a file on the server."),
+				 errhint("Only superusers and members of pg_read_server_files may set or remove ca_file.")));
+	if (VARSIZE_ANY_EXHDR(ca_file) == 0)
+		return;
+	path = text_to_cstring(ca_file);
+	if (!is_absolute_path(path) || access(path, R_OK) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read CA file \"%s\": %m", path),
+				 errhint("Give the absolute path of a PEM file the server can read.")));
+}
+
+/*
+ * sync_set_remote(machine_id, ca_file, username, password, proxy)
+ *
+ * Set how to reach a machine: a CA file to trust for its TLS certificate,
+ * HTTP basic credentials, a proxy.  NULL keeps an option as it is, an empty
+ * string removes it.  Credentials are bound to the machine's sync_url at
+ * this moment.
+ */
+Datum
+sync_set_remote(PG_FUNCTION_ARGS)
+{
+	int64		id;
+	Oid			argtypes[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = "      ";
+	SyncMachine machine;
+	int			save_nestlevel;
+	int			i;
+
+	SyncEnter(fcinfo);
+	id = SyncMachineIdArg(fcinfo, 0);
+	values[0] = Int64GetDatum(id);
+	for (i = 1; i < 5; i++)
+	{
+		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PointerGetDatum(PG_GETARG_TEXT_PP(i));
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+	if (!PG_ARGISNULL(1))
+		CheckCaFile(id, PG_GETARG_TEXT_PP(1));
+
+	save_nestlevel = SyncPinSettings(false);
+	SPI_connect();
+	if (!SyncLookupMachine(id, &machine))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("machine " INT64_FORMAT " is not registered", id),
+				 errhint("Register it with sync_register_machine() first.")));
+	values[5] = machine.url ? CStringGetTextDatum(machine.url) : (Datum) 0;
+	nulls[5] = machine.url ? ' ' : 'n';
+	ExecuteAsOwner(psprintf("INSERT INTO %s AS r (machine_id, ca_file, username, password, proxy, url)"
+							" VALUES ($1, NULLIF($2, ''), NULLIF($3, ''), NULLIF($4, ''), NULLIF($5, ''), $6)"
+							" ON CONFLICT (machine_id) DO UPDATE SET"
+							"   ca_file = CASE WHEN $2 IS NULL THEN r.ca_file ELSE EXCLUDED.ca_file END,"
+							"   username = CASE WHEN $3 IS NULL THEN r.username ELSE EXCLUDED.username END,"
+							"   password = CASE WHEN $4 IS NULL THEN r.password ELSE EXCLUDED.password END,"
+							"   proxy = CASE WHEN $5 IS NULL THEN r.proxy ELSE EXCLUDED.proxy END,"
+							"   url = EXCLUDED.url, updated_at = pg_catalog.now()",
+							SyncObject("sync_remote")),
+				   6, argtypes, values, nulls);
+	if (ExecuteAsOwner(psprintf("SELECT 1 FROM %s WHERE machine_id = $1 AND password IS NOT NULL AND username IS NULL",
+								SyncObject("sync_remote")),
+					   1, argtypes, values, NULL) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a password needs a user name")));
+	ExecuteAsOwner(psprintf("DELETE FROM %s WHERE machine_id = $1 AND ca_file IS NULL"
+							" AND username IS NULL AND password IS NULL AND proxy IS NULL",
+							SyncObject("sync_remote")),
+				   1, argtypes, values, NULL);
+	SPI_finish();
+	AtEOXact_GUC(true, save_nestlevel);
+	PG_RETURN_VOID();
+}
