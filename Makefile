@@ -20,6 +20,7 @@ OBJS = \
 	src/registry.o \
 	src/sequences.o \
 	src/expr.o \
+	src/keys.o \
 	src/tables.o \
 	src/identity.o \
 	src/remote.o \
@@ -27,17 +28,20 @@ OBJS = \
 	src/closure.o \
 	src/load.o \
 	src/dump.o \
+	src/merge.o \
+	src/reach.o \
+	src/conflict.o \
 	src/apply.o \
 	src/pull.o \
 	src/schedule.o \
 	src/module.o
 
-DATA = sql/sync--0.1.sql
+DATA = sql/sync--0.1.sql sql/sync--0.2.sql sql/sync--0.1--0.2.sql
 DOCS =
 
 # pg_regress inputs live in sql/ beside the extension scripts; the scripts
 # are named sync--*.sql, the tests are listed here.
-REGRESS = registry identity tables sequences privileges dump
+REGRESS = registry identity tables sequences privileges dump upgrade
 REGRESS_OPTS = --inputdir=.
 
 # -Wunused-parameter is off: PostgreSQL's own headers (ilist.h, bufpage.h) trip it.

@@ -37,7 +37,7 @@ RESET ROLE;
 GRANT SELECT, INSERT, UPDATE, DELETE ON sync_machine, sync_instance, sync_table TO sync_regress_admin;
 GRANT SELECT ON sync_sequence_usage TO sync_regress_admin;
 GRANT EXECUTE ON FUNCTION sync_register_machine(bigint, text, text, text, bigint, bigint),
-	sync_range(bigint), sync_init(bigint), sync_add_table(regclass, name, text, jsonb),
+	sync_range(bigint), sync_init(bigint), sync_add_table(regclass, name, text, jsonb, name, regclass[], text),
 	sync_remove_table(regclass), sync_key_sequences(regclass, name)
 	TO sync_regress_admin;
 

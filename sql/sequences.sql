@@ -99,6 +99,20 @@ SELECT count(*) FROM sync_table WHERE tbl = 's_down'::regclass;
 DROP TABLE s_down;
 DROP SEQUENCE s_down_seq;
 
+-- a declared key (no primary key) is confined like any other, and a
+-- smallint key cannot hold the local range
+CREATE SEQUENCE s_link_seq;
+CREATE TABLE s_link (id bigint NOT NULL DEFAULT nextval('s_link_seq'::regclass), a integer, b integer,
+	UNIQUE (a, b));
+SELECT tbl, key_column, key_declared FROM sync_add_table('s_link', key_column => 'id');
+SELECT table_name, key_column, sequence_name, confined FROM sync_sequence_usage
+ WHERE table_name = 's_link'::regclass;
+INSERT INTO s_link (a, b) VALUES (1, 1) RETURNING id;
+CREATE TABLE s_small (id smallserial PRIMARY KEY);
+SELECT * FROM sync_add_table('s_small');
+DROP TABLE s_link, s_small;
+DROP SEQUENCE s_link_seq;
+
 -- the range of another machine does not touch local sequences
 SELECT id FROM sync_register_machine(0, NULL, sync_start => 1, sync_end => 500);
 SELECT sequence_min, sequence_max FROM sync_sequence_usage WHERE table_name = 's_identity'::regclass;

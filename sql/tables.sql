@@ -131,6 +131,67 @@ SELECT * FROM sync_remove_table('no_pk');
 SELECT tbl FROM sync_add_table('"Other Schema"."Mixed Case"');
 DROP SCHEMA "Other Schema" CASCADE;
 SELECT tbl FROM sync_table ORDER BY tbl::text;
+-- a table without a (usable) primary key is registered with a key the DBA
+-- names: a NOT NULL integer column, such as a link table's id
+CREATE TABLE species (id bigserial PRIMARY KEY, name text);
+CREATE TABLE pfts (id bigserial PRIMARY KEY, name text);
+CREATE SEQUENCE pfts_species_id_seq;
+CREATE TABLE pfts_species (
+	id bigint NOT NULL DEFAULT nextval('pfts_species_id_seq'::regclass),
+	pft_id bigint NOT NULL REFERENCES pfts,
+	specie_id bigint NOT NULL REFERENCES species,
+	note text,
+	nullable_id bigint,
+	UNIQUE (pft_id, specie_id));
+SELECT * FROM sync_add_table('pfts_species');
+SELECT tbl, key_column, key_declared FROM sync_add_table('pfts_species', key_column => 'id');
+SELECT * FROM sync_add_table('pfts_species', key_column => 'nosuch');
+SELECT * FROM sync_add_table('pfts_species', key_column => 'note');
+SELECT * FROM sync_add_table('pfts_species', key_column => 'nullable_id');
+-- a table with a primary key has it as its key
+SELECT tbl, key_column, key_declared FROM sync_add_table('species', key_column => 'id');
+SELECT * FROM sync_add_table('species', key_column => 'name');
+-- a composite primary key is not the key; a named column is
+CREATE TABLE composite_keyed (a integer, b integer, id integer NOT NULL, PRIMARY KEY (a, b));
+SELECT tbl, key_column, key_declared FROM sync_add_table('composite_keyed', key_column => 'id');
+SELECT tbl FROM sync_remove_table('composite_keyed');
+DROP TABLE composite_keyed;
+
+-- a level column of a domain over an integer type, through two domains
+CREATE DOMAIN level_of_access AS integer NOT NULL CHECK (VALUE BETWEEN 1 AND 4);
+CREATE DOMAIN site_level AS level_of_access;
+CREATE DOMAIN textual_level AS text;
+CREATE TABLE yields (id bigserial PRIMARY KEY, mean numeric, access_level site_level,
+	other_level textual_level);
+SELECT tbl, level_column FROM sync_add_table('yields', 'access_level');
+SELECT * FROM sync_add_table('yields', 'other_level');
+
+-- dependencies beyond foreign keys: registered tables other than itself,
+-- in no cycle (a foreign key closes one as well as a declared dependency)
+CREATE TABLE inputs (id bigserial PRIMARY KEY, name text);
+CREATE TABLE dbfiles (id bigserial PRIMARY KEY, container_id bigint);
+CREATE TABLE formats (id bigserial PRIMARY KEY, dbfile_id bigint REFERENCES dbfiles);
+SELECT tbl FROM sync_add_table('inputs');
+SELECT * FROM sync_add_table('dbfiles', depends_on => '{formats}');
+SELECT tbl, depends_on FROM sync_add_table('dbfiles', depends_on => '{inputs, inputs}');
+SELECT * FROM sync_add_table('dbfiles', depends_on => '{dbfiles}');
+SELECT * FROM sync_add_table('dbfiles', depends_on => '{inputs, NULL}');
+SELECT tbl, depends_on FROM sync_add_table('formats');
+SELECT * FROM sync_add_table('inputs', depends_on => '{dbfiles}');
+SELECT * FROM sync_add_table('dbfiles', depends_on => '{inputs, formats}');
+-- a table others depend on stays registered; a dropped one leaves depends_on
+SELECT * FROM sync_remove_table('inputs');
+DROP TABLE inputs;
+SELECT tbl, depends_on FROM sync_table WHERE tbl = 'dbfiles'::regclass;
+DROP TABLE formats, dbfiles;
+
+-- what a pull does with values another machine's row holds
+SELECT tbl, on_conflict FROM sync_add_table('pfts_species', key_column => 'id', on_conflict => 'skip');
+SELECT * FROM sync_add_table('pfts_species', key_column => 'id', on_conflict => 'overwrite');
+SELECT tbl, on_conflict FROM sync_add_table('species');
+DROP TABLE pfts_species, pfts, species, yields;
+DROP DOMAIN site_level, level_of_access, textual_level;
+
 -- a now() that the caller's search_path puts before pg_catalog is not used
 CREATE SCHEMA planted;
 CREATE FUNCTION planted.now() RETURNS timestamptz LANGUAGE sql

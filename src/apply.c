@@ -3,18 +3,28 @@
  * apply.c
  *		Merging a verified archive into the local tables, in one transaction.
  *
- * Tables arrive parents first.  A table whose rows of the pulled machine's
- * range are all new here (the first pull) is loaded straight into place
- * with COPY (load.c), when every table it references is already in place.  Any
- * other table is loaded into a temporary staging table and merged: new
- * rows inserted, changed rows updated (identical rows are not written at
- * all), rows the machine no longer publishes deleted, children first.
- * Only rows of the pulled machine's range are ever touched; a deletion that
- * would reach another row, through ON DELETE CASCADE, SET NULL or a plain
- * reference, fails the pull with the tables and keys named.  Reference
- * cycles between tables are applied by inserting the rows with their
- * cycle's references empty, then setting them.  No trigger is disabled:
- * every foreign key is checked as usual.
+ * Tables arrive parents first (by foreign keys and declared dependencies).
+ * A table whose rows of the pulled machine's range are all new here (the
+ * first pull) is loaded straight into place with COPY (load.c), when every
+ * table it needs is already in place and no unique constraint beyond its
+ * key could meet another machine's row.  Any other table is loaded into a
+ * temporary staging table and merged (merge.c): new rows inserted, changed
+ * rows updated (identical rows are not written at all), rows the machine
+ * no longer publishes deleted.  Every statement is checked against its
+ * plan, so a trigger or rule that changes what a statement does fails the
+ * pull instead of leaving a copy that differs from its owner's.
+ *
+ * The order of a merge:
+ *	 1. rows no longer published that nothing references are deleted,
+ *		children first (when unique constraints are about: their values are
+ *		then free for the rows that take them over);
+ *	 2. per table, parents first: conflicts over unique values settled
+ *		(conflict.c), new rows inserted, changed rows updated;
+ *	 3. reference cycles completed (back columns), then the other rows no
+ *		longer published deleted, children first.
+ * Only rows of the pulled machine's range are ever touched; a deletion or
+ * change that would reach another row fails the pull (reach.c).  No trigger
+ * is disabled: every foreign key is checked as usual.
  *
  * Columns are matched by name: a column this server lacks is dropped with a
  * WARNING; a local column the archive lacks keeps its default on insert and
@@ -34,19 +44,24 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rls.h"
 #include "utils/syscache.h"
 
 #include "apply.h"
 #include "fkeys.h"
+#include "keys.h"
 #include "load.h"
 #include "progress.h"
+#include "reach.h"
 #include "registry.h"
 #include "settings.h"
 #include "tables.h"
 
-static void CheckReach(Pull *pull, int ti, bool for_update);
+/* the most rounds in which unique values moving along a chain are written */
+#define SYNC_MAX_ROUNDS 100
 
 /* The archive columns of t that this server has, as a list of names. */
 static List *
@@ -66,24 +81,29 @@ LocalColumnNames(PullTable *t, bool all)
  * outlives the pull's SPI connection).
  */
 static void
-AddWarning(Pull *pull, const char *msg, const char *hint)
+AddWarning(Pull *pull, const char *msg, const char *detail, const char *hint)
 {
 	MemoryContext oldcxt;
 
-	ereport(WARNING, (errmsg("%s", msg), errhint("%s", hint)));
+	ereport(WARNING,
+			(errmsg("%s", msg),
+			 detail ? errdetail("%s", detail) : 0,
+			 errhint("%s", hint)));
 	oldcxt = MemoryContextSwitchTo(pull->cxt);
 	pull->warnings = lappend(pull->warnings, pstrdup(msg));
 	MemoryContextSwitchTo(oldcxt);
 }
 
 /*
- * Find the registered table for an archive table, and match its columns.
+ * Find the registered table for an archive table, and match its key and
+ * columns.
  */
 static void
 MapTable(Pull *pull, PullTable *t)
 {
 	Oid			nsp = get_namespace_oid(t->at.schema, true);
 	Oid			relid = OidIsValid(nsp) ? get_relname_relid(t->at.name, nsp) : InvalidOid;
+	SyncRegisteredTable reg;
 	Relation	rel;
 	TupleDesc	desc;
 	AttrNumber	key;
@@ -92,11 +112,11 @@ MapTable(Pull *pull, PullTable *t)
 	int			i;
 
 	t->local = palloc0(sizeof(bool) * t->at.ncolumns);
-	if (!SyncTableIsRegistered(relid))
+	if (!SyncLookupRegistration(relid, &reg))
 	{
 		AddWarning(pull, psprintf("table %s of machine " INT64_FORMAT " is not registered here; its rows were skipped",
 								  t->at.qualname, pull->machine_id),
-				   "Register it with sync_add_table() to receive its rows.");
+				   NULL, "Register it with sync_add_table() to receive its rows.");
 		t->relid = InvalidOid;
 		return;
 	}
@@ -107,7 +127,7 @@ MapTable(Pull *pull, PullTable *t)
 	t->from = (rel->rd_rel->relkind == RELKIND_RELATION) ?
 		psprintf("ONLY %s", t->at.qualname) : t->at.qualname;
 	desc = RelationGetDescr(rel);
-	key = SyncKeyColumn(rel);
+	key = SyncRegisteredKey(rel, &reg);
 	if (strcmp(NameStr(TupleDescAttr(desc, key - 1)->attname), t->at.key) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
@@ -115,6 +135,9 @@ MapTable(Pull *pull, PullTable *t)
 						t->at.qualname, NameStr(TupleDescAttr(desc, key - 1)->attname), t->at.key,
 						pull->machine_id),
 				 errhint("Rows are matched by key: the key columns must have the same name on both servers.")));
+	t->key_unchecked = !SyncKeyIsUnique(rel, key);
+	t->skip_conflicts = reg.skip_conflicts;
+	t->uniques = SyncUniquesOf(relid, key);
 
 	initStringInfo(&missing);
 	for (i = 0; i < t->at.ncolumns; i++)
@@ -134,23 +157,30 @@ MapTable(Pull *pull, PullTable *t)
 	if (nmissing > 0)
 		AddWarning(pull, psprintf("table %s here lacks column(s) %s of machine " INT64_FORMAT "'s archive; their values were dropped",
 								  t->at.qualname, missing.data, pull->machine_id),
-				   "Add the column(s) here to receive their values.");
+				   NULL, "Add the column(s) here to receive their values.");
 	t->complete = (nmissing == 0);
+
+	t->mt.machine_id = pull->machine_id;
+	t->mt.range = pull->range;
+	t->mt.relid = relid;
+	t->mt.qualname = t->at.qualname;
+	t->mt.from = t->from;
+	t->mt.key = quote_identifier(t->at.key);
 }
 
 /*
- * The foreign keys between the pulled tables registered here, by the local
- * catalog.
+ * What orders the pulled tables registered here: their foreign keys and
+ * declared dependencies, by the local catalog and registrations.
  */
 static List *
-PulledForeignKeys(Pull *pull)
+PulledDependencies(Pull *pull)
 {
 	Oid		   *relids = palloc(sizeof(Oid) * (pull->ntables + 1));
 	int			i;
 
 	for (i = 0; i < pull->ntables; i++)
 		relids[i] = pull->tables[i].relid;
-	return SyncForeignKeysAmong(relids, pull->ntables);
+	return SyncTableDependencies(relids, pull->ntables);
 }
 
 /* Has t rows of the pulled machine's range here? */
@@ -168,10 +198,12 @@ HasRowsInRange(Pull *pull, PullTable *t)
 /*
  * May t be loaded straight into place?  Only if none of its rows of the
  * range exist here, this server has all its columns, no row-level security
- * applies, and every pulled table it references is already in place.
+ * applies, no unique constraint beyond its key could meet another machine's
+ * row (found only when staged), and every pulled table it needs is already
+ * in place.
  */
 static bool
-CanLoadDirectly(Pull *pull, PullTable *t, List *fkeys)
+CanLoadDirectly(Pull *pull, PullTable *t, List *deps)
 {
 	ListCell   *lc;
 	int			i;
@@ -179,18 +211,54 @@ CanLoadDirectly(Pull *pull, PullTable *t, List *fkeys)
 	for (i = 0; i < t->at.ncolumns; i++)
 		if (!t->local[i])
 			return false;
+	if (t->uniques != NIL)
+		return false;
 	if (check_enable_rls(t->relid, InvalidOid, true) == RLS_ENABLED)
 		return false;
-	foreach(lc, fkeys)
+	foreach(lc, deps)
 	{
-		SyncForeignKey *fk = lfirst(lc);
-		PullTable  *parent = &pull->tables[fk->parent];
+		SyncForeignKey *dep = lfirst(lc);
+		PullTable  *parent = &pull->tables[dep->parent];
 
-		if (&pull->tables[fk->child] == t && parent != t &&
+		if (&pull->tables[dep->child] == t && parent != t &&
 			!parent->unchanged && !parent->direct)
 			return false;
 	}
 	return !HasRowsInRange(pull, t);
+}
+
+/*
+ * COPY the archive's rows of t into its staging table; a key that occurs
+ * twice fails the staging table's primary key, reported as the archive's
+ * fault.
+ */
+static void
+LoadStage(Pull *pull, PullTable *t, SyncLoader *loader)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		(void) SyncLoad(loader, t->at.dir, t->at.qualname, t->mt.stage_relid,
+						LocalColumnNames(t, true), t->rows);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("archive of machine " INT64_FORMAT " has more than one row of table %s with the same key",
+						pull->machine_id, t->at.qualname),
+				 errdetail("%s Rows are matched by key; nothing was applied.",
+						   edata->detail ? edata->detail : "")));
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -200,7 +268,6 @@ static void
 StageTable(Pull *pull, PullTable *t, SyncLoader *loader, int position)
 {
 	StringInfoData sql;
-	Oid			stage_relid;
 	int			i;
 
 	t->stage = psprintf("pg_temp.sync_pull_stage_%d", position);
@@ -225,10 +292,10 @@ StageTable(Pull *pull, PullTable *t, SyncLoader *loader, int position)
 	}
 	appendStringInfo(&sql, ", PRIMARY KEY (%s)) ON COMMIT DROP", quote_identifier(t->at.key));
 	SyncExecute(sql.data, 0, NULL, NULL, NULL);
-	stage_relid = RangeVarGetRelid(makeRangeVar("pg_temp", strchr(t->stage, '.') + 1, -1),
-								   NoLock, false);
-	(void) SyncLoad(loader, t->at.dir, t->at.qualname, stage_relid,
-					LocalColumnNames(t, true), t->rows);
+	t->mt.stage = t->stage;
+	t->mt.stage_relid = RangeVarGetRelid(makeRangeVar("pg_temp", strchr(t->stage, '.') + 1, -1),
+										 NoLock, false);
+	LoadStage(pull, t, loader);
 	SyncExecute(psprintf("ANALYZE %s", t->stage), 0, NULL, NULL, NULL);
 }
 
@@ -237,11 +304,11 @@ StageTable(Pull *pull, PullTable *t, SyncLoader *loader, int position)
  * applied after t (a reference cycle)?
  */
 static bool
-IsBackColumn(Pull *pull, List *fkeys, int *order_pos, int ti, const char *column)
+IsBackColumn(Pull *pull, List *deps, int *order_pos, int ti, const char *column)
 {
 	ListCell   *lc;
 
-	foreach(lc, fkeys)
+	foreach(lc, deps)
 	{
 		SyncForeignKey *fk = lfirst(lc);
 		ListCell   *c;
@@ -272,12 +339,13 @@ AttNotNull(Oid relid, const char *column)
 	return notnull;
 }
 
-/* The columns an UPDATE from a staging table sets (quoted names). */
+/* The columns an UPDATE from a staging table sets. */
 typedef struct UpdateColumns
 {
-	StringInfoData set;			/* c = s.c, ... */
-	StringInfoData old_row;		/* t.c, ... */
-	StringInfoData new_row;		/* s.c, ... */
+	StringInfoData set;			/* c = p.c, ... (p: the planned row) */
+	StringInfoData old_row;		/* x.c, ... (x: the row here) */
+	StringInfoData new_row;		/* s.c, ... (s: the staged row) */
+	List	   *names;			/* plain column names */
 } UpdateColumns;
 
 static void
@@ -286,52 +354,46 @@ InitUpdateColumns(UpdateColumns *u)
 	initStringInfo(&u->set);
 	initStringInfo(&u->old_row);
 	initStringInfo(&u->new_row);
+	u->names = NIL;
 }
 
 static void
-AddUpdateColumn(UpdateColumns *u, const char *c)
+AddUpdateColumn(UpdateColumns *u, const char *column)
 {
-	appendStringInfo(&u->set, "%s%s = s.%s", u->set.len ? ", " : "", c, c);
-	appendStringInfo(&u->old_row, "%st.%s", u->old_row.len ? ", " : "", c);
+	const char *c = quote_identifier(column);
+
+	appendStringInfo(&u->set, "%s%s = p.%s", u->set.len ? ", " : "", c, c);
+	appendStringInfo(&u->old_row, "%sx.%s", u->old_row.len ? ", " : "", c);
 	appendStringInfo(&u->new_row, "%ss.%s", u->new_row.len ? ", " : "", c);
+	u->names = lappend(u->names, (char *) column);
 }
 
-/*
- * Update the rows of t (of the pulled range) whose columns u differ from
- * the staged ones; returns how many.  Rows differ if their images differ:
- * a value that is equal but not the same (1.5 and 1.50, '1 day' and
- * '24:00:00') is written too, so that the copy becomes exactly what the
- * publisher has.
- */
-static int64
-UpdateChangedRows(Pull *pull, PullTable *t, UpdateColumns *u)
+/* Every pulled table's merge target, for the reach checks. */
+static const SyncMergeTarget **
+PulledTargets(Pull *pull)
 {
-	const char *key = quote_identifier(t->at.key);
-	Oid			argtypes[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(pull->range.start), Int64GetDatum(pull->range.end)};
+	const SyncMergeTarget **targets = palloc(sizeof(SyncMergeTarget *) * (pull->ntables + 1));
+	int			i;
 
-	return SyncExecute(psprintf("UPDATE %s t SET %s FROM %s s"
-								" WHERE t.%s = s.%s AND t.%s BETWEEN $1 AND $2"
-								"   AND pg_catalog.record_image_ne(ROW(%s), ROW(%s))",
-								t->from, u->set.data, t->stage, key, key, key,
-								u->old_row.data, u->new_row.data),
-					   2, argtypes, values, NULL);
+	for (i = 0; i < pull->ntables; i++)
+		targets[i] = &pull->tables[i].mt;
+	return targets;
 }
 
 /*
  * Insert the staged rows that are new, then update the rows that differ;
  * back columns (references into a cycle) are left out: see ApplyBackColumns.
+ * With moves (unique values that move between the machine's rows), rows
+ * are first written in rounds, each writing the rows whose values are free
+ * by then; what a cycle still holds is then set aside.
  */
 static void
-MergeTable(Pull *pull, List *fkeys, int *order_pos, int ti)
+MergeTable(Pull *pull, List *deps, int *order_pos, int ti, bool moves)
 {
 	PullTable  *t = &pull->tables[ti];
 	StringInfoData cols;
 	StringInfoData vals;
 	UpdateColumns update;
-	Oid			argtypes[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(pull->range.start), Int64GetDatum(pull->range.end)};
-	const char *key = quote_identifier(t->at.key);
 	int			i;
 
 	initStringInfo(&cols);
@@ -345,7 +407,7 @@ MergeTable(Pull *pull, List *fkeys, int *order_pos, int ti)
 		if (!t->local[i])
 			continue;
 		c = quote_identifier(t->at.columns[i].name);
-		back = IsBackColumn(pull, fkeys, order_pos, ti, t->at.columns[i].name);
+		back = IsBackColumn(pull, deps, order_pos, ti, t->at.columns[i].name);
 		if (back && AttNotNull(t->relid, t->at.columns[i].name))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -354,23 +416,51 @@ MergeTable(Pull *pull, List *fkeys, int *order_pos, int ti)
 					 errdetail("Rows of a reference cycle are inserted with the cycle's references empty, then completed; the column is NOT NULL."),
 					 errhint("Allow NULL in the column, or make its foreign key DEFERRABLE.")));
 		appendStringInfo(&cols, "%s%s", cols.len ? ", " : "", c);
-		appendStringInfo(&vals, "%s%s%s", vals.len ? ", " : "", back ? "NULL AS " : "s.", c);
+		appendStringInfo(&vals, "%s%s%s", vals.len ? ", " : "", back ? "NULL" : "p.", back ? "" : c);
 		if (strcmp(t->at.columns[i].name, t->at.key) != 0 && !back)
-			AddUpdateColumn(&update, c);
+			AddUpdateColumn(&update, t->at.columns[i].name);
 	}
 
-	SyncReportProgress(pull->machine_id, "inserting", t->at.qualname, 0, 0);
-	t->inserted += SyncExecute(psprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s s"
-										" WHERE s.%s BETWEEN $1 AND $2"
-										"   AND NOT EXISTS (SELECT 1 FROM %s t WHERE t.%s = s.%s)",
-										t->at.qualname, cols.data, vals.data, t->stage,
-										key, t->from, key, key),
-							   2, argtypes, values, NULL);
-	if (update.set.len > 0)
+	if (update.names != NIL)
+		SyncCheckReach(&t->mt, PulledTargets(pull), pull->ntables, update.names, NULL);
+	if (moves)
 	{
-		CheckReach(pull, ti, true);
+		char	   *free_values = SyncFreeValuesSql(&t->mt, t->uniques, "s");
+		char	   *moving = psprintf("%s AND %s", free_values,
+									  SyncMovingValuesSql(&t->mt, t->uniques, "x", "s"));
+		int64		written;
+		int			round = 0;
+
+		/* a round writes only rows whose unique values are new or move */
+		do
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (++round > SYNC_MAX_ROUNDS)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("unique values of table %s from machine " INT64_FORMAT " move along a chain of more than %d rows",
+								t->at.qualname, pull->machine_id, SYNC_MAX_ROUNDS),
+						 errdetail("Each round writes the rows whose values are free; a value that comes free only after so many rounds is not waited for."),
+						 errhint("Make the unique constraints of the table DEFERRABLE: values then move in any order.")));
+			written = SyncMergeInsert(&t->mt, cols.data, vals.data, free_values);
+			t->inserted += written;
+			if (update.names != NIL)
+			{
+				int64		updated = SyncMergeUpdate(&t->mt, update.set.data, update.old_row.data,
+													  update.new_row.data, moving);
+
+				t->updated += updated;
+				written += updated;
+			}
+		} while (written > 0);
+		SyncSetAsideMoves(&t->mt, t->uniques);
+	}
+	t->inserted += SyncMergeInsert(&t->mt, cols.data, vals.data, "true");
+	if (update.names != NIL)
+	{
 		SyncReportProgress(pull->machine_id, "updating", t->at.qualname, 0, t->inserted);
-		t->updated += UpdateChangedRows(pull, t, &update);
+		t->updated += SyncMergeUpdate(&t->mt, update.set.data, update.old_row.data,
+									  update.new_row.data, "true");
 	}
 }
 
@@ -380,7 +470,7 @@ MergeTable(Pull *pull, List *fkeys, int *order_pos, int ti)
  * if it existed before this pull.
  */
 static void
-ApplyBackColumns(Pull *pull, List *fkeys, int *order_pos, int ti)
+ApplyBackColumns(Pull *pull, List *deps, int *order_pos, int ti)
 {
 	PullTable  *t = &pull->tables[ti];
 	UpdateColumns update;
@@ -388,221 +478,11 @@ ApplyBackColumns(Pull *pull, List *fkeys, int *order_pos, int ti)
 
 	InitUpdateColumns(&update);
 	for (i = 0; i < t->at.ncolumns; i++)
-		if (t->local[i] && IsBackColumn(pull, fkeys, order_pos, ti, t->at.columns[i].name))
-			AddUpdateColumn(&update, quote_identifier(t->at.columns[i].name));
-	if (update.set.len > 0)
-		(void) UpdateChangedRows(pull, t, &update);
-}
-
-/*
- * SQL condition: row alias of table t is one this pull deletes (of the
- * pulled range, and not in the archive).
- */
-static char *
-DeletedRowsSql(Pull *pull, PullTable *t, const char *alias)
-{
-	const char *key = quote_identifier(t->at.key);
-
-	return psprintf("(%s.%s BETWEEN " INT64_FORMAT " AND " INT64_FORMAT
-					" AND NOT EXISTS (SELECT 1 FROM %s s WHERE s.%s = %s.%s))",
-					alias, key, pull->range.start, pull->range.end,
-					t->stage, key, alias, key);
-}
-
-/* The pulled table that is relid here, or NULL. */
-static PullTable *
-PulledTable(Pull *pull, Oid relid)
-{
-	int			i;
-
-	for (i = 0; i < pull->ntables; i++)
-		if (OidIsValid(relid) && pull->tables[i].relid == relid)
-			return &pull->tables[i];
-	return NULL;
-}
-
-/*
- * SQL naming a row of relid (alias c) in a message: its single-column
- * primary key, else its ctid.
- */
-static char *
-RowNameSql(Oid relid)
-{
-	Oid			argtypes[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(relid)};
-
-	if (SyncExecute("SELECT a.attname FROM pg_catalog.pg_index i"
-					"  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
-					" WHERE i.indrelid = $1 AND i.indisprimary AND i.indnkeyatts = 1",
-					1, argtypes, values, NULL) > 0)
-		return psprintf("c.%s::text", quote_identifier(SyncGetText(0, 1)));
-	return "c.ctid::text";
-}
-
-/*
- * The referenced columns of ref that a merge of t may change (in the
- * archive, here, not the key), as row constructors of old (alias p) and
- * new (alias s) values; false if there are none.
- */
-static bool
-ChangingColumns(PullTable *t, SyncReference *ref, StringInfo old_row,
-				StringInfo new_row)
-{
-	ListCell   *lc;
-	int			i;
-
-	foreach(lc, ref->columns)
-	{
-		const char *column = lfirst(lc);
-
-		for (i = 0; i < t->at.ncolumns; i++)
-			if (t->local[i] && strcmp(t->at.columns[i].name, column) == 0 &&
-				strcmp(column, t->at.key) != 0)
-			{
-				appendStringInfo(old_row, "%sp.%s", old_row->len ? ", " : "",
-								 quote_identifier(column));
-				appendStringInfo(new_row, "%ss.%s", new_row->len ? ", " : "",
-								 quote_identifier(column));
-			}
-	}
-	return old_row->len > 0;
-}
-
-/*
- * SQL finding (five of) the rows that reference t through ref and that a
- * deletion (or with for_update, a change of the referenced values) of rows
- * of t would reach, though this pull must not change them: their names,
- * and the keys of the rows of t they reference.  NULL: nothing can be
- * reached.
- */
-static char *
-ReachSql(Pull *pull, PullTable *t, SyncReference *ref, bool for_update)
-{
-	PullTable  *child = PulledTable(pull, ref->child);
-	const char *key = quote_identifier(t->at.key);
-	char	   *cname = SyncRelationName(ref->child);
-	const char *cfrom;
-	const char *spared;
-	StringInfoData old_row;
-	StringInfoData new_row;
-
-	initStringInfo(&old_row);
-	initStringInfo(&new_row);
-	if (for_update && !ChangingColumns(t, ref, &old_row, &new_row))
-		return NULL;
-	cfrom = (get_rel_relkind(ref->child) == RELKIND_RELATION) ?
-		psprintf("ONLY %s", cname) : cname;
-
-	/* the referencing rows this pull may change itself */
-	if (child && for_update)
-		spared = psprintf("(c.%s BETWEEN " INT64_FORMAT " AND " INT64_FORMAT ")",
-						  quote_identifier(child->at.key), pull->range.start, pull->range.end);
-	else if (child && child->stage)
-		spared = DeletedRowsSql(pull, child, "c");
-	else
-		spared = "false";
-
-	if (!for_update)
-		return psprintf("SELECT %s, p.%s FROM %s c JOIN %s p ON %s"
-						" WHERE %s AND NOT %s LIMIT 5",
-						RowNameSql(ref->child), key, cfrom, t->from, ref->join_sql,
-						DeletedRowsSql(pull, t, "p"), spared);
-	return psprintf("SELECT %s, p.%s FROM %s c JOIN %s p ON %s"
-					" JOIN %s s ON s.%s = p.%s"
-					" WHERE p.%s BETWEEN " INT64_FORMAT " AND " INT64_FORMAT
-					"   AND pg_catalog.record_image_ne(ROW(%s), ROW(%s)) AND NOT %s LIMIT 5",
-					RowNameSql(ref->child), key, cfrom, t->from, ref->join_sql,
-					t->stage, key, key,
-					key, pull->range.start, pull->range.end,
-					old_row.data, new_row.data, spared);
-}
-
-/* Report the rows ReachSql found. */
-static void
-ReportReach(Pull *pull, PullTable *t, SyncReference *ref, bool for_update)
-{
-	char	   *cname = SyncRelationName(ref->child);
-	StringInfoData ckeys;
-	StringInfoData tkeys;
-	StringInfoData columns;
-	ListCell   *lc;
-	uint64		k;
-
-	initStringInfo(&ckeys);
-	initStringInfo(&tkeys);
-	initStringInfo(&columns);
-	for (k = 0; k < SPI_processed; k++)
-	{
-		appendStringInfo(&ckeys, "%s%s", k ? ", " : "", SyncGetText(k, 1));
-		appendStringInfo(&tkeys, "%s%s", k ? ", " : "", SyncGetText(k, 2));
-	}
-	foreach(lc, ref->columns)
-		appendStringInfo(&columns, "%s%s", columns.len ? ", " : "",
-						 quote_identifier(lfirst(lc)));
-	if (for_update)
-		ereport(ERROR,
-				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
-				 errmsg("pull of machine " INT64_FORMAT " would change values of table %s that rows of table %s reference",
-						pull->machine_id, t->at.qualname, cname),
-				 errdetail("Rows of %s (%s) reference columns %s of rows of %s (keys %s) that machine " INT64_FORMAT " changes; the change would reach rows this pull must not change. Nothing was applied.",
-						   cname, ckeys.data, columns.data, t->at.qualname, tkeys.data,
-						   pull->machine_id),
-				 errhint("Change the referencing rows first, then pull again.")));
-	ereport(ERROR,
-			(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
-			 errmsg("pull of machine " INT64_FORMAT " would delete rows of table %s that rows of table %s still reference",
-					pull->machine_id, t->at.qualname, cname),
-			 errdetail("Rows of %s (%s) reference rows of %s (keys %s) that machine " INT64_FORMAT " no longer publishes; deleting them would reach rows this pull must not change. Nothing was applied.",
-					   cname, ckeys.data, t->at.qualname, tkeys.data, pull->machine_id),
-			 errhint("Change or delete the referencing rows first, then pull again.")));
-}
-
-/*
- * No row that this pull must not change may be reached through a foreign
- * key referencing t, whatever the key's action (CASCADE, SET NULL, SET
- * DEFAULT, or refusing): neither by deleting t's rows (for_update false) nor
- * by changing the values it references (for_update true).  Rows of the
- * pulled range in pulled tables are the pull's to change; any other
- * referencing row fails the pull, named, before anything is changed.  The
- * check sees every row (row_security off: a policy that would hide one makes
- * the check fail rather than miss it), in t and in its partitions.
- */
-static void
-CheckReach(Pull *pull, int ti, bool for_update)
-{
-	PullTable  *t = &pull->tables[ti];
-	List	   *refs = SyncReferencesTo(t->relid);
-	ListCell   *lc;
-	int			save_nestlevel;
-
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("row_security", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	foreach(lc, refs)
-	{
-		SyncReference *ref = lfirst(lc);
-		char	   *sql = ReachSql(pull, t, ref, for_update);
-
-		if (sql && SyncExecute(sql, 0, NULL, NULL, NULL) > 0)
-			ReportReach(pull, t, ref, for_update);
-	}
-	AtEOXact_GUC(true, save_nestlevel);
-}
-
-/*
- * Delete t's rows of the range that the archive no longer has; in a
- * reference cycle, their back columns are emptied first (ClearBackColumns).
- */
-static void
-DeleteMissing(Pull *pull, int ti)
-{
-	PullTable  *t = &pull->tables[ti];
-
-	CheckReach(pull, ti, false);
-	SyncReportProgress(pull->machine_id, "deleting", t->at.qualname, 0, 0);
-	t->deleted += SyncExecute(psprintf("DELETE FROM %s t WHERE %s",
-									   t->from, DeletedRowsSql(pull, t, "t")),
-							  0, NULL, NULL, NULL);
+		if (t->local[i] && IsBackColumn(pull, deps, order_pos, ti, t->at.columns[i].name))
+			AddUpdateColumn(&update, t->at.columns[i].name);
+	if (update.names != NIL)
+		(void) SyncMergeUpdate(&t->mt, update.set.data, update.old_row.data,
+							   update.new_row.data, "true");
 }
 
 /*
@@ -610,7 +490,7 @@ DeleteMissing(Pull *pull, int ti)
  * the rows they reference may go first.
  */
 static void
-ClearBackColumns(Pull *pull, List *fkeys, int *order_pos, int ti)
+ClearBackColumns(Pull *pull, List *deps, int *order_pos, int ti)
 {
 	PullTable  *t = &pull->tables[ti];
 	StringInfoData set;
@@ -618,13 +498,134 @@ ClearBackColumns(Pull *pull, List *fkeys, int *order_pos, int ti)
 
 	initStringInfo(&set);
 	for (i = 0; i < t->at.ncolumns; i++)
-		if (t->local[i] && IsBackColumn(pull, fkeys, order_pos, ti, t->at.columns[i].name))
+		if (t->local[i] && IsBackColumn(pull, deps, order_pos, ti, t->at.columns[i].name))
 			appendStringInfo(&set, "%s%s = NULL", set.len ? ", " : "",
 							 quote_identifier(t->at.columns[i].name));
 	if (set.len > 0)
-		(void) SyncExecute(psprintf("UPDATE %s t SET %s WHERE %s",
-									t->from, set.data, DeletedRowsSql(pull, t, "t")),
-						   0, NULL, NULL, NULL);
+		(void) SyncMergeSet(&t->mt, "empty the cycle's references of", set.data,
+							SyncDeletedRowsSql(&t->mt, "x"));
+}
+
+/*
+ * Rows of t that incoming rows of its children left out (on_conflict)
+ * still reference are kept until those rows are applied: t is then merged
+ * again at the next pull.
+ */
+static void
+KeepReferenced(Pull *pull, List *deps, int ti)
+{
+	PullTable  *t = &pull->tables[ti];
+	ListCell   *lc;
+
+	foreach(lc, deps)
+	{
+		SyncForeignKey *fk = lfirst(lc);
+		PullTable  *child = &pull->tables[fk->child];
+		SyncKeeper *keeper;
+
+		if (fk->declared || fk->parent != ti || child->mt.skip == NULL)
+			continue;
+		keeper = palloc(sizeof(SyncKeeper));
+		keeper->child = &child->mt;
+		keeper->fk = fk;
+		t->mt.keepers = lappend(t->mt.keepers, keeper);
+		t->complete = false;
+	}
+}
+
+/*
+ * Delete t's rows of the range that the archive no longer has, once it is
+ * sure that nothing reaches rows the pull must not change; in a reference
+ * cycle, their back columns are emptied first (ClearBackColumns).
+ */
+static void
+DeleteMissing(Pull *pull, int ti)
+{
+	PullTable  *t = &pull->tables[ti];
+	int64		rows;
+	char	   *doomed = SyncDoom(&t->mt, SyncDeletedRowsSql(&t->mt, "x"),
+								  psprintf("sync_pull_doomed_%d", ti + 1), &rows);
+
+	SyncCheckReach(&t->mt, PulledTargets(pull), pull->ntables, NIL, doomed);
+	t->deleted += SyncMergeDelete(&t->mt, doomed);
+}
+
+/*
+ * Delete at once t's rows of the range that the archive no longer has and
+ * that no row references (rows reaching them would be found with
+ * row_security off), so that their unique values are free for the rows
+ * that take them over.
+ */
+static void
+DeleteUnreferenced(Pull *pull, int ti)
+{
+	PullTable  *t = &pull->tables[ti];
+	int			save_nestlevel;
+	int64		rows;
+	char	   *doomed;
+
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("row_security", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	doomed = SyncDoom(&t->mt, psprintf("%s AND NOT %s", SyncDeletedRowsSql(&t->mt, "x"),
+									   SyncReferencedSql(&t->mt, "x")),
+					  psprintf("sync_pull_unreferenced_%d", ti + 1), &rows);
+	AtEOXact_GUC(true, save_nestlevel);
+	t->deleted += SyncMergeDelete(&t->mt, doomed);
+}
+
+/*
+ * Leave out the incoming rows of table ti that reference rows left out of
+ * its parents (itself, with self).
+ */
+static void
+SkipReferencing(Pull *pull, List *deps, int ti, bool self)
+{
+	PullTable  *t = &pull->tables[ti];
+	ListCell   *lc;
+
+	foreach(lc, deps)
+	{
+		SyncForeignKey *fk = lfirst(lc);
+		PullTable  *parent = &pull->tables[fk->parent];
+		ListCell   *c;
+		bool		staged = true;
+
+		if (fk->declared || fk->child != ti || parent->stage == NULL ||
+			(fk->parent == ti) != self)
+			continue;
+		foreach(c, fk->columns)
+			staged &= (get_attnum(t->mt.stage_relid, lfirst(c)) != InvalidAttrNumber);
+		foreach(c, fk->parent_columns)
+			staged &= (get_attnum(parent->mt.stage_relid, lfirst(c)) != InvalidAttrNumber);
+		if (staged)
+			SyncSkipReferencing(&t->mt, &parent->mt, fk, ti + 1);
+	}
+}
+
+/*
+ * Before t's rows are merged: leave out the incoming rows that reference
+ * rows left out of its parents, settle the unique values they need, and
+ * leave out those that reference rows of t left out meanwhile.  Returns
+ * whether unique values move between the machine's rows of t.
+ */
+static bool
+ResolveConflicts(Pull *pull, List *deps, int ti)
+{
+	PullTable  *t = &pull->tables[ti];
+	int64		skipped;
+
+	/* each row left out may keep others out: until nothing more is */
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		skipped = SyncSkipCount(&t->mt);
+		SkipReferencing(pull, deps, ti, false);
+		if (t->uniques != NIL)
+			SyncSkipConflicts(&t->mt, t->uniques, t->skip_conflicts, ti + 1);
+		SkipReferencing(pull, deps, ti, true);
+	} while (SyncSkipCount(&t->mt) > skipped);
+	return t->uniques != NIL && SyncValuesMove(&t->mt, t->uniques);
 }
 
 /*
@@ -632,7 +633,7 @@ ClearBackColumns(Pull *pull, List *fkeys, int *order_pos, int ti)
  * order); order_pos[i] is table i's place, -1 for tables not staged.
  */
 static int *
-StagedOrder(Pull *pull, List *fkeys, int **order_pos)
+StagedOrder(Pull *pull, List *deps, int **order_pos)
 {
 	bool	   *staged = palloc0(sizeof(bool) * (pull->ntables + 1));
 	int		   *order;
@@ -640,7 +641,7 @@ StagedOrder(Pull *pull, List *fkeys, int **order_pos)
 
 	for (i = 0; i < pull->ntables; i++)
 		staged[i] = (pull->tables[i].stage != NULL);
-	order = SyncParentsFirst(pull->ntables, fkeys, staged);
+	order = SyncParentsFirst(pull->ntables, deps, staged);
 	*order_pos = palloc(sizeof(int) * (pull->ntables + 1));
 	for (i = 0; i < pull->ntables; i++)
 		(*order_pos)[i] = -1;
@@ -701,7 +702,7 @@ ApplyRegistry(Pull *pull, SyncLoader *loader)
  * skipped.
  */
 static void
-LoadTables(Pull *pull, List *fkeys)
+LoadTables(Pull *pull, List *deps)
 {
 	SyncLoader	loader;
 	char	   *name;
@@ -724,7 +725,7 @@ LoadTables(Pull *pull, List *fkeys)
 		if (t == NULL || !OidIsValid(t->relid) || t->unchanged)
 			continue;			/* skipped; its other files too */
 
-		if (CanLoadDirectly(pull, t, fkeys))
+		if (CanLoadDirectly(pull, t, deps))
 		{
 			if (pg_class_aclcheck(t->relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
 				aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(t->relid));
@@ -743,15 +744,127 @@ LoadTables(Pull *pull, List *fkeys)
 }
 
 /*
+ * Before anything is merged: row-level security must not hide rows of a
+ * staged table from this role (they would be neither seen nor changed),
+ * and a key that no index makes unique must be unique in the rows loaded
+ * and in the copy here.
+ */
+static void
+CheckTables(Pull *pull)
+{
+	int			i;
+
+	for (i = 0; i < pull->ntables; i++)
+	{
+		PullTable  *t = &pull->tables[i];
+
+		if (t->stage && check_enable_rls(t->relid, InvalidOid, true) == RLS_ENABLED)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("row-level security on table %s applies to role %s",
+							t->at.qualname, GetUserNameFromId(GetUserId(), false)),
+					 errdetail("Rows a policy hides from the role pulling would be neither updated nor deleted, and the copy of machine " INT64_FORMAT "'s rows would differ from what it published.",
+							   pull->machine_id),
+					 errhint("Pull as the table's owner or a role with BYPASSRLS, or disable row-level security on the table.")));
+		if (t->key_unchecked && t->direct)
+			SyncCheckUniqueKeys(&t->mt, "the archive",
+								"Its publisher must give each of its rows a key of its own and dump again.");
+		else if (t->key_unchecked && t->stage)
+			SyncCheckUniqueKeys(&t->mt, "the copy here",
+								"Delete the extra copies here, then pull again.");
+	}
+}
+
+/*
+ * Defer the deferrable foreign keys of reference cycles, and deferrable
+ * unique constraints, to the end of the pull.
+ */
+static void
+DeferConstraints(Pull *pull, List *deps, int *order_pos)
+{
+	ListCell   *lc;
+	int			i;
+
+	foreach(lc, deps)
+	{
+		SyncForeignKey *fk = lfirst(lc);
+
+		if (fk->deferrable && fk->parent != fk->child &&
+			pull->tables[fk->parent].stage && pull->tables[fk->child].stage &&
+			order_pos[fk->parent] > order_pos[fk->child])
+			SyncExecute(psprintf("SET CONSTRAINTS %s DEFERRED", fk->name),
+						0, NULL, NULL, NULL);
+	}
+	for (i = 0; i < pull->ntables; i++)
+		if (pull->tables[i].stage)
+			SyncDeferUniques(pull->tables[i].uniques);
+}
+
+/*
+ * After the merge: drop the staging tables, add up what was done, and say
+ * which rows on_conflict left out.
+ */
+static void
+Finish(Pull *pull)
+{
+	StringInfoData skipped;
+	MemoryContext oldcxt;
+	int			i;
+
+	/* the log is written after SPI's memory is gone */
+	oldcxt = MemoryContextSwitchTo(pull->cxt);
+	initStringInfo(&skipped);
+	MemoryContextSwitchTo(oldcxt);
+	for (i = 0; i < pull->ntables; i++)
+	{
+		PullTable  *t = &pull->tables[i];
+
+		if (t->stage && SyncSkippedRows(&t->mt, &t->skipped))
+		{
+			oldcxt = MemoryContextSwitchTo(pull->cxt);
+			appendStringInfoString(&skipped, skipped.len ? ", " : "{");
+			escape_json(&skipped, t->at.qualname);
+			appendStringInfo(&skipped, ": {\"rows\": " INT64_FORMAT ", \"keys\": ", t->skipped.rows);
+			escape_json(&skipped, t->skipped.keys);
+			appendStringInfoChar(&skipped, '}');
+			MemoryContextSwitchTo(oldcxt);
+			pull->skipped += t->skipped.rows;
+			t->complete = false;	/* tried again at the next pull */
+			AddWarning(pull, psprintf("%s of table %s from machine " INT64_FORMAT " left out: %s",
+									  t->skipped.rows == 1 ? "1 row" : psprintf(INT64_FORMAT " rows", t->skipped.rows),
+									  t->at.qualname, pull->machine_id,
+									  t->skipped.rows == 1 ?
+									  "it holds unique values of other machines' rows, or references a row that does" :
+									  "they hold unique values of other machines' rows, or reference rows that do"),
+					   psprintf("Keys %s%s.", t->skipped.keys,
+								t->skipped.rows > 5 ? ", ..." : ""),
+					   "They arrive at a later pull, once the conflict is resolved on one of the machines.");
+		}
+		if (t->stage)
+			SyncExecute(psprintf("DROP TABLE %s", t->stage), 0, NULL, NULL, NULL);
+		if (t->mt.skip)
+			SyncExecute(psprintf("DROP TABLE %s", t->mt.skip), 0, NULL, NULL, NULL);
+		pull->inserted += t->inserted;
+		pull->updated += t->updated;
+		pull->deleted += t->deleted;
+	}
+	if (skipped.len > 0)
+	{
+		appendStringInfoChar(&skipped, '}');
+		pull->skipped_json = skipped.data;
+	}
+}
+
+/*
  * Apply a verified archive.  The caller is connected to SPI.
  */
 void
 SyncApplyArchive(Pull *pull)
 {
-	List	   *fkeys;
-	ListCell   *lc;
+	List	   *deps;
 	int		   *order;
 	int		   *order_pos;
+	bool		uniques = false;
 	int			save_nestlevel;
 	int			i;
 
@@ -764,44 +877,41 @@ SyncApplyArchive(Pull *pull)
 
 	for (i = 0; i < pull->ntables; i++)
 		MapTable(pull, &pull->tables[i]);
-	fkeys = PulledForeignKeys(pull);
-	LoadTables(pull, fkeys);
+	deps = PulledDependencies(pull);
+	LoadTables(pull, deps);
+	CheckTables(pull);
 
-	/* merge staged tables parents first, then delete children first */
-	order = StagedOrder(pull, fkeys, &order_pos);
+	order = StagedOrder(pull, deps, &order_pos);
+	DeferConstraints(pull, deps, order_pos);
+	for (i = 0; order[i] >= 0; i++)
+		uniques |= (pull->tables[order[i]].uniques != NIL);
 
-	/* deferrable references of a cycle are checked once all is in */
-	foreach(lc, fkeys)
+	/* 1. free unique values: unreferenced rows the archive lacks go first */
+	if (uniques)
+		for (i--; i >= 0; i--)
+			DeleteUnreferenced(pull, order[i]);
+
+	/* 2. parents first: conflicts settled, rows inserted and updated */
+	for (i = 0; order[i] >= 0; i++)
 	{
-		SyncForeignKey *fk = lfirst(lc);
+		bool		moves = ResolveConflicts(pull, deps, order[i]);
 
-		if (fk->deferrable && fk->parent != fk->child &&
-			pull->tables[fk->parent].stage && pull->tables[fk->child].stage &&
-			order_pos[fk->parent] > order_pos[fk->child])
-			SyncExecute(psprintf("SET CONSTRAINTS %s DEFERRED", fk->name),
-						0, NULL, NULL, NULL);
+		MergeTable(pull, deps, order_pos, order[i], moves);
 	}
+
+	/* 3. cycles completed, then the other rows the archive lacks deleted */
 	for (i = 0; order[i] >= 0; i++)
-		MergeTable(pull, fkeys, order_pos, order[i]);
+		ApplyBackColumns(pull, deps, order_pos, order[i]);
 	for (i = 0; order[i] >= 0; i++)
-		ApplyBackColumns(pull, fkeys, order_pos, order[i]);
-	for (i = 0; order[i] >= 0; i++)
-		ClearBackColumns(pull, fkeys, order_pos, order[i]);
+	{
+		KeepReferenced(pull, deps, order[i]);
+		ClearBackColumns(pull, deps, order_pos, order[i]);
+	}
 	while (--i >= 0)
 		DeleteMissing(pull, order[i]);
 
 	/* every reference is checked before the pull ends, deferred ones too */
 	SyncExecute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL);
-
-	for (i = 0; i < pull->ntables; i++)
-	{
-		PullTable  *t = &pull->tables[i];
-
-		if (t->stage)
-			SyncExecute(psprintf("DROP TABLE %s", t->stage), 0, NULL, NULL, NULL);
-		pull->inserted += t->inserted;
-		pull->updated += t->updated;
-		pull->deleted += t->deleted;
-	}
+	Finish(pull);
 	AtEOXact_GUC(true, save_nestlevel);
 }

@@ -10,7 +10,9 @@
 
 #include "postgres.h"
 
+#include "conflict.h"
 #include "format.h"
+#include "merge.h"
 
 /* One table of an archive, as the subscriber sees it. */
 typedef struct PullTable
@@ -30,11 +32,16 @@ typedef struct PullTable
 	bool	   *local;			/* per column: the table here has it */
 	bool		direct;			/* loaded straight into the table */
 	char	   *stage;			/* staging table, or NULL */
+	bool		key_unchecked;	/* no index here says the key is unique */
+	bool		skip_conflicts; /* on_conflict = 'skip' */
+	List	   *uniques;		/* SyncUnique: its other unique constraints */
+	SyncMergeTarget mt;			/* what merging it works on */
 
 	/* results */
 	int64		inserted;
 	int64		updated;
 	int64		deleted;
+	SyncSkipped skipped;		/* rows on_conflict left out */
 } PullTable;
 
 /* A whole pull. */
@@ -50,8 +57,10 @@ typedef struct Pull
 	int64		inserted;
 	int64		updated;
 	int64		deleted;
+	int64		skipped;		/* rows left out by on_conflict */
+	char	   *skipped_json;	/* per table, rows and first keys left out */
 	List	   *warnings;		/* messages also put into the log */
-	MemoryContext cxt;			/* for what outlives SPI: the warnings */
+	MemoryContext cxt;			/* for what outlives SPI: warnings, skipped */
 	char	   *session_path;	/* the caller's search_path */
 } Pull;
 

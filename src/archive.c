@@ -226,9 +226,16 @@ SyncArchiveCreate(const char *tmppath, int level)
 	 * server.
 	 */
 	if (fchmod(archive->fd, SYNC_PUBLISHED_FILE_MODE) != 0)
+	{
+		int			save_errno = errno;
+
+		/* the caller has no archive to abort yet: the file is ours to remove */
+		(void) unlink(tmppath);
+		errno = save_errno;
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not set permissions of dump archive \"%s\": %m", tmppath)));
+	}
 	return archive;
 }
 

@@ -42,6 +42,7 @@
 #include "expr.h"
 #include "fkeys.h"
 #include "format.h"
+#include "keys.h"
 #include "log.h"
 #include "registry.h"
 #include "settings.h"
@@ -61,6 +62,7 @@ typedef struct DumpTable
 	SyncArchiveTable at;		/* as the archive describes it */
 	SyncClosureTable closure;	/* which of its rows are published */
 	char	   *select_sql;		/* the published columns (alias t) */
+	bool		key_unchecked;	/* no index says the key is unique */
 } DumpTable;
 
 /* Everything one dump works with. */
@@ -148,7 +150,7 @@ PrepareTable(DumpState *state, DumpTable *t, const SyncRegisteredTable *reg)
 {
 	Relation	rel = table_open(reg->relid, AccessShareLock);
 	TupleDesc	desc = RelationGetDescr(rel);
-	AttrNumber	key_attnum = SyncKeyColumn(rel);
+	AttrNumber	key_attnum = SyncRegisteredKey(rel, reg);
 	List	   *rules = NIL;
 	StringInfoData select;
 	StringInfoData keep;
@@ -163,6 +165,7 @@ PrepareTable(DumpState *state, DumpTable *t, const SyncRegisteredTable *reg)
 		psprintf("ONLY %s", t->at.qualname) : t->at.qualname;
 	t->at.key = pstrdup(NameStr(TupleDescAttr(desc, key_attnum - 1)->attname));
 	t->closure.key = pstrdup(quote_identifier(t->at.key));
+	t->key_unchecked = !SyncKeyIsUnique(rel, key_attnum);
 
 	if (reg->anonymize != NULL)
 	{
@@ -311,6 +314,24 @@ CopyShutdown(DestReceiver *self)
 static void
 CopyDestroy(DestReceiver *self)
 {
+}
+
+/*
+ * A key that no index makes unique must be unique among this machine's
+ * rows: a subscriber identifies rows by it.
+ */
+static void
+CheckKeysUnique(DumpTable *t, const SyncRange *range, Snapshot snapshot)
+{
+	char	   *keys = SyncDuplicateKeys(t->closure.from, t->closure.key,
+										 range->start, range->end, snapshot);
+
+	if (keys != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("table %s has more than one row with the same key", t->at.qualname),
+				 errdetail("Key column \"%s\" is not unique: %s.", t->at.key, keys),
+				 errhint("Subscribers identify rows by their key: give each row of this machine a key of its own.")));
 }
 
 /*
@@ -550,7 +571,7 @@ PrepareTables(DumpState *state)
 		PrepareTable(state, &described[i], &regs[i]);
 		relids[i] = regs[i].relid;
 	}
-	order = SyncParentsFirst(n, SyncForeignKeysAmong(relids, n), NULL);
+	order = SyncParentsFirst(n, SyncTableDependencies(relids, n), NULL);
 
 	state->ntables = n;
 	state->tables = palloc0(sizeof(DumpTable) * n);
@@ -662,7 +683,11 @@ WriteArchive(DumpState *state, Snapshot snapshot, MemoryContext outer)
 	ExportTable(state, &state->registry, &everything, snapshot);
 	state->rows -= state->registry.at.rows; /* count table rows only */
 	for (i = 0; i < state->ntables; i++)
+	{
+		if (state->tables[i].key_unchecked)
+			CheckKeysUnique(&state->tables[i], &state->machine.range, snapshot);
 		ExportTable(state, &state->tables[i], &state->machine.range, snapshot);
+	}
 
 	manifest = SyncBuildManifest(&state->header, true);
 	SyncArchiveAddMember(state->archive, SYNC_MANIFEST_MEMBER, manifest, strlen(manifest));

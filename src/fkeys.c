@@ -46,27 +46,13 @@
 	"        JOIN pg_catalog.pg_attribute a ON a.attrelid = " rel " AND a.attnum = k.n" \
 	"       ORDER BY k.o)"
 
-/* Column names of a text[] value of the last SPI result, as a list. */
-static List *
-NameList(int row, int col)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
-								  col, &isnull);
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-	int			i;
-	List	   *names = NIL;
-
-	if (isnull)
-		return NIL;
-	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
-					  &elems, &nulls, &n);
-	for (i = 0; i < n; i++)
-		names = lappend(names, TextDatumGetCString(elems[i]));
-	return names;
-}
+/* SQL: the equality operators of foreign key constraint c, in order */
+#define OPERATORS_SQL \
+	"ARRAY(SELECT pg_catalog.format('OPERATOR(%I.%s)', opn.nspname, op.oprname)" \
+	"        FROM pg_catalog.unnest(c.conpfeqop) WITH ORDINALITY k(eqop, o)" \
+	"        JOIN pg_catalog.pg_operator op ON op.oid = k.eqop" \
+	"        JOIN pg_catalog.pg_namespace opn ON opn.oid = op.oprnamespace" \
+	"       ORDER BY k.o)"
 
 /* Position of relid in relids, or -1. */
 static int
@@ -103,6 +89,8 @@ SyncForeignKeysAmong(const Oid *relids, int n)
 	rows = SyncExecute("SELECT c.conrelid, c.confrelid, " FK_JOIN_SQL ","
 					   "  " COLUMN_NAMES_SQL("c.conkey", "c.conrelid") ","
 					   "  c.condeferrable,"
+					   "  " COLUMN_NAMES_SQL("c.confkey", "c.confrelid") ","
+					   "  " OPERATORS_SQL ","
 					   "  pg_catalog.quote_ident(ns.nspname) OPERATOR(pg_catalog.||) '.'"
 					   "    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.conname)"
 					   "  FROM pg_catalog.pg_constraint c"
@@ -113,14 +101,16 @@ SyncForeignKeysAmong(const Oid *relids, int n)
 					   1, argtypes, values, NULL);
 	for (i = 0; i < rows; i++)
 	{
-		SyncForeignKey *fk = palloc(sizeof(SyncForeignKey));
+		SyncForeignKey *fk = palloc0(sizeof(SyncForeignKey));
 
 		fk->child = TableIndex(relids, n, SyncGetOid(i, 1));
 		fk->parent = TableIndex(relids, n, SyncGetOid(i, 2));
 		fk->join_sql = SyncGetText(i, 3);
-		fk->columns = NameList(i, 4);
+		fk->columns = SyncGetTextList(i, 4);
 		fk->deferrable = SyncGetBool(i, 5);
-		fk->name = SyncGetText(i, 6);
+		fk->parent_columns = SyncGetTextList(i, 6);
+		fk->operators = SyncGetTextList(i, 7);
+		fk->name = SyncGetText(i, 8);
 		fkeys = lappend(fkeys, fk);
 	}
 	return fkeys;
@@ -191,7 +181,9 @@ SyncReferencesTo(Oid relid)
 	int			i;
 
 	rows = SyncExecute("SELECT c.conrelid, " FK_JOIN_SQL ","
-					   "  " COLUMN_NAMES_SQL("c.confkey", "c.confrelid")
+					   "  " COLUMN_NAMES_SQL("c.confkey", "c.confrelid") ","
+					   "  " COLUMN_NAMES_SQL("c.conkey", "c.conrelid") ","
+					   "  " OPERATORS_SQL
 					   "  FROM pg_catalog.pg_constraint c"
 					   " WHERE c.contype = 'f' AND c.conparentid = 0"
 					   "   AND (c.confrelid = $1"
@@ -203,10 +195,47 @@ SyncReferencesTo(Oid relid)
 
 		ref->child = SyncGetOid(i, 1);
 		ref->join_sql = SyncGetText(i, 2);
-		ref->columns = NameList(i, 3);
+		ref->columns = SyncGetTextList(i, 3);
+		ref->child_columns = SyncGetTextList(i, 4);
+		ref->operators = SyncGetTextList(i, 5);
 		refs = lappend(refs, ref);
 	}
 	return refs;
+}
+
+/*
+ * The join condition of a foreign key, from its columns, between a row of
+ * its child (alias child) and of the table it references (alias parent).
+ */
+static char *
+JoinSql(List *child_columns, List *parent_columns, List *operators,
+		const char *child, const char *parent)
+{
+	StringInfoData sql;
+	ListCell   *c;
+	ListCell   *p;
+	ListCell   *o;
+
+	initStringInfo(&sql);
+	forthree(c, child_columns, p, parent_columns, o, operators)
+		appendStringInfo(&sql, "%s%s.%s %s %s.%s", sql.len ? " AND " : "",
+						 child, quote_identifier(lfirst(c)), (char *) lfirst(o),
+						 parent, quote_identifier(lfirst(p)));
+	return sql.data;
+}
+
+/* The join condition of a reference, between aliases child and parent. */
+char *
+SyncReferenceJoin(SyncReference *ref, const char *child, const char *parent)
+{
+	return JoinSql(ref->child_columns, ref->columns, ref->operators, child, parent);
+}
+
+/* The join condition of a foreign key, between aliases child and parent. */
+char *
+SyncForeignKeyJoin(SyncForeignKey *fk, const char *child, const char *parent)
+{
+	return JoinSql(fk->columns, fk->parent_columns, fk->operators, child, parent);
 }
 
 /*

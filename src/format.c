@@ -308,8 +308,9 @@ SyncBadArchive(int64 machine_id, const char *what, const char *detail)
  * Run a query over a JSON document given as text ($1), in a subtransaction:
  * a document that is not JSON, or not of the shape the query expects (a
  * value that does not cast), makes it fail.  Returns the number of rows,
- * with the rows in SPI_tuptable, or -1 on failure; the error is discarded
- * with the subtransaction, for the caller to report its own.  The caller is
+ * with the rows in SPI_tuptable, or -1 on such a failure (a data
+ * exception), whose error is discarded with the subtransaction for the
+ * caller to report its own; any other error is raised again.  The caller is
  * connected to SPI.
  */
 static int
@@ -320,12 +321,13 @@ JsonQuery(const char *sql, const char *text)
 	SyncStatement st = {sql, 1, argtypes, values, NULL, 0};
 	ErrorData  *edata = SyncRunInSubtransaction(SyncExecuteStatement, NULL, &st);
 
-	if (edata)
-	{
-		FreeErrorData(edata);
-		return -1;
-	}
-	return st.rows;
+	if (edata == NULL)
+		return st.rows;
+	/* a cancel, or anything else that is not about the data, goes on up */
+	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		ReThrowError(edata);
+	FreeErrorData(edata);
+	return -1;
 }
 
 #define INDEX_SQL \
@@ -588,7 +590,9 @@ SyncReadManifest(const char *text, SyncArchiveHeader *h)
 			SyncBadArchive(h->machine_id, "manifest", "It lists a table the header does not.");
 		if (!SyncGetInt64(i, 2, &t->rows))
 			t->rows = -1;
-		strlcpy(t->sha256, sha256 ? sha256 : "", sizeof(t->sha256));
+		/* a checksum of any other length matches none */
+		strlcpy(t->sha256, (sha256 && strlen(sha256) == SYNC_SHA256_HEX_LEN - 1) ? sha256 : "",
+				sizeof(t->sha256));
 	}
 }
 

@@ -10,14 +10,21 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -32,13 +39,66 @@ static Oid	sync_schema_oid = InvalidOid;
 static const char *sync_schema = NULL;
 
 /*
- * Start of every SQL-callable function: remember the schema the extension
- * was created in (the schema of the function being called), so that the
- * SQL we build always names our own objects, whatever search_path says.
+ * The version of the extension's SQL objects installed in this database
+ * (pg_extension.extversion), or NULL if it is not installed.
+ */
+static char *
+InstalledVersion(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	char	   *version = NULL;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("sync"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = TextDatumGetCString(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return version;
+}
+
+/*
+ * Refuse to run against SQL objects of another version than this library's
+ * (after the library was updated, before ALTER EXTENSION ... UPDATE): the
+ * functions' arguments and the tables' columns would not be what the code
+ * expects.
+ */
+void
+SyncCheckVersion(void)
+{
+	char	   *installed = InstalledVersion();
+
+	if (installed != NULL && strcmp(installed, SYNC_EXTENSION_VERSION) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension sync is at version %s in this database, but its library is version %s",
+						installed, SYNC_EXTENSION_VERSION),
+				 errhint("Run ALTER EXTENSION sync UPDATE.")));
+}
+
+/*
+ * Start of every SQL-callable function: check that the SQL objects are of
+ * this library's version, and remember the schema the extension was
+ * created in (the schema of the function being called), so that the SQL
+ * we build always names our own objects, whatever search_path says.
  */
 void
 SyncEnter(FunctionCallInfo fcinfo)
 {
+	SyncCheckVersion();
 	SyncUseSchema(get_func_namespace(fcinfo->flinfo->fn_oid));
 }
 
@@ -202,6 +262,32 @@ char *
 SyncGetText(int row, int col)
 {
 	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+}
+
+/*
+ * Fetch a text[] value from the last SPI result as a list of C strings
+ * (NIL for NULL); a NULL element would be an empty name, so arrays passed
+ * here have none.
+ */
+List *
+SyncGetTextList(int row, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+								  col, &isnull);
+	Datum	   *elems;
+	bool	   *nulls;
+	List	   *result = NIL;
+	int			n;
+	int			i;
+
+	if (isnull)
+		return NIL;
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	for (i = 0; i < n; i++)
+		result = lappend(result, nulls[i] ? pstrdup("") : TextDatumGetCString(elems[i]));
+	return result;
 }
 
 /*

@@ -16,7 +16,7 @@
 #include "utils/snapshot.h"
 
 /* version of the extension's SQL objects, as in sync.control */
-#define SYNC_EXTENSION_VERSION "0.1"
+#define SYNC_EXTENSION_VERSION "0.2"
 
 /*
  * Advisory locks (first key; the second says which object): one dump at a
@@ -37,6 +37,7 @@ typedef void (*SyncBody) (void *arg);
 
 /* names of the extension's objects */
 extern void SyncEnter(FunctionCallInfo fcinfo);
+extern void SyncCheckVersion(void);
 extern void SyncUseSchema(Oid nsp);
 extern Oid	SyncSchemaOid(void);
 extern char *SyncObject(const char *name);
@@ -52,6 +53,7 @@ extern int	SyncExecuteSnapshot(const char *sql, int nargs, Oid *argtypes,
 								Snapshot snapshot);
 extern bool SyncGetInt64(int row, int col, int64 *value);
 extern char *SyncGetText(int row, int col);
+extern List *SyncGetTextList(int row, int col);
 extern Oid	SyncGetOid(int row, int col);
 extern bool SyncGetBool(int row, int col);
 extern Datum SyncReturnRow(int row);

@@ -179,9 +179,11 @@ SyncLoad(SyncLoader *loader, const char *dir, const char *qualname,
 	/* the rows loaded must be the rows checked */
 	if ((int64) rows != expected_rows)
 		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("COPY loaded " UINT64_FORMAT " rows of table %s from the archive of machine " INT64_FORMAT ", which has " INT64_FORMAT,
-						rows, qualname, loader->machine_id, expected_rows)));
+				(errcode(ERRCODE_TRIGGERED_DATA_CHANGE_VIOLATION),
+				 errmsg("pull of machine " INT64_FORMAT " planned to load " INT64_FORMAT " rows of table %s, but " UINT64_FORMAT " were",
+						loader->machine_id, expected_rows, qualname, rows),
+				 errdetail("A trigger or rule changed what COPY did; nothing was applied."),
+				 errhint("Sync does not disable triggers: a BEFORE trigger that returns NULL for another machine's rows keeps its copy from matching what its owner published. Let such rows through, for example when their key is outside this machine's range.")));
 	return rows;
 }
 

@@ -10,7 +10,9 @@
  * row is touched: its size and SHA-256 against the index, the header's
  * format, source machine and range, every table's checksum and row count
  * against the manifest, and every key against the machine's range.  Only
- * then is it applied (apply.c), in the caller's transaction.
+ * then is it applied (apply.c), in the caller's transaction.  A pull whose
+ * tables' on_conflict left rows out is 'partial': the rows left out arrive
+ * at a later pull, once the conflict is gone.
  *
  * The pull runs in a subtransaction: on any failure the subscriber is
  * exactly as before, the downloaded file is removed, the failure is
@@ -482,7 +484,8 @@ RunPull(PullRun *run)
 		MarkUnchanged(pull);
 		SyncApplyArchive(pull);
 		SavePullState(run);
-		run->status = "applied";
+		/* rows on_conflict left out: the pull succeeded, not whole */
+		run->status = (pull->skipped > 0) ? "partial" : "applied";
 	}
 	SPI_finish();
 	AtEOXact_GUC(true, save_nestlevel);
@@ -538,6 +541,8 @@ LogApplied(PullRun *run, SyncLogEntry *log)
 		escape_json(&details, lfirst(lc));
 	}
 	appendStringInfoString(&details, "]");
+	if (run->pull.skipped_json)
+		appendStringInfo(&details, ", \"skipped\": %s", run->pull.skipped_json);
 	if (run->archive_sha256)
 		appendStringInfo(&details, ", \"sha256\": \"%s\"", run->archive_sha256);
 	appendStringInfoChar(&details, '}');

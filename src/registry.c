@@ -118,6 +118,25 @@ SyncFindMachine(bool by_name, int64 id, const char *hostname,
 }
 
 /*
+ * The machine whose range holds key; false if none does.  The caller is
+ * connected to SPI.
+ */
+bool
+SyncMachineOwning(int64 key, SyncMachine *machine)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(key)};
+
+	if (SyncExecute(psprintf("SELECT " MACHINE_COLUMNS " FROM %s"
+							 " WHERE $1 BETWEEN sync_start AND sync_end",
+							 SyncObject("sync_machine")),
+					1, argtypes, values, NULL) == 0)
+		return false;
+	MachineFromRow(0, machine);
+	return true;
+}
+
+/*
  * The machine this server is; false if sync_init() has not been run yet.
  * The caller is connected to SPI.
  */
@@ -322,26 +341,41 @@ SyncPrepareRegistration(const SyncRegistration *reg, SyncMachine *m)
 }
 
 /*
- * Insert or update an entry that passed the checks; the new row is left in
- * SPI_tuptable.  updated_at moves only when something changed.
+ * Fill the first four statement parameters with a machine's id, hostname,
+ * URL and contact (NULL where it has none).
  */
-void
-SyncStoreMachine(const SyncMachine *m)
+static void
+ContactParams(const SyncMachine *m, Datum *values, char *nulls)
 {
-	Oid			argtypes[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID};
-	Datum		values[6];
-	char		nulls[6] = "      ";
-
 	values[0] = Int64GetDatum(m->id);
 	values[1] = CStringGetTextDatum(m->hostname);
 	values[2] = m->url ? CStringGetTextDatum(m->url) : (Datum) 0;
 	nulls[2] = m->url ? ' ' : 'n';
 	values[3] = m->contact ? CStringGetTextDatum(m->contact) : (Datum) 0;
 	nulls[3] = m->contact ? ' ' : 'n';
+}
+
+/*
+ * Insert or update an entry that passed the checks; the new row is left in
+ * SPI_tuptable.  updated_at moves only when something changed.  With
+ * insert_only, an entry that exists meanwhile fails the statement.
+ */
+static void
+StoreMachine(const SyncMachine *m, bool insert_only)
+{
+	Oid			argtypes[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID};
+	Datum		values[6];
+	char		nulls[6] = "      ";
+
+	ContactParams(m, values, nulls);
 	values[4] = Int64GetDatum(m->range.start);
 	values[5] = Int64GetDatum(m->range.end);
 	SyncExecute(psprintf("INSERT INTO %s AS m (" MACHINE_COLUMNS ")"
 						 " VALUES ($1, $2, $3, $4, $5, $6)"
+						 "%s"
+						 " RETURNING *",
+						 SyncObject("sync_machine"),
+						 insert_only ? "" :
 						 " ON CONFLICT (id) DO UPDATE SET"
 						 "   hostname = EXCLUDED.hostname, sync_url = EXCLUDED.sync_url,"
 						 "   sync_contact = EXCLUDED.sync_contact,"
@@ -350,10 +384,35 @@ SyncStoreMachine(const SyncMachine *m)
 						 "     WHEN (m.hostname, m.sync_url, m.sync_contact, m.sync_start, m.sync_end)"
 						 "       IS DISTINCT FROM (EXCLUDED.hostname, EXCLUDED.sync_url,"
 						 "         EXCLUDED.sync_contact, EXCLUDED.sync_start, EXCLUDED.sync_end)"
-						 "     THEN pg_catalog.now() ELSE m.updated_at END"
-						 " RETURNING *",
-						 SyncObject("sync_machine")),
+						 "     THEN pg_catalog.now() ELSE m.updated_at END"),
 				6, argtypes, values, nulls);
+}
+
+/*
+ * Change a known machine's hostname, URL and contact (never its range).
+ */
+static void
+UpdateContact(const SyncMachine *m)
+{
+	Oid			argtypes[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = "    ";
+
+	ContactParams(m, values, nulls);
+	SyncExecute(psprintf("UPDATE %s SET hostname = $2, sync_url = $3, sync_contact = $4,"
+						 "       updated_at = pg_catalog.now()"
+						 " WHERE id = $1", SyncObject("sync_machine")),
+				4, argtypes, values, nulls);
+}
+
+/*
+ * Store an entry sync_register_machine prepared (SyncPrepareRegistration);
+ * the new row is left in SPI_tuptable.
+ */
+void
+SyncStoreMachine(const SyncMachine *m)
+{
+	StoreMachine(m, false);
 }
 
 /* Report a registry in an archive whose entries are not valid. */
@@ -434,6 +493,9 @@ ReadStagedRegistry(const char *stage, int64 publisher, int *n)
 			ReportInvalidEntry(publisher);
 	}
 	qsort(entries, *n, sizeof(SyncMachine), CompareMachines);
+	for (i = 1; i < *n; i++)
+		if (entries[i].id == entries[i - 1].id)
+			ReportInvalidEntry(publisher);
 	return entries;
 }
 
@@ -443,16 +505,23 @@ ReadStagedRegistry(const char *stage, int64 publisher, int *n)
  * and contact change only through its own archive or (authority) the
  * registry authority's; ranges never change through a pull, and one that
  * conflicts with what this server knows fails it.  Every entry is checked
- * before any is written.  The caller is connected to SPI.
+ * before any is written.  Without the lock registrations take (pulls of
+ * different machines run at once): a machine registered meanwhile fails
+ * the insert, and an update never writes a range.  The caller is connected
+ * to SPI.
  */
 void
 SyncMergeRegistry(const char *stage, int64 publisher, bool authority)
 {
 	int			n;
-	SyncMachine *entries = ReadStagedRegistry(stage, publisher, &n);
-	bool	   *known = palloc0(sizeof(bool) * (n + 1));
-	SyncMachine *here = palloc0(sizeof(SyncMachine) * (n + 1));
+	SyncMachine *entries;
+	bool	   *known;
+	SyncMachine *here;
 	int			i;
+
+	entries = ReadStagedRegistry(stage, publisher, &n);
+	known = palloc0(sizeof(bool) * (n + 1));
+	here = palloc0(sizeof(SyncMachine) * (n + 1));
 
 	for (i = 0; i < n; i++)
 	{
@@ -494,12 +563,13 @@ SyncMergeRegistry(const char *stage, int64 publisher, bool authority)
 					 errhint("Hostnames identify machines; correct the registry with sync_register_machine() on the side that is wrong.")));
 	}
 
-	/* an entry that would not change is not written at all */
+	/* new machines are added; an entry that would not change is not written */
 	for (i = 0; i < n; i++)
-		if (!known[i] ||
-			((entries[i].id == publisher || authority) &&
-			 !SameEntry(&entries[i], &here[i])))
-			SyncStoreMachine(&entries[i]);
+		if (!known[i])
+			StoreMachine(&entries[i], true);
+		else if ((entries[i].id == publisher || authority) &&
+				 !SameEntry(&entries[i], &here[i]))
+			UpdateContact(&entries[i]);
 }
 
 /* Keep this server's identity as it is until the transaction ends. */

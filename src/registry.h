@@ -41,6 +41,7 @@ typedef struct SyncRegistration
 extern bool SyncLookupMachine(int64 id, SyncMachine *machine);
 extern void SyncFindMachine(bool by_name, int64 id, const char *hostname,
 							SyncMachine *machine);
+extern bool SyncMachineOwning(int64 key, SyncMachine *machine);
 extern bool SyncLocalMachine(SyncMachine *machine);
 extern void SyncRequireLocalMachine(SyncMachine *machine);
 extern void SyncReportUnknownMachine(int64 id) pg_attribute_noreturn();

@@ -35,6 +35,7 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
+#include "commands/dbcommands.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -197,16 +198,20 @@ sync_schedule(PG_FUNCTION_ARGS)
 
 /*
  * The schema the extension is installed in, in this database, which our
- * SQL then names (SyncUseSchema); InvalidOid if it is not installed.
+ * SQL then names (SyncUseSchema); InvalidOid if it is not installed, or
+ * not at this library's version (until ALTER EXTENSION ... UPDATE, said
+ * once in the server log).
  */
 static Oid
 ExtensionSchema(void)
 {
+	static char *reported = NULL;
+	char	   *version;
 	Oid			nsp;
 
 	if (extension_plan == NULL)
 	{
-		extension_plan = SPI_prepare("SELECT e.extnamespace FROM pg_catalog.pg_extension e"
+		extension_plan = SPI_prepare("SELECT e.extnamespace, e.extversion FROM pg_catalog.pg_extension e"
 									 " WHERE e.extname = 'sync'", 0, NULL);
 		if (extension_plan == NULL || SPI_keepplan(extension_plan) != 0)
 			elog(ERROR, "could not prepare the launcher's statements");
@@ -216,6 +221,20 @@ ExtensionSchema(void)
 	if (SPI_processed == 0)
 		return InvalidOid;
 	nsp = SyncGetOid(0, 1);
+	version = SyncGetText(0, 2);
+	if (strcmp(version, SYNC_EXTENSION_VERSION) != 0)
+	{
+		if (reported == NULL || strcmp(reported, version) != 0)
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("scheduled pulls wait: extension sync is at version %s in database \"%s\", but its library is version %s",
+							version, get_database_name(MyDatabaseId), SYNC_EXTENSION_VERSION),
+					 errhint("Run ALTER EXTENSION sync UPDATE.")));
+			reported = MemoryContextStrdup(TopMemoryContext, version);
+		}
+		return InvalidOid;
+	}
 	SyncUseSchema(nsp);
 	return nsp;
 }
@@ -430,7 +449,7 @@ LogRun(int64 job, int64 remote, TimestampTz started, const char *status,
 	entry.machine_id = remote;
 	entry.job_id = job;
 	entry.started_at = started;
-	entry.finished_at = GetCurrentTimestamp();
+	entry.finished_at = GetCurrentTransactionStartTimestamp();
 	entry.status = status;
 	entry.message = message;
 	SyncLogInsert(&entry);
@@ -535,7 +554,7 @@ StartDueJobs(void)
 
 			/* never two runs of a job at once: this one is skipped */
 			if (RunPlan(plans.skip, values) > 0 && SyncGetInt64(0, 1, &remote))
-				LogRun(due[i].id, remote, GetCurrentTimestamp(), "skipped",
+				LogRun(due[i].id, remote, GetCurrentTransactionStartTimestamp(), "skipped",
 					   "the previous run is still going");
 			continue;
 		}

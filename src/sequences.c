@@ -155,13 +155,17 @@ SyncConfineTableSequences(Oid relid, const char *key_column,
 	LockRelationOid(relid, ShareLock);
 
 	/* the key column must be able to hold the local range at all */
-	if (key_type == INT4OID &&
-		(range->end > PG_INT32_MAX || range->start < PG_INT32_MIN))
+	if ((key_type == INT4OID &&
+		 (range->end > PG_INT32_MAX || range->start < PG_INT32_MIN)) ||
+		(key_type == INT2OID &&
+		 (range->end > PG_INT16_MAX || range->start < PG_INT16_MIN)))
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("key column \"%s\" of table %s cannot hold the local range [" INT64_FORMAT ", " INT64_FORMAT "]",
 						key_column, SyncRelationName(relid), range->start, range->end),
-				 errdetail("The column is of type integer, whose largest value is 2147483647."),
+				 errdetail("The column is of type %s, whose largest value is %d.",
+						   format_type_be(key_type),
+						   key_type == INT2OID ? PG_INT16_MAX : PG_INT32_MAX),
 				 errhint("Change the column to bigint with ALTER TABLE ... ALTER COLUMN ... TYPE bigint.")));
 
 	nseqs = SyncExecute(psprintf("SELECT s::oid FROM %s($1, $2::name) s ORDER BY 1",

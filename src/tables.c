@@ -1,10 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * tables.c
- *		Registering the tables that take part in sync (sync_table).
+ *		Registering the tables that take part in sync (sync_table): every
+ *		read and write of it.
  *
- * A registered table has a single-column integer primary key: keys are what
- * ranges partition, so a key decides which machine owns a row.
+ * A registration says how to find the table's key (keys.c), which rows are
+ * published (level column, filter) and how (anonymize rules), which other
+ * tables' rows its rows need beyond foreign keys (depends_on), and what a
+ * pull does with an incoming row whose unique values a row of another
+ * machine holds (on_conflict).
  *
  *-------------------------------------------------------------------------
  */
@@ -17,12 +21,15 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/relcache.h"
 #include "utils/syscache.h"
 
 #include "expr.h"
+#include "fkeys.h"
+#include "keys.h"
 #include "registry.h"
 #include "sequences.h"
 #include "tables.h"
@@ -75,91 +82,16 @@ CheckTableKind(Relation rel)
 }
 
 /*
- * Find the table's key: its primary key must be one column of type integer
- * or bigint.  Returns the column's number.
- */
-AttrNumber
-SyncKeyColumn(Relation rel)
-{
-	Oid			pk;
-	HeapTuple	tup;
-	Form_pg_index index;
-	AttrNumber	attnum;
-	Oid			atttype;
-
-#if PG_VERSION_NUM >= 180000
-	pk = RelationGetPrimaryKeyIndex(rel, false);
-#else
-	pk = RelationGetPrimaryKeyIndex(rel);
-#endif
-	if (!OidIsValid(pk))
-	{
-		List	   *indexes = RelationGetIndexList(rel);
-		ListCell   *lc;
-
-		foreach(lc, indexes)
-		{
-			HeapTuple	itup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
-			bool		deferrable;
-
-			if (!HeapTupleIsValid(itup))
-				continue;
-			deferrable = ((Form_pg_index) GETSTRUCT(itup))->indisprimary &&
-				!((Form_pg_index) GETSTRUCT(itup))->indimmediate;
-			ReleaseSysCache(itup);
-			if (deferrable)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
-						 errmsg("primary key of table %s is deferrable",
-								SyncRelationName(RelationGetRelid(rel))),
-						 errdetail("Sync needs a primary key that is checked immediately.")));
-		}
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
-				 errmsg("table %s has no primary key",
-						SyncRelationName(RelationGetRelid(rel))),
-				 errdetail("Sync identifies rows by a single-column integer primary key."),
-				 errhint("Add one with ALTER TABLE ... ADD PRIMARY KEY.")));
-	}
-
-	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(pk));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for index %u", pk);
-	index = (Form_pg_index) GETSTRUCT(tup);
-	if (index->indnkeyatts != 1)
-	{
-		int			n = index->indnkeyatts;
-
-		ReleaseSysCache(tup);
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
-				 errmsg("primary key of table %s has %d columns",
-						SyncRelationName(RelationGetRelid(rel)), n),
-				 errdetail("Sync identifies rows by a single-column integer primary key.")));
-	}
-	attnum = index->indkey.values[0];
-	ReleaseSysCache(tup);
-
-	atttype = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid;
-	if (atttype != INT4OID && atttype != INT8OID)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("primary key column \"%s\" of table %s has type %s",
-						get_attname(RelationGetRelid(rel), attnum, false),
-						SyncRelationName(RelationGetRelid(rel)),
-						format_type_be(atttype)),
-				 errdetail("Sync identifies rows by a primary key of type integer or bigint, which key ranges partition.")));
-	return attnum;
-}
-
-/*
- * The level column must be an integer column of the table.
+ * The level column must be an integer column of the table, or one of a
+ * domain over an integer type (through any number of domains), whose
+ * constraints then hold as for any other column.
  */
 static void
 CheckLevelColumn(Relation rel, const char *column)
 {
 	AttrNumber	attnum = get_attnum(RelationGetRelid(rel), column);
 	Oid			atttype;
+	Oid			base;
 
 	if (attnum == InvalidAttrNumber || attnum < 0)
 		ereport(ERROR,
@@ -167,7 +99,8 @@ CheckLevelColumn(Relation rel, const char *column)
 				 errmsg("level column \"%s\" of table %s does not exist",
 						column, SyncRelationName(RelationGetRelid(rel)))));
 	atttype = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid;
-	if (atttype != INT2OID && atttype != INT4OID && atttype != INT8OID)
+	base = getBaseType(atttype);
+	if (base != INT2OID && base != INT4OID && base != INT8OID)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("level column \"%s\" of table %s has type %s",
@@ -176,8 +109,380 @@ CheckLevelColumn(Relation rel, const char *column)
 				 errdetail("An access level is an integer from 0 (private) to 4 (public).")));
 }
 
+/* the columns of sync_table a registration is read from */
+#define REGISTRATION_COLUMNS \
+	"tbl, key_column::text, key_declared, level_column::text, filter, anonymize," \
+	" depends_on::pg_catalog.oid[], on_conflict = 'skip'"
+
+/* Read a registration from row of the last SPI result. */
+static void
+RegistrationFromRow(int row, SyncRegisteredTable *reg)
+{
+	bool		isnull;
+	Datum		d;
+
+	memset(reg, 0, sizeof(*reg));
+	reg->relid = SyncGetOid(row, 1);
+	reg->key_column = SyncGetText(row, 2);
+	reg->key_declared = SyncGetBool(row, 3);
+	reg->level_column = SyncGetText(row, 4);
+	reg->filter = SyncGetText(row, 5);
+	d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 6, &isnull);
+	reg->anonymize = isnull ? NULL : DatumGetJsonbPCopy(d);
+	d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 7, &isnull);
+	if (!isnull)
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+		int			i;
+
+		deconstruct_array(DatumGetArrayTypeP(d), OIDOID, sizeof(Oid), true,
+						  TYPALIGN_INT, &elems, &nulls, &reg->ndepends);
+		reg->depends_on = palloc(sizeof(Oid) * (reg->ndepends + 1));
+		for (i = 0; i < reg->ndepends; i++)
+			reg->depends_on[i] = DatumGetObjectId(elems[i]);
+	}
+	reg->skip_conflicts = SyncGetBool(row, 8);
+}
+
 /*
- * sync_add_table(tbl, level_column, filter, anonymize) returns sync_table
+ * The registrations of all tables, in order of their names.  The caller is
+ * connected to SPI.
+ */
+SyncRegisteredTable *
+SyncTableRegistrations(int *ntables)
+{
+	SyncRegisteredTable *tables;
+	int			n;
+	int			i;
+
+	n = SyncExecute(psprintf("SELECT " REGISTRATION_COLUMNS " FROM %s ORDER BY tbl::text",
+							 SyncObject("sync_table")),
+					0, NULL, NULL, NULL);
+	tables = palloc0(sizeof(SyncRegisteredTable) * (n + 1));
+	for (i = 0; i < n; i++)
+		RegistrationFromRow(i, &tables[i]);
+	*ntables = n;
+	return tables;
+}
+
+/*
+ * The registration of a table; false if it is not registered.  The caller
+ * is connected to SPI.
+ */
+bool
+SyncLookupRegistration(Oid relid, SyncRegisteredTable *reg)
+{
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+
+	if (!OidIsValid(relid) ||
+		SyncExecute(psprintf("SELECT " REGISTRATION_COLUMNS " FROM %s WHERE tbl = $1",
+							 SyncObject("sync_table")),
+					1, argtypes, values, NULL) == 0)
+		return false;
+	RegistrationFromRow(0, reg);
+	return true;
+}
+
+/*
+ * The key column of a registered table, as its registration says to find
+ * it (checked against the table as it is now).
+ */
+AttrNumber
+SyncRegisteredKey(Relation rel, const SyncRegisteredTable *reg)
+{
+	bool		is_declared;
+
+	return SyncTableKey(rel, reg->key_declared ? reg->key_column : NULL,
+						&is_declared);
+}
+
+/*
+ * All registered tables with their key columns, in a stable order, each
+ * locked in lockmode.  A primary key is read from the table now, not from
+ * the registration, so a renamed column is followed.  The caller is
+ * connected to SPI; returns the number of tables.
+ */
+int
+SyncRegisteredTables(LOCKMODE lockmode, Oid **relids, char ***keys)
+{
+	int			n;
+	int			i;
+	SyncRegisteredTable *regs = SyncTableRegistrations(&n);
+
+	*relids = palloc(sizeof(Oid) * (n + 1));
+	*keys = palloc(sizeof(char *) * (n + 1));
+	for (i = 0; i < n; i++)
+	{
+		Relation	rel = table_open(regs[i].relid, lockmode);
+		AttrNumber	key = SyncRegisteredKey(rel, &regs[i]);
+
+		(*relids)[i] = regs[i].relid;
+		(*keys)[i] = pstrdup(NameStr(TupleDescAttr(RelationGetDescr(rel), key - 1)->attname));
+		table_close(rel, NoLock);
+	}
+	return n;
+}
+
+/*
+ * The dependencies that registrations declare among the tables of relids
+ * (depends_on), as SyncForeignKey entries without columns: the child needs
+ * the parent's rows first.
+ */
+List *
+SyncDeclaredDependencies(const SyncRegisteredTable *regs, int nregs,
+						 const Oid *relids, int n)
+{
+	List	   *deps = NIL;
+	int			r;
+	int			i;
+	int			j;
+
+	for (r = 0; r < nregs; r++)
+		for (j = 0; j < regs[r].ndepends; j++)
+		{
+			int			child = -1;
+			int			parent = -1;
+
+			for (i = 0; i < n; i++)
+			{
+				if (OidIsValid(relids[i]) && relids[i] == regs[r].relid)
+					child = i;
+				if (OidIsValid(relids[i]) && relids[i] == regs[r].depends_on[j])
+					parent = i;
+			}
+			if (child >= 0 && parent >= 0)
+			{
+				SyncForeignKey *dep = palloc0(sizeof(SyncForeignKey));
+
+				dep->child = child;
+				dep->parent = parent;
+				dep->declared = true;
+				deps = lappend(deps, dep);
+			}
+		}
+	return deps;
+}
+
+/*
+ * Everything that orders the tables of relids: their foreign keys and the
+ * dependencies their registrations declare.  The caller is connected to
+ * SPI.
+ */
+List *
+SyncTableDependencies(const Oid *relids, int n)
+{
+	int			nregs;
+	SyncRegisteredTable *regs = SyncTableRegistrations(&nregs);
+
+	return list_concat(SyncForeignKeysAmong(relids, n),
+					   SyncDeclaredDependencies(regs, nregs, relids, n));
+}
+
+/*
+ * Follow dependencies from table from, looking for table to (depth first);
+ * on the way back, put the tables of the path found into path.
+ */
+static bool
+FindPath(List *deps, int from, int to, bool *visited, List **path)
+{
+	ListCell   *lc;
+
+	if (from == to)
+		return true;
+	visited[from] = true;
+	foreach(lc, deps)
+	{
+		SyncForeignKey *dep = lfirst(lc);
+
+		if (dep->child != from || dep->parent == from || visited[dep->parent])
+			continue;
+		if (FindPath(deps, dep->parent, to, visited, path))
+		{
+			*path = lcons(dep, *path);
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * The declared dependencies of relid (depends_on) must be registered
+ * tables other than itself, and no cycle may run through them: rows of
+ * each table of a cycle would have to arrive before those of the next.
+ * Cycles of foreign keys alone are applied (see apply.c); a declared
+ * dependency gives no column to break one with.  The caller is connected to
+ * SPI.
+ */
+static void
+CheckDependencies(Oid relid, const Oid *depends_on, int ndepends)
+{
+	int			nregs;
+	SyncRegisteredTable *regs = SyncTableRegistrations(&nregs);
+	Oid		   *relids = palloc(sizeof(Oid) * (nregs + 2));
+	List	   *deps;
+	ListCell   *lc;
+	int			n = 0;
+	int			self = -1;
+	int			i;
+
+	for (i = 0; i < ndepends; i++)
+	{
+		if (depends_on[i] == relid)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("table %s cannot depend on itself", SyncRelationName(relid))));
+	}
+	for (i = 0; i < nregs; i++)
+	{
+		if (regs[i].relid == relid)
+		{
+			/* this registration's dependencies are the new ones */
+			regs[i].depends_on = (Oid *) depends_on;
+			regs[i].ndepends = ndepends;
+			self = n;
+		}
+		relids[n++] = regs[i].relid;
+	}
+	if (self < 0)
+	{
+		SyncRegisteredTable *grown = palloc0(sizeof(SyncRegisteredTable) * (nregs + 1));
+
+		memcpy(grown, regs, sizeof(SyncRegisteredTable) * nregs);
+		grown[nregs].relid = relid;
+		grown[nregs].depends_on = (Oid *) depends_on;
+		grown[nregs].ndepends = ndepends;
+		regs = grown;
+		nregs++;
+		self = n;
+		relids[n++] = relid;
+	}
+	for (i = 0; i < ndepends; i++)
+	{
+		int			j;
+		bool		registered = false;
+
+		for (j = 0; j < n; j++)
+			registered |= (j != self && relids[j] == depends_on[i]);
+		if (!registered)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("table %s in depends_on is not registered for sync",
+							SyncRelationName(depends_on[i])),
+					 errhint("Register it with sync_add_table() first.")));
+	}
+
+	deps = list_concat(SyncForeignKeysAmong(relids, n),
+					   SyncDeclaredDependencies(regs, nregs, relids, n));
+	foreach(lc, deps)
+	{
+		SyncForeignKey *dep = lfirst(lc);
+		bool	   *visited = palloc0(sizeof(bool) * (n + 1));
+		List	   *path = NIL;
+		StringInfoData cycle;
+		ListCell   *c;
+
+		if (!dep->declared || !FindPath(deps, dep->parent, dep->child, visited, &path))
+			continue;
+		path = lcons(dep, path);
+		initStringInfo(&cycle);
+		appendStringInfoString(&cycle, SyncRelationName(relids[dep->child]));
+		foreach(c, path)
+		{
+			SyncForeignKey *step = lfirst(c);
+
+			appendStringInfo(&cycle, " -> %s (%s)", SyncRelationName(relids[step->parent]),
+							 step->declared ? "depends_on" : psprintf("foreign key %s", step->name));
+		}
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+				 errmsg("dependencies of table %s would form a cycle",
+						SyncRelationName(relid)),
+				 errdetail("Each table needs the rows of the next first: %s.", cycle.data),
+				 errhint("No order satisfies them all; leave a table of the cycle out of depends_on.")));
+	}
+}
+
+/* The depends_on argument, as registered tables' OIDs without repeats. */
+static Oid *
+DependsOnArg(ArrayType *array, int *n)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	Oid		   *oids;
+	int			count;
+	int			i;
+	int			j;
+
+	deconstruct_array(array, REGCLASSOID, sizeof(Oid), true, TYPALIGN_INT,
+					  &elems, &nulls, &count);
+	oids = palloc(sizeof(Oid) * (count + 1));
+	*n = 0;
+	for (i = 0; i < count; i++)
+	{
+		bool		seen = false;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("depends_on must not contain NULL")));
+		for (j = 0; j < *n; j++)
+			seen |= (oids[j] == DatumGetObjectId(elems[i]));
+		if (!seen)
+			oids[(*n)++] = DatumGetObjectId(elems[i]);
+	}
+	return oids;
+}
+
+/* The on_conflict argument: 'error' or 'skip'. */
+static const char *
+OnConflictArg(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *policy = PG_ARGISNULL(argno) ? "error" : text_to_cstring(PG_GETARG_TEXT_PP(argno));
+
+	if (strcmp(policy, "error") != 0 && strcmp(policy, "skip") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid on_conflict \"%s\"", policy),
+				 errdetail("An incoming row whose unique values a row of another machine holds fails the pull ('error') or is left out of it ('skip')."),
+				 errhint("Give 'error' or 'skip'.")));
+	return policy;
+}
+
+/*
+ * Check a table and the options of its registration; returns its key
+ * column, and sets is_declared when the key is a named column.
+ */
+static char *
+CheckRegistration(Oid relid, const char *key_column, const char *level_column,
+				  const char *filter, Jsonb *anonymize, bool *is_declared)
+{
+	Relation	rel;
+	AttrNumber	key_attnum;
+	char	   *key;
+
+	/*
+	 * Keep the table's definition stable while we look at it, and its keys
+	 * too while its sequences are positioned after the highest one.
+	 */
+	rel = table_open(relid, ShareLock);
+	CheckTableKind(rel);
+	key_attnum = SyncTableKey(rel, key_column, is_declared);
+	key = pstrdup(NameStr(TupleDescAttr(RelationGetDescr(rel), key_attnum - 1)->attname));
+	if (level_column != NULL)
+		CheckLevelColumn(rel, level_column);
+	if (filter != NULL)
+		(void) SyncFilterSql(rel, filter, NULL);
+	if (anonymize != NULL)
+		(void) SyncAnonymizeSql(rel, key_attnum, anonymize, NULL);
+	table_close(rel, NoLock);
+	return key;
+}
+
+/*
+ * sync_add_table(tbl, level_column, filter, anonymize, key_column,
+ *				  depends_on, on_conflict) returns sync_table
  *
  * Register a table, or change the registration of one already registered.
  * Everything is validated first; once the local identity is set, the
@@ -187,19 +492,24 @@ Datum
 sync_add_table(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
-	Relation	rel;
-	AttrNumber	key_attnum;
 	char	   *key_column;
-	char	   *level_column = NULL;
-	char	   *filter = NULL;
-	Jsonb	   *anonymize = NULL;
+	bool		key_declared;
+	char	   *level_column = PG_ARGISNULL(1) ? NULL : pstrdup(NameStr(*PG_GETARG_NAME(1)));
+	char	   *filter = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	Jsonb	   *anonymize = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	char	   *named_key = PG_ARGISNULL(4) ? NULL : pstrdup(NameStr(*PG_GETARG_NAME(4)));
+	Oid		   *depends_on = NULL;
+	int			ndepends = 0;
+	const char *on_conflict;
 	SyncMachine local;
-	Oid			argtypes[5] = {REGCLASSOID, NAMEOID, NAMEOID, TEXTOID, JSONBOID};
-	Datum		values[5];
-	char		nulls[5] = "     ";
-	char	   *sql;
+	Oid			argtypes[8] = {REGCLASSOID, NAMEOID, NAMEOID, TEXTOID, JSONBOID, BOOLOID,
+	OIDARRAYOID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = "        ";
+	Datum	   *oids;
 	Datum		result;
 	int			save_nestlevel;
+	int			i;
 
 	SyncEnter(fcinfo);
 	if (PG_ARGISNULL(0))
@@ -207,32 +517,19 @@ sync_add_table(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("table must not be null")));
 	relid = PG_GETARG_OID(0);
-	if (!PG_ARGISNULL(1))
-		level_column = pstrdup(NameStr(*PG_GETARG_NAME(1)));
-	if (!PG_ARGISNULL(2))
-		filter = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	if (!PG_ARGISNULL(3))
-		anonymize = PG_GETARG_JSONB_P(3);
-
-	/*
-	 * Keep the table's definition stable while we look at it, and its keys
-	 * too while its sequences are positioned after the highest one.
-	 */
-	rel = table_open(relid, ShareLock);
-	CheckTableKind(rel);
-	key_attnum = SyncKeyColumn(rel);
-	key_column = pstrdup(NameStr(TupleDescAttr(RelationGetDescr(rel), key_attnum - 1)->attname));
-	if (level_column != NULL)
-		CheckLevelColumn(rel, level_column);
-	if (filter != NULL)
-		(void) SyncFilterSql(rel, filter, NULL);
-	if (anonymize != NULL)
-		(void) SyncAnonymizeSql(rel, key_attnum, anonymize, NULL);
-	table_close(rel, NoLock);
+	if (!PG_ARGISNULL(5))
+		depends_on = DependsOnArg(PG_GETARG_ARRAYTYPE_P(5), &ndepends);
+	on_conflict = OnConflictArg(fcinfo, 6);
+	key_column = CheckRegistration(relid, named_key, level_column, filter,
+								   anonymize, &key_declared);
 
 	save_nestlevel = SyncPinSettings(false);
 	SPI_connect();
+	CheckDependencies(relid, depends_on, ndepends);
 
+	oids = palloc(sizeof(Datum) * (ndepends + 1));
+	for (i = 0; i < ndepends; i++)
+		oids[i] = ObjectIdGetDatum(depends_on[i]);
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = DirectFunctionCall1(namein, CStringGetDatum(key_column));
 	values[2] = level_column ? DirectFunctionCall1(namein, CStringGetDatum(level_column)) : (Datum) 0;
@@ -241,16 +538,23 @@ sync_add_table(PG_FUNCTION_ARGS)
 	nulls[3] = filter ? ' ' : 'n';
 	values[4] = anonymize ? JsonbPGetDatum(anonymize) : (Datum) 0;
 	nulls[4] = anonymize ? ' ' : 'n';
-	sql = psprintf("INSERT INTO %s AS t (tbl, key_column, level_column, filter, anonymize)"
-				   " VALUES ($1, $2, $3, $4, $5)"
-				   " ON CONFLICT (tbl) DO UPDATE SET"
-				   "   key_column = EXCLUDED.key_column,"
-				   "   level_column = EXCLUDED.level_column,"
-				   "   filter = EXCLUDED.filter, anonymize = EXCLUDED.anonymize,"
-				   "   updated_at = pg_catalog.now()"
-				   " RETURNING *",
-				   SyncObject("sync_table"));
-	SyncExecute(sql, 5, argtypes, values, nulls);
+	values[5] = BoolGetDatum(key_declared);
+	values[6] = PointerGetDatum(construct_array(oids, ndepends, OIDOID, sizeof(Oid),
+												true, TYPALIGN_INT));
+	values[7] = CStringGetTextDatum(on_conflict);
+	SyncExecute(psprintf("INSERT INTO %s AS t (tbl, key_column, level_column, filter, anonymize,"
+						 "                     key_declared, depends_on, on_conflict)"
+						 " VALUES ($1, $2, $3, $4, $5, $6, $7::pg_catalog.regclass[], $8)"
+						 " ON CONFLICT (tbl) DO UPDATE SET"
+						 "   key_column = EXCLUDED.key_column,"
+						 "   level_column = EXCLUDED.level_column,"
+						 "   filter = EXCLUDED.filter, anonymize = EXCLUDED.anonymize,"
+						 "   key_declared = EXCLUDED.key_declared,"
+						 "   depends_on = EXCLUDED.depends_on, on_conflict = EXCLUDED.on_conflict,"
+						 "   updated_at = pg_catalog.now()"
+						 " RETURNING *",
+						 SyncObject("sync_table")),
+				8, argtypes, values, nulls);
 	result = SyncReturnRow(0);
 
 	if (SyncLocalMachine(&local))
@@ -265,7 +569,8 @@ sync_add_table(PG_FUNCTION_ARGS)
  * sync_remove_table(tbl) returns sync_table
  *
  * Unregister a table and return its former registration.  The table, its
- * rows and its sequences are left as they are.
+ * rows and its sequences are left as they are.  A table that another
+ * registration depends on stays until that dependency is gone.
  */
 Datum
 sync_remove_table(PG_FUNCTION_ARGS)
@@ -273,7 +578,6 @@ sync_remove_table(PG_FUNCTION_ARGS)
 	Oid			relid = PG_GETARG_OID(0);
 	Oid			argtypes[1] = {REGCLASSOID};
 	Datum		values[1] = {ObjectIdGetDatum(relid)};
-	char	   *sql;
 	Datum		result;
 	int			save_nestlevel;
 
@@ -282,9 +586,18 @@ sync_remove_table(PG_FUNCTION_ARGS)
 		CheckTableOwner(relid);
 	save_nestlevel = SyncPinSettings(false);
 	SPI_connect();
-	sql = psprintf("DELETE FROM %s WHERE tbl = $1 RETURNING *",
-				   SyncObject("sync_table"));
-	if (SyncExecute(sql, 1, argtypes, values, NULL) == 0)
+	if (SyncExecute(psprintf("SELECT tbl FROM %s WHERE $1 = ANY (depends_on) ORDER BY tbl::text LIMIT 1",
+							 SyncObject("sync_table")),
+					1, argtypes, values, NULL) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("table %s is in depends_on of table %s",
+						SyncRelationName(relid), SyncRelationName(SyncGetOid(0, 1))),
+				 errhint("Register table %s again without it in depends_on first.",
+						 SyncRelationName(SyncGetOid(0, 1)))));
+	if (SyncExecute(psprintf("DELETE FROM %s WHERE tbl = $1 RETURNING *",
+							 SyncObject("sync_table")),
+					1, argtypes, values, NULL) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("table %s is not registered for sync",
@@ -294,79 +607,4 @@ sync_remove_table(PG_FUNCTION_ARGS)
 	SPI_finish();
 	AtEOXact_GUC(true, save_nestlevel);
 	PG_RETURN_DATUM(result);
-}
-
-/*
- * All registered tables with their key columns, in a stable order, each
- * locked in lockmode.  The key column is read from the table's primary key
- * now, not from the registration, so a renamed column is followed.  The
- * caller is connected to SPI; returns the number of tables.
- */
-int
-SyncRegisteredTables(LOCKMODE lockmode, Oid **relids, char ***keys)
-{
-	int			n;
-	int			i;
-
-	n = SyncExecute(psprintf("SELECT tbl FROM %s ORDER BY tbl",
-							 SyncObject("sync_table")),
-					0, NULL, NULL, NULL);
-	*relids = palloc(sizeof(Oid) * (n + 1));
-	*keys = palloc(sizeof(char *) * (n + 1));
-	for (i = 0; i < n; i++)
-		(*relids)[i] = SyncGetOid(i, 1);
-	for (i = 0; i < n; i++)
-	{
-		Relation	rel = table_open((*relids)[i], lockmode);
-		AttrNumber	key = SyncKeyColumn(rel);
-
-		(*keys)[i] = pstrdup(NameStr(TupleDescAttr(RelationGetDescr(rel), key - 1)->attname));
-		table_close(rel, NoLock);
-	}
-	return n;
-}
-
-/*
- * The registrations of all tables, in order of their names, with what a
- * dump needs to know of each.  The caller is connected to SPI.
- */
-SyncRegisteredTable *
-SyncTableRegistrations(int *ntables)
-{
-	SyncRegisteredTable *tables;
-	int			n;
-	int			i;
-
-	n = SyncExecute(psprintf("SELECT tbl, level_column::text, filter, anonymize"
-							 "  FROM %s ORDER BY tbl::text",
-							 SyncObject("sync_table")),
-					0, NULL, NULL, NULL);
-	tables = palloc0(sizeof(SyncRegisteredTable) * (n + 1));
-	for (i = 0; i < n; i++)
-	{
-		bool		isnull;
-		Datum		d;
-
-		tables[i].relid = SyncGetOid(i, 1);
-		tables[i].level_column = SyncGetText(i, 2);
-		tables[i].filter = SyncGetText(i, 3);
-		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull);
-		tables[i].anonymize = isnull ? NULL : DatumGetJsonbPCopy(d);
-	}
-	*ntables = n;
-	return tables;
-}
-
-/*
- * Is the table registered?  The caller is connected to SPI.
- */
-bool
-SyncTableIsRegistered(Oid relid)
-{
-	Oid			argtypes[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(relid)};
-
-	return OidIsValid(relid) &&
-		SyncExecute(psprintf("SELECT 1 FROM %s WHERE tbl = $1", SyncObject("sync_table")),
-					1, argtypes, values, NULL) > 0;
 }

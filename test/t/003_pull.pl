@@ -10,6 +10,7 @@ use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use SyncFederation;
 use SyncNginx;
 
 my $tmp = $PostgreSQL::Test::Utils::tmp_check;
@@ -17,16 +18,7 @@ my $www = "$tmp/www";
 make_path($www);
 
 # three servers, each publishing into its own directory under $www
-my %node;
-for my $id (0, 42, 7)
-{
-	my $n = PostgreSQL::Test::Cluster->new("m$id");
-	$n->init;
-	make_path("$www/m$id");
-	$n->append_conf('postgresql.conf', "sync.dump_directory = '$www/m$id'");
-	$n->start;
-	$node{$id} = $n;
-}
+start_servers($www, 0, 42, 7);
 
 my ($ca, $cert, $key) = SyncNginx::make_certificates("$tmp/certs");
 my $nginx = SyncNginx->new(prefix => "$tmp/nginx", root => $www, cert => $cert,
@@ -40,53 +32,11 @@ my $schema = q{
 		site_id bigint REFERENCES site ON DELETE CASCADE,
 		value numeric, note text, access_level integer DEFAULT 4);
 };
-for my $id (0, 42, 7)
-{
-	my $n = $node{$id};
-	$n->safe_psql('postgres', $schema);
-	for my $m (0, 42, 7)
-	{
-		$n->safe_psql('postgres',
-			"SELECT sync_register_machine($m, 'm$m.example.org', '" . $nginx->url("m$m/") . "')");
-	}
-	$n->safe_psql('postgres', qq{
-		SELECT sync_init($id);
-		SELECT sync_add_table('site', 'access_level', NULL,
-			'{"email": "''site'' || id || ''\@example.org''"}');
-		SELECT sync_add_table('trait', 'access_level');
-	});
-}
-
-sub sql { my ($id, $q) = @_; return $node{$id}->safe_psql('postgres', $q); }
-
-# What a DBA would compare: the rows of both tables and the registry.
-sub fingerprint
-{
-	my ($id) = @_;
-	return sql($id, q{
-		SELECT md5(coalesce((SELECT string_agg(t::text, '|' ORDER BY id) FROM site t), '')
-			|| coalesce((SELECT string_agg(t::text, '|' ORDER BY id) FROM trait t), '')
-			|| (SELECT string_agg(m.id || m.hostname || coalesce(m.sync_url, '')
-				|| coalesce(m.sync_contact, ''), '|' ORDER BY id) FROM sync_machine m)
-			|| coalesce((SELECT string_agg(archive_sha256, '|') FROM sync_pull_state), ''))});
-}
-
-sub pull { my ($id, $remote) = @_; return sql($id, "SELECT status, inserted, updated, deleted FROM sync_pull($remote)"); }
-
-# A pull that must fail: the error matches, nothing changed, the failure logged.
-sub pull_fails
-{
-	my ($id, $remote, $re, $name, %opt) = @_;
-	my $before = fingerprint($id);
-	my ($rc, $out, $err) = $node{$id}->psql('postgres',
-		($opt{set} // '') . "SELECT status FROM sync_pull($remote)");
-	isnt($rc, 0, "$name: pull fails");
-	like($err, $re, "$name: error says why");
-	is(fingerprint($id), $before, "$name: subscriber exactly as before");
-	like(sql($id, q{SELECT status || ': ' || message FROM sync_log WHERE kind = 'pull' ORDER BY id DESC LIMIT 1}),
-		qr/^failed: /, "$name: failure recorded in sync_log");
-	return $err;
-}
+join_federation($nginx, $schema, q{
+	SELECT sync_add_table('site', 'access_level', NULL,
+		'{"email": "''site'' || id || ''@example.org''"}');
+	SELECT sync_add_table('trait', 'access_level');
+});
 
 ###########################################################################
 # First pulls: 42 and 7 pull machine 0
@@ -292,15 +242,7 @@ pull_fails(7, 0, qr/ERROR:  archive of machine 0 is larger than sync.max_downloa
 sub fake
 {
 	my ($name, $edit) = @_;
-	my $dir = "$www/$name";
-	remove_tree($dir);
-	make_path($dir);
-	my $index = decode_json(slurp_file("$www/m0/sync-index.json"));
-	copy("$www/m0/$index->{archive}", "$dir/$index->{archive}") or die;
-	$edit->($dir, $index);
-	open(my $fh, '>', "$dir/sync-index.json") or die;
-	print $fh encode_json($index);
-	close($fh);
+	fake_publication($www, 0, $name, $edit);
 	point_to(7, $nginx->url("$name/"));
 }
 
@@ -346,27 +288,16 @@ pull_fails(7, 0, qr/ERROR:  archive is machine 42's, not machine 0's/, 'archive 
 # rows outside the machine's range, with checksums made to match
 fake('outside', sub {
 	my ($dir, $index) = @_;
-	my $x = "$tmp/outside-x";
-	remove_tree($x);
-	make_path($x);
-	my $archive = "$dir/$index->{archive}";
-	system_or_bail('tar', '--zstd', '-xf', $archive, '-C', $x);
-	my @members = split /\n/, `tar --zstd -tf $archive`;
-	my $manifest = decode_json(slurp_file("$x/manifest.json"));
-	my ($site) = grep { $_->{name} eq 'site' } @{ $manifest->{tables} };
-	my $file = "$x/$site->{files}[0]";
-	open(my $fh, '>>', $file) or die;
-	print $fh "7000000099\tsmuggled\t\\N\t4\t\\N\n";
-	close($fh);
-	$site->{rows}++;
-	$site->{sha256} = sha256_hex(join('', map { slurp_file("$x/$_") } @{ $site->{files} }));
-	open($fh, '>', "$x/manifest.json") or die;
-	print $fh encode_json($manifest);
-	close($fh);
-	unlink($archive);
-	system_or_bail('tar', '--zstd', '-cf', $archive, '-C', $x, @members);
-	$index->{sha256} = sha256_hex(slurp_file($archive));
-	$index->{size} = -s $archive;
+	edit_archive($dir, $index, sub {
+		my ($x, $header, $manifest) = @_;
+		my ($site) = grep { $_->{name} eq 'site' } @{ $manifest->{tables} };
+		my $file = "$x/$site->{files}[0]";
+		open(my $fh, '>>', $file) or die;
+		print $fh "7000000099\tsmuggled\t\\N\t4\t\\N\n";
+		close($fh);
+		$site->{rows}++;
+		$site->{sha256} = sha256_hex(join('', map { slurp_file("$x/$_") } @{ $site->{files} }));
+	});
 });
 pull_fails(7, 0,
 	qr/ERROR:  archive of machine 0 has a row of table public\.site with key 7000000099, outside the machine's range \[1, 999999999\]/,
@@ -498,37 +429,22 @@ is(sql(42, q{SELECT "zone,row" FROM bed}), 'B,2', 'and the copy has the new valu
 # a key smuggled past the check with an escaped tab is still found
 fake('smuggled', sub {
 	my ($dir, $index) = @_;
-	my $x = "$tmp/smuggled-x";
-	remove_tree($x);
-	make_path($x);
-	my $archive = "$dir/$index->{archive}";
-	system_or_bail('tar', '--zstd', '-xf', $archive, '-C', $x);
-	my @members = split /\n/, `tar --zstd -tf $archive`;
-	my $header = decode_json(slurp_file("$x/header.json"));
-	my $manifest = decode_json(slurp_file("$x/manifest.json"));
-	for my $doc ($header, $manifest)
-	{
-		my ($t) = grep { $_->{name} eq 'plot' } @{ $doc->{tables} };
-		# the key second: a field before it can hide a tab
-		$t->{columns} = [ reverse @{ $t->{columns} } ];
-	}
-	my ($plot) = grep { $_->{name} eq 'plot' } @{ $manifest->{tables} };
-	my $file = "$x/$plot->{files}[0]";
-	open(my $fh, '>', $file) or die;
-	print $fh "x\\\t1\t7000000099\n";
-	close($fh);
-	$plot->{rows} = 1;
-	$plot->{sha256} = sha256_hex(slurp_file($file));
-	for my $pair ([ 'header.json', $header ], [ 'manifest.json', $manifest ])
-	{
-		open($fh, '>', "$x/$pair->[0]") or die;
-		print $fh encode_json($pair->[1]);
+	edit_archive($dir, $index, sub {
+		my ($x, $header, $manifest) = @_;
+		for my $doc ($header, $manifest)
+		{
+			my ($t) = grep { $_->{name} eq 'plot' } @{ $doc->{tables} };
+			# the key second: a field before it can hide a tab
+			$t->{columns} = [ reverse @{ $t->{columns} } ];
+		}
+		my ($plot) = grep { $_->{name} eq 'plot' } @{ $manifest->{tables} };
+		my $file = "$x/$plot->{files}[0]";
+		open(my $fh, '>', $file) or die;
+		print $fh "x\\\t1\t7000000099\n";
 		close($fh);
-	}
-	unlink($archive);
-	system_or_bail('tar', '--zstd', '-cf', $archive, '-C', $x, @members);
-	$index->{sha256} = sha256_hex(slurp_file($archive));
-	$index->{size} = -s $archive;
+		$plot->{rows} = 1;
+		$plot->{sha256} = sha256_hex(slurp_file($file));
+	});
 });
 sql(7, q{CREATE TABLE plot (id bigserial PRIMARY KEY, code text UNIQUE NOT NULL); SELECT sync_add_table('plot');});
 pull_fails(7, 0, qr/ERROR:  archive of machine 0 has a row of table public\.plot with key 7000000099, outside the machine's range/,
