@@ -10,6 +10,8 @@
 EXTENSION = sync
 MODULE_big = sync
 OBJS = \
+	src/parse.o \
+	src/unpack.o \
 	src/helpers.o \
 	src/settings.o \
 	src/progress.o \
@@ -36,7 +38,8 @@ OBJS = \
 	src/schedule.o \
 	src/module.o
 
-DATA = sql/sync--0.1.sql sql/sync--0.2.sql sql/sync--0.1--0.2.sql
+DATA = sql/sync--0.1.sql sql/sync--0.2.sql sql/sync--0.3.sql \
+	sql/sync--0.1--0.2.sql sql/sync--0.2--0.3.sql
 DOCS =
 
 # pg_regress inputs live in sql/ beside the extension scripts; the scripts

@@ -1,5 +1,6 @@
 --
--- Upgrading from version 0.1 gives exactly the objects of a fresh 0.2
+-- Upgrading from version 0.1, through 0.2, gives exactly the objects of a
+-- fresh install of the current version
 --
 CREATE ROLE sync_regress_upgrader;
 CREATE EXTENSION sync VERSION '0.1';
@@ -54,9 +55,18 @@ $$;
 -- a role granted the old sync_add_table is named, with the grant to make
 ALTER EXTENSION sync UPDATE TO '0.2';
 SELECT extversion FROM pg_extension WHERE extname = 'sync';
+-- a role that 0.2's documentation had write the registry is named
+GRANT SELECT, INSERT, UPDATE ON sync_machine TO sync_regress_upgrader;
+ALTER EXTENSION sync UPDATE TO '0.3';
+SELECT extversion FROM pg_extension WHERE extname = 'sync';
+-- which the registry now stops: it changes only through sync's functions
+SET ROLE sync_regress_upgrader;
+UPDATE sync_machine SET sync_end = 5;
+RESET ROLE;
+REVOKE ALL ON sync_machine FROM sync_regress_upgrader;
 CREATE TEMP TABLE upgraded AS SELECT * FROM pg_temp.sync_objects();
 -- the configuration stays
-SELECT id, hostname FROM sync_machine;
+SELECT id, hostname, learned_from FROM sync_machine;
 SELECT tbl, key_column, key_declared, depends_on, on_conflict FROM sync_table;
 SELECT * FROM sync_range(0);
 

@@ -240,7 +240,7 @@ LoadStage(Pull *pull, PullTable *t, SyncLoader *loader)
 	PG_TRY();
 	{
 		(void) SyncLoad(loader, t->at.dir, t->at.qualname, t->mt.stage_relid,
-						LocalColumnNames(t, true), t->rows);
+						LocalColumnNames(t, true), t->at.key, t->rows);
 	}
 	PG_CATCH();
 	{
@@ -657,8 +657,6 @@ static void
 ApplyRegistry(Pull *pull, SyncLoader *loader)
 {
 	PullTable  *r = &pull->registry;
-	StringInfoData sql;
-	Oid			stage;
 	int			i;
 
 	for (i = 0; i < SYNC_REGISTRY_NCOLUMNS; i++)
@@ -677,18 +675,11 @@ ApplyRegistry(Pull *pull, SyncLoader *loader)
 							pull->machine_id, needed)));
 	}
 
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "CREATE TEMP TABLE sync_pull_registry (");
-	for (i = 0; i < r->at.ncolumns; i++)
-		appendStringInfo(&sql, "%s%s text", i ? ", " : "", quote_identifier(r->at.columns[i].name));
-	appendStringInfoString(&sql, ") ON COMMIT DROP");
-	SyncExecute(sql.data, 0, NULL, NULL, NULL);
-	stage = RangeVarGetRelid(makeRangeVar("pg_temp", "sync_pull_registry", -1), NoLock, false);
 	r->local = palloc(sizeof(bool) * r->at.ncolumns);
 	for (i = 0; i < r->at.ncolumns; i++)
 		r->local[i] = true;
-	(void) SyncLoad(loader, r->at.dir, r->at.qualname, stage,
-					LocalColumnNames(r, true), r->rows);
+	(void) SyncLoadAsText(loader, r->at.dir, r->at.qualname,
+						  LocalColumnNames(r, true), "sync_pull_registry", r->rows);
 
 	SyncMergeRegistry("pg_temp.sync_pull_registry", pull->machine_id,
 					  pull->machine_id == (int64) sync_registry_authority);
@@ -708,7 +699,8 @@ LoadTables(Pull *pull, List *deps)
 	char	   *name;
 	int			i;
 
-	SyncLoaderOpen(&loader, pull->archive_path, pull->machine_id, pull->encoding);
+	SyncLoaderOpen(&loader, pull->archive_path, pull->unpacked, pull->machine_id,
+				   &pull->range);
 	while (SyncLoaderNext(&loader, &name))
 	{
 		PullTable  *t = NULL;
@@ -732,7 +724,7 @@ LoadTables(Pull *pull, List *deps)
 			t->direct = true;
 			SyncReportProgress(pull->machine_id, "loading", t->at.qualname, 0, 0);
 			t->inserted += SyncLoad(&loader, t->at.dir, t->at.qualname, t->relid,
-									LocalColumnNames(t, false), t->rows);
+									LocalColumnNames(t, false), t->at.key, t->rows);
 		}
 		else
 		{

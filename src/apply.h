@@ -22,6 +22,7 @@ typedef struct PullTable
 	/* from reading its data */
 	char		sha256[SYNC_SHA256_HEX_LEN];
 	int64		rows;
+	int64		bytes;
 	bool		seen;			/* its files were in the archive */
 
 	/* here */
@@ -50,7 +51,7 @@ typedef struct Pull
 	int64		machine_id;
 	SyncRange	range;			/* the pulled machine's range here */
 	const char *archive_path;	/* downloaded archive */
-	const char *encoding;		/* of its COPY text */
+	uint64		unpacked;		/* bytes it unpacks to, as verified */
 	PullTable  *tables;			/* parents first, as the archive has them */
 	int			ntables;
 	PullTable	registry;

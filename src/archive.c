@@ -37,8 +37,9 @@
 #include "utils/memutils.h"
 
 #include "archive.h"
+#include "unpack.h"
 
-#define TAR_BLOCK 512
+#define TAR_BLOCK SYNC_TAR_BLOCK
 
 struct SyncArchive
 {
@@ -407,23 +408,15 @@ SyncWriteFileDurably(const char *tmppath, const char *path, const char *data,
 }
 
 /*
- * Reading an archive.
+ * Reading an archive: unpack.c's stream, from a transient file, with its
+ * errors reported.
  */
 struct SyncArchiveReader
 {
 	char	   *path;
 	int			fd;				/* -1 once closed */
-	ZSTD_DCtx  *zstd;
-	char	   *inbuf;			/* compressed bytes read from the file */
-	ZSTD_inBuffer in;
-	bool		eof;			/* the file has no more bytes */
-	bool		frame_done;		/* zstd reported the end of its frame */
-	char	   *outbuf;			/* decompressed bytes not consumed yet */
-	size_t		outsize;
-	size_t		outpos;
-	size_t		outlen;
-	uint64		member_left;	/* data bytes left in the current member */
-	uint64		padding_left;	/* padding after it */
+	SyncUnpack	unpack;
+	char		name[SYNC_TAR_BLOCK];	/* of the current member */
 	MemoryContextCallback free_zstd;	/* frees zstd with the struct */
 };
 
@@ -431,109 +424,54 @@ struct SyncArchiveReader
 static void
 FreeDecompressor(void *arg)
 {
-	SyncArchiveReader *reader = (SyncArchiveReader *) arg;
-
-	if (reader->zstd)
-		ZSTD_freeDCtx(reader->zstd);
-	reader->zstd = NULL;
+	SyncUnpackFree(&((SyncArchiveReader *) arg)->unpack);
 }
 
-/* Report a damaged archive. */
-static void
-ArchiveCorrupt(SyncArchiveReader *reader, const char *detail)
+/* unpack.c's source: the archive file. */
+static ssize_t
+ReadFile(void *arg, char *buf, size_t len)
 {
+	return read(((SyncArchiveReader *) arg)->fd, buf, len);
+}
+
+/* unpack.c's interrupt check: a long read can be cancelled. */
+static void
+Interrupt(void)
+{
+	CHECK_FOR_INTERRUPTS();
+}
+
+/* Report what unpack.c found (rc is not SYNC_UNPACK_OK or _END). */
+static void
+ReportUnpack(SyncArchiveReader *reader, SyncUnpackStatus rc)
+{
+	if (rc == SYNC_UNPACK_READ_ERROR)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read archive \"%s\": %m", reader->path)));
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_CORRUPTED),
 			 errmsg("archive \"%s\" is damaged", reader->path),
-			 errdetail("%s", detail)));
+			 errdetail("%s", reader->unpack.error)));
 }
 
 /*
- * Decompress more bytes into outbuf; false at the clean end of the stream.
- */
-static bool
-Refill(SyncArchiveReader *reader)
-{
-	reader->outpos = reader->outlen = 0;
-	while (reader->outlen == 0)
-	{
-		ZSTD_outBuffer out = {reader->outbuf, reader->outsize, 0};
-		size_t		rc;
-
-		CHECK_FOR_INTERRUPTS();
-		if (reader->in.pos == reader->in.size && !reader->eof)
-		{
-			ssize_t		n = read(reader->fd, reader->inbuf, ZSTD_DStreamInSize());
-
-			if (n < 0)
-				ereport(ERROR,
-						(errcode_for_file_access(),
-						 errmsg("could not read archive \"%s\": %m", reader->path)));
-			reader->in.src = reader->inbuf;
-			reader->in.size = n;
-			reader->in.pos = 0;
-			if (n == 0)
-				reader->eof = true;
-		}
-		if (reader->in.pos == reader->in.size && reader->eof)
-		{
-			if (!reader->frame_done)
-				ArchiveCorrupt(reader, "The zstd stream ends early: the archive is truncated.");
-			return false;
-		}
-		rc = ZSTD_decompressStream(reader->zstd, &out, &reader->in);
-		if (ZSTD_isError(rc))
-			ArchiveCorrupt(reader, psprintf("zstd: %s.", ZSTD_getErrorName(rc)));
-		reader->frame_done = (rc == 0);
-		reader->outlen = out.pos;
-	}
-	return true;
-}
-
-/*
- * Copy up to len decompressed bytes into buf (NULL: skip them); returns
- * how many, fewer only at the end of the stream.
- */
-static size_t
-ReadRaw(SyncArchiveReader *reader, char *buf, size_t len)
-{
-	size_t		done = 0;
-
-	while (done < len)
-	{
-		size_t		n;
-
-		if (reader->outpos == reader->outlen && !Refill(reader))
-			break;
-		n = Min(len - done, reader->outlen - reader->outpos);
-		if (buf)
-			memcpy(buf + done, reader->outbuf + reader->outpos, n);
-		reader->outpos += n;
-		done += n;
-	}
-	return done;
-}
-
-/*
- * Open an archive for reading.  SyncArchiveClose closes it; after an
- * error, the transaction's abort does.
+ * Open an archive for reading, which may unpack to limit bytes at most.
+ * SyncArchiveClose closes it; after an error, the transaction's abort does.
  */
 SyncArchiveReader *
-SyncArchiveOpen(const char *path)
+SyncArchiveOpen(const char *path, uint64 limit)
 {
 	SyncArchiveReader *reader = palloc0(sizeof(SyncArchiveReader));
 
 	reader->fd = -1;
 	reader->path = pstrdup(path);
-	reader->inbuf = palloc(ZSTD_DStreamInSize());
-	reader->outsize = ZSTD_DStreamOutSize();
-	reader->outbuf = palloc(reader->outsize);
-	reader->zstd = ZSTD_createDCtx();
-	if (reader->zstd == NULL)
+	if (!SyncUnpackInit(&reader->unpack, ReadFile, reader, limit))
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory"),
 				 errdetail("Could not create a zstd decompression context.")));
+	reader->unpack.interrupt = Interrupt;
 	reader->free_zstd.func = FreeDecompressor;
 	reader->free_zstd.arg = reader;
 	MemoryContextRegisterResetCallback(GetMemoryChunkContext(reader),
@@ -546,77 +484,21 @@ SyncArchiveOpen(const char *path)
 	return reader;
 }
 
-/* Parse an octal tar header field. */
-static bool
-ParseOctal(const char *field, int width, uint64 *value)
-{
-	int			i = 0;
-
-	*value = 0;
-	while (i < width && field[i] == ' ')
-		i++;
-	for (; i < width && field[i] >= '0' && field[i] <= '7'; i++)
-		*value = (*value << 3) + (field[i] - '0');
-	return i == width || field[i] == '\0' || field[i] == ' ';
-}
-
 /*
  * Go to the next member: skips what is left of the current one.  Returns
- * false at the end of the archive; otherwise its name and size.
+ * false at the end of the archive; otherwise its name (allocated in the
+ * current memory context) and size.
  */
 bool
 SyncArchiveNext(SyncArchiveReader *reader, char **name, uint64 *size)
 {
-	char		header[TAR_BLOCK];
-	uint64		checksum;
-	unsigned int sum = 0;
-	int			i;
+	SyncUnpackStatus rc = SyncUnpackNext(&reader->unpack, reader->name, size);
 
-	/* skip the rest of the current member and its padding */
-	while (reader->member_left + reader->padding_left > 0)
-	{
-		uint64		skip = reader->member_left + reader->padding_left;
-		size_t		n = ReadRaw(reader, NULL, Min(skip, (uint64) 65536));
-
-		if (n == 0)
-			ArchiveCorrupt(reader, "A member ends early: the archive is truncated.");
-		if (n <= reader->member_left)
-			reader->member_left -= n;
-		else
-		{
-			reader->padding_left -= n - reader->member_left;
-			reader->member_left = 0;
-		}
-	}
-
-	if (ReadRaw(reader, header, TAR_BLOCK) != TAR_BLOCK)
-		ArchiveCorrupt(reader, "The tar stream ends without its end-of-archive blocks.");
-	for (i = 0; i < TAR_BLOCK && header[i] == 0; i++)
-		;
-	if (i == TAR_BLOCK)
-	{
-		/* end of archive: a second zero block, then the end of the stream */
-		if (ReadRaw(reader, header, TAR_BLOCK) != TAR_BLOCK)
-			ArchiveCorrupt(reader, "The tar stream ends without its end-of-archive blocks.");
-		while (ReadRaw(reader, header, TAR_BLOCK) > 0)
-			;
+	if (rc == SYNC_UNPACK_END)
 		return false;
-	}
-
-	if (!ParseOctal(header + 148, 8, &checksum))
-		ArchiveCorrupt(reader, "A tar header has an invalid checksum field.");
-	for (i = 0; i < TAR_BLOCK; i++)
-		sum += (i >= 148 && i < 156) ? ' ' : (unsigned char) header[i];
-	if (sum != checksum)
-		ArchiveCorrupt(reader, "A tar header's checksum does not match.");
-	if (header[156] != '0' && header[156] != '\0')
-		ArchiveCorrupt(reader, "The archive holds something other than regular files.");
-	if (!ParseOctal(header + 124, 12, size))
-		ArchiveCorrupt(reader, "A tar header has an invalid size field.");
-
-	*name = pnstrdup(header, 100);
-	reader->member_left = *size;
-	reader->padding_left = (TAR_BLOCK - *size % TAR_BLOCK) % TAR_BLOCK;
+	if (rc != SYNC_UNPACK_OK)
+		ReportUnpack(reader, rc);
+	*name = pstrdup(reader->name);
 	return true;
 }
 
@@ -627,14 +509,18 @@ size_t
 SyncArchiveRead(SyncArchiveReader *reader, char *buf, size_t len)
 {
 	size_t		n;
+	SyncUnpackStatus rc = SyncUnpackRead(&reader->unpack, buf, len, &n);
 
-	if (reader->member_left == 0)
-		return 0;
-	n = ReadRaw(reader, buf, Min((uint64) len, reader->member_left));
-	if (n == 0)
-		ArchiveCorrupt(reader, "A member ends early: the archive is truncated.");
-	reader->member_left -= n;
+	if (rc != SYNC_UNPACK_OK)
+		ReportUnpack(reader, rc);
 	return n;
+}
+
+/* Decompressed bytes read so far. */
+uint64
+SyncArchiveUnpacked(SyncArchiveReader *reader)
+{
+	return reader->unpack.unpacked;
 }
 
 /*
@@ -646,13 +532,23 @@ SyncArchiveReadAll(SyncArchiveReader *reader, uint64 size, uint64 limit,
 				   const char *what)
 {
 	char	   *data;
+	uint64		done = 0;
 
 	if (size > limit)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("%s of the archive is too large (" UINT64_FORMAT " bytes)", what, size)));
+				 errmsg("%s of the archive is too large (" UINT64_FORMAT " bytes, at most " UINT64_FORMAT ")",
+						what, size, limit)));
 	data = palloc(size + 1);
-	if (SyncArchiveRead(reader, data, size) != size)
+	while (done < size)
+	{
+		size_t		n = SyncArchiveRead(reader, data + done, size - done);
+
+		if (n == 0)
+			break;
+		done += n;
+	}
+	if (done != size)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("%s of the archive is truncated", what)));
@@ -674,5 +570,5 @@ SyncArchiveClose(SyncArchiveReader *reader)
 			elog(WARNING, "could not close archive \"%s\": %m", reader->path);
 		reader->fd = -1;
 	}
-	FreeDecompressor(reader);
+	SyncUnpackFree(&reader->unpack);
 }

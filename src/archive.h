@@ -13,11 +13,11 @@
 
 #include "common/cryptohash.h"
 
+#include "parse.h"
+
 /* mode of the files sync_dump publishes */
 #define SYNC_PUBLISHED_FILE_MODE 0644
 
-/* hex SHA-256 plus terminator */
-#define SYNC_SHA256_HEX_LEN (2 * 32 + 1)
 
 typedef struct SyncArchive SyncArchive;
 
@@ -31,11 +31,12 @@ extern void SyncArchiveAbort(SyncArchive *archive);
 /* reading */
 typedef struct SyncArchiveReader SyncArchiveReader;
 
-extern SyncArchiveReader *SyncArchiveOpen(const char *path);
+extern SyncArchiveReader *SyncArchiveOpen(const char *path, uint64 limit);
 extern bool SyncArchiveNext(SyncArchiveReader *reader, char **name,
 							uint64 *size);
 extern size_t SyncArchiveRead(SyncArchiveReader *reader, char *buf,
 							  size_t len);
+extern uint64 SyncArchiveUnpacked(SyncArchiveReader *reader);
 extern char *SyncArchiveReadAll(SyncArchiveReader *reader, uint64 size,
 								uint64 limit, const char *what);
 extern void SyncArchiveClose(SyncArchiveReader *reader);

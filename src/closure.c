@@ -43,6 +43,7 @@ SyncDumpClosure(SyncClosureTable **tables, int ntables, const SyncRange *range,
 	Datum		values[3] = {Int64GetDatum(range->start), Int64GetDatum(range->end),
 	Int32GetDatum(level)};
 	bool	   *seeded = palloc0(sizeof(bool) * (ntables + 1));
+	SyncStatement st = {NULL, 3, argtypes, values, NULL, 0, snapshot};
 	int			round;
 	int			i;
 
@@ -69,6 +70,10 @@ SyncDumpClosure(SyncClosureTable **tables, int ntables, const SyncRange *range,
 			SyncExecute(psprintf("CREATE TEMP TABLE %s (key bigint PRIMARY KEY, round integer NOT NULL)",
 								 strchr(t->ex_table, '.') + 1),
 						0, NULL, NULL, NULL);
+			/* for the tables' owners, who evaluate the keep conditions (no
+			 * other session can reach a temporary table) */
+			SyncExecute(psprintf("GRANT SELECT, INSERT ON %s TO PUBLIC", t->ex_table),
+						0, NULL, NULL, NULL);
 			t->ex_rows = 0;
 		}
 	}
@@ -82,13 +87,14 @@ SyncDumpClosure(SyncClosureTable **tables, int ntables, const SyncRange *range,
 		if (seeded[fk->parent] || strcmp(p->keep_sql, "true") == 0)
 			continue;
 		seeded[fk->parent] = true;
-		p->ex_rows += SyncExecuteSnapshot(psprintf("INSERT INTO %s"
-												   " SELECT t.%s, 0 FROM %s t"
-												   " WHERE t.%s BETWEEN $1 AND $2 AND NOT (%s)"
-												   " ON CONFLICT DO NOTHING",
-												   p->ex_table, p->key, p->from,
-												   p->key, p->keep_sql),
-										  3, argtypes, values, NULL, snapshot);
+		/* the keep condition runs as the table's owner, like the dump's */
+		st.sql = psprintf("INSERT INTO %s"
+						  " SELECT t.%s, 0 FROM %s t"
+						  " WHERE t.%s BETWEEN $1 AND $2 AND NOT (%s)"
+						  " ON CONFLICT DO NOTHING",
+						  p->ex_table, p->key, p->from, p->key, p->keep_sql);
+		SyncRunAs(SyncRelationOwner(p->relid), SyncExecuteStatement, &st);
+		p->ex_rows += st.rows;
 	}
 
 	/*

@@ -30,10 +30,12 @@
 #include "nodes/params.h"
 #include "storage/fd.h"
 #include "tcop/dest.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -156,6 +158,23 @@ PrepareTable(DumpState *state, DumpTable *t, const SyncRegisteredTable *reg)
 	StringInfoData keep;
 	int			i;
 
+	/*
+	 * The rows are read as the table's owner (ExportTable): the dumping
+	 * role must be allowed to read them all itself.
+	 */
+	if (pg_class_aclcheck(reg->relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK &&
+		pg_attribute_aclcheck_all(reg->relid, GetUserId(), ACL_SELECT,
+								  ACLMASK_ALL) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, get_relkind_objtype(rel->rd_rel->relkind),
+					   RelationGetRelationName(rel));
+	if (check_enable_rls(reg->relid, InvalidOid, true) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("row-level security on table %s applies to role %s",
+						SyncRelationName(reg->relid), GetUserNameFromId(GetUserId(), false)),
+				 errdetail("A dump reads the table as its owner, and would publish rows a policy hides from the role dumping."),
+				 errhint("Dump as the table's owner or a role with BYPASSRLS, or disable row-level security on the table.")));
+
 	t->closure.relid = reg->relid;
 	t->at.schema = get_namespace_name(RelationGetNamespace(rel));
 	t->at.name = pstrdup(RelationGetRelationName(rel));
@@ -243,6 +262,7 @@ FlushChunk(CopyReceiver *r, bool force)
 							 r->chunk.len) < 0)
 		elog(ERROR, "could not update SHA-256 digest");
 	t->at.files = lappend(t->at.files, name);
+	t->at.bytes += r->chunk.len;
 	MemoryContextSwitchTo(oldcxt);
 	SyncArchiveAddMember(r->state->archive, name, r->chunk.data, r->chunk.len);
 	resetStringInfo(&r->chunk);
@@ -293,8 +313,13 @@ CopyReceive(TupleTableSlot *slot, DestReceiver *self)
 		if (slot->tts_isnull[i])
 			appendBinaryStringInfo(&r->chunk, "\\N", 2);
 		else
+		{
+			char	   *value = OutputFunctionCall(&r->out[i], slot->tts_values[i]);
+
+			/* archives are UTF-8: a no-op in a UTF-8 database */
 			SyncAppendCopyValue(&r->chunk,
-								OutputFunctionCall(&r->out[i], slot->tts_values[i]));
+								pg_server_to_any(value, strlen(value), PG_UTF8));
+		}
 	}
 	appendStringInfoCharMacro(&r->chunk, '\n');
 	MemoryContextSwitchTo(oldcxt);
@@ -334,6 +359,22 @@ CheckKeysUnique(DumpTable *t, const SyncRange *range, Snapshot snapshot)
 				 errhint("Subscribers identify rows by their key: give each row of this machine a key of its own.")));
 }
 
+/* The query of ExportTable, run as a SyncBody. */
+typedef struct ExportRun
+{
+	SPIPlanPtr	plan;
+	SPIExecuteOptions *options;
+	int			rc;
+} ExportRun;
+
+static void
+RunExport(void *arg)
+{
+	ExportRun  *run = (ExportRun *) arg;
+
+	run->rc = SPI_execute_plan_extended(run->plan, run->options);
+}
+
 /*
  * Write one table's published rows into the archive, counting what its keep
  * condition leaves out.  Rows come in physical order, which changes only
@@ -350,6 +391,7 @@ ExportTable(DumpState *state, DumpTable *t, const SyncRange *range,
 	SPIPlanPtr	plan;
 	ParamListInfo params;
 	SPIExecuteOptions options;
+	ExportRun	run;
 	Oid			argtypes[3] = {INT8OID, INT8OID, INT4OID};
 	Datum		values[3];
 	char	   *sql;
@@ -404,10 +446,20 @@ ExportTable(DumpState *state, DumpTable *t, const SyncRange *range,
 	options.read_only = true;
 	options.dest = &r.pub;
 
-	/* the dump's snapshot, seeing what the closure wrote */
+	/*
+	 * The dump's snapshot, seeing what the closure wrote; a table's filter
+	 * and anonymize rules run as its owner, as a security-restricted
+	 * operation (the registry has none).
+	 */
 	PushCopiedSnapshot(snapshot);
 	UpdateActiveSnapshotCommandId();
-	rc = SPI_execute_plan_extended(plan, &options);
+	run.plan = plan;
+	run.options = &options;
+	if (OidIsValid(c->relid))
+		SyncRunAs(SyncRelationOwner(c->relid), RunExport, &run);
+	else
+		RunExport(&run);
+	rc = run.rc;
 	PopActiveSnapshot();
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan_extended failed: %s: %s",
@@ -482,7 +534,7 @@ IndexedArchive(DumpState *state)
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	FreeFile(f);
 	buf[n] = '\0';
-	return SyncIndexArchive(buf);
+	return SyncIndexArchive(buf, n);
 }
 
 /*
@@ -630,7 +682,7 @@ PrepareHeader(DumpState *state)
 	h->machine_id = state->machine.id;
 	h->hostname = state->machine.hostname;
 	h->range = state->machine.range;
-	h->encoding = GetDatabaseEncodingName();
+	h->encoding = "UTF8";		/* whatever the database's (CopyReceive) */
 	h->level = state->level;
 	h->anonymized = state->anonymize;
 	h->unchecked = state->unchecked;
@@ -772,6 +824,13 @@ DumpBody(void *arg)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid access level %d", state->level),
 				 errdetail("Levels go from 0 (private) to 4 (public); a dump at level L publishes rows whose level is L or more.")));
+	/* archives are UTF-8: text of no known encoding cannot be converted */
+	if (GetDatabaseEncoding() == PG_SQL_ASCII)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot dump a database whose encoding is SQL_ASCII"),
+				 errdetail("Archives are UTF-8, and SQL_ASCII text has no known encoding to convert from; subscribers would refuse bytes that are not UTF-8."),
+				 errhint("Move the data into a database with a real encoding, such as UTF8 (pg_dump, then restore into a database created with ENCODING 'UTF8').")));
 	RunDump(state);
 }
 

@@ -12,11 +12,16 @@
  * set-returning functions and volatile functions are refused: a dump must be
  * reproducible row by row and must not change anything.
  *
- * Only PostgreSQL's built-in functions and operators may be called, and not
- * those that read other tables, files, settings or server activity: the
- * expressions run in every dump, whoever runs it, and what an anonymize
- * rule computes is published.  They are parsed with search_path set to
- * pg_catalog, so no user-defined object can stand in for a built-in one.
+ * Only PostgreSQL's built-in functions, operators, types, casts and
+ * collations may be used, and no function that reads other tables, files,
+ * settings or server activity: the expressions run in every dump, whoever
+ * runs it, and what an anonymize rule computes is published.  No domain
+ * either, whose CHECK could call anything (an anonymize rule's value is
+ * published as the column's base type; the subscriber's own domain checks
+ * it on arrival).  They are parsed with search_path set to pg_catalog, so
+ * no user-defined object can stand in for a built-in one.  A dump runs them
+ * as the table's owner, as a security-restricted operation (dump.c), so
+ * even a gap here would run nothing with the dumping role's privileges.
  *
  *-------------------------------------------------------------------------
  */
@@ -220,6 +225,53 @@ FirstForbidden(Oid funcid, void *context)
 	return false;
 }
 
+/* Is type one of PostgreSQL's own, and not a domain? */
+static bool
+BuiltinType(Oid type)
+{
+	return type < FirstNormalObjectId && get_typtype(type) != TYPTYPE_DOMAIN;
+}
+
+/*
+ * Walker: refuse a node whose types or collation are not PostgreSQL's own
+ * (a value of a user type, a cast through a domain or a user type, a user
+ * collation): they would run code of whoever created them.  A column of
+ * the row may be of any type, and so may a NULL: reading them runs nothing.
+ */
+static bool
+BuiltinTypesWalker(Node *node, void *context)
+{
+	const ExprSource *src = (const ExprSource *) context;
+	Oid			type;
+	Oid			collation;
+
+	if (node == NULL)
+		return false;
+	/* a column's value, or a NULL, runs no code of its type */
+	if (IsA(node, Var) || (IsA(node, Const) && ((Const *) node)->constisnull))
+		return false;
+	/* parts of an expression that have no type of their own */
+	if (IsA(node, List) || IsA(node, CaseWhen))
+		return expression_tree_walker(node, BuiltinTypesWalker, context);
+	type = exprType(node);
+	if (IsA(node, CoerceToDomain) || IsA(node, CoerceToDomainValue) || !BuiltinType(type))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s of table %s must not use type %s",
+						src->what, src->relname, format_type_be(type)),
+				 errdetail("Only PostgreSQL's built-in types may be used, and no domain: a domain's constraints and a user type's functions could run any code.")));
+	collation = exprCollation(node);
+	if (!OidIsValid(collation))
+		collation = exprInputCollation(node);
+	if (OidIsValid(collation) && collation >= FirstNormalObjectId)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s of table %s must not use collation %s",
+						src->what, src->relname, generate_collation_name(collation)),
+				 errdetail("Only PostgreSQL's built-in collations may be used.")));
+	return expression_tree_walker(node, BuiltinTypesWalker, context);
+}
+
 /*
  * Parse and analyse one expression over rel.  Returns the analysed
  * expression and its parse state.
@@ -284,6 +336,7 @@ AnalyseExpression(Relation rel, const ExprSource *src, ParseState **pstate_out)
 						src->what, src->relname)));
 	OnlyUserColumnsWalker(expr, (void *) src);
 	assign_expr_collations(pstate, expr);
+	BuiltinTypesWalker(expr, (void *) src);
 	if (ForbiddenFunctionWalker(expr, &forbidden))
 	{
 		Oid			funcid = InvalidOid;
@@ -359,6 +412,8 @@ AnonymizeRuleSql(Relation rel, AttrNumber key_attnum,
 	ParseState *pstate;
 	Node	   *expr;
 	Oid			type;
+	Oid			base;
+	int32		typmod;
 
 	src.relname = SyncRelationName(RelationGetRelid(rel));
 	if (attnum == InvalidAttrNumber || attnum < 0)
@@ -379,27 +434,30 @@ AnonymizeRuleSql(Relation rel, AttrNumber key_attnum,
 						column, src.relname),
 				 errdetail("An anonymized value would no longer match the rows it references or that reference it, and the real value would reach subscribers through them.")));
 	att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+	/* a domain's value is published as its base type's */
+	typmod = att->atttypmod;
+	base = getBaseTypeAndTypmod(att->atttypid, &typmod);
 
 	src.what = psprintf("anonymize rule for column \"%s\"", column);
 	src.text = text;
 	expr = AnalyseExpression(rel, &src, &pstate);
 	type = exprType(expr);
-	coerced = coerce_to_target_type(pstate, expr, type, att->atttypid,
-									att->atttypmod, COERCION_ASSIGNMENT,
-									COERCE_IMPLICIT_CAST, -1);
+	coerced = coerce_to_target_type(pstate, expr, type, base, typmod,
+									COERCION_ASSIGNMENT, COERCE_IMPLICIT_CAST, -1);
 	if (coerced == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("anonymize rule for column \"%s\" of table %s is of type %s, which cannot be assigned to the column's type %s",
 						column, src.relname, format_type_be(type),
-						format_type_be(att->atttypid)),
-				 errhint("Cast the expression to %s.", format_type_be(att->atttypid))));
+						format_type_be(base)),
+				 errhint("Cast the expression to %s.", format_type_be(base))));
+	BuiltinTypesWalker(coerced, (void *) &src);
 	if (alias)
 		sql = psprintf("CAST((%s) AS %s)",
 					   deparse_expression(coerced,
 										  deparse_context_for(alias, RelationGetRelid(rel)),
 										  true, false),
-					   format_type_with_typemod(att->atttypid, att->atttypmod));
+					   format_type_with_typemod(base, typmod));
 	free_parsestate(pstate);
 	return sql;
 }

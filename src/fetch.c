@@ -303,17 +303,17 @@ Fetch(const SyncRemote *remote, const char *name, const char *what,
 }
 
 /*
- * Fetch a machine's index (small, into memory).
+ * Fetch a machine's index (small, into memory): its text and length.
  */
 char *
-SyncFetchIndex(const SyncRemote *remote, SyncFetchResult *result)
+SyncFetchIndex(const SyncRemote *remote, SyncFetchResult *result, size_t *len)
 {
 	StringInfoData buf;
-	uint64		limit = 1024 * 1024;
 
 	initStringInfo(&buf);
-	enlargeStringInfo(&buf, (int) limit + 1);
-	Fetch(remote, SYNC_INDEX_NAME, "index", -1, &buf, NULL, limit, result);
+	enlargeStringInfo(&buf, SYNC_MAX_INDEX + 1);
+	Fetch(remote, SYNC_INDEX_NAME, "index", -1, &buf, NULL, SYNC_MAX_INDEX, result);
+	*len = buf.len;
 	return buf.data;
 }
 

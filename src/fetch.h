@@ -19,7 +19,8 @@ typedef struct SyncFetchResult
 } SyncFetchResult;
 
 extern char *SyncRemoteUrl(const SyncRemote *remote, const char *name);
-extern char *SyncFetchIndex(const SyncRemote *remote, SyncFetchResult *result);
+extern char *SyncFetchIndex(const SyncRemote *remote, SyncFetchResult *result,
+							 size_t *len);
 extern void SyncFetchArchive(const SyncRemote *remote, const char *name,
 							 int fd, char *sha256_hex,
 							 SyncFetchResult *result);

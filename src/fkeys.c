@@ -54,6 +54,20 @@
 	"        JOIN pg_catalog.pg_namespace opn ON opn.oid = op.oprnamespace" \
 	"       ORDER BY k.o)"
 
+/*
+ * SQL: the nearest of rel and its partition ancestors that is among the
+ * tables $1, as a row (rel); none if there is none.  So a foreign key
+ * declared on one partition counts as the registered table's.
+ */
+#define REGISTERED_ANCESTOR_SQL(rel) \
+	"(SELECT x.a AS rel" \
+	"   FROM (SELECT " rel ", 0::pg_catalog.int8" \
+	"         UNION ALL" \
+	"         SELECT a::pg_catalog.oid, o" \
+	"           FROM pg_catalog.pg_partition_ancestors(" rel ") WITH ORDINALITY p(a, o)) x(a, o)" \
+	"  WHERE x.a OPERATOR(pg_catalog.=) ANY ($1)" \
+	"  ORDER BY x.o LIMIT 1)"
+
 /* Position of relid in relids, or -1. */
 static int
 TableIndex(const Oid *relids, int n, Oid relid)
@@ -69,8 +83,9 @@ TableIndex(const Oid *relids, int n, Oid relid)
 /*
  * The foreign keys between tables of relids (InvalidOid entries take no
  * part), as SyncForeignKey, in a stable order.  Keys declared on a
- * partitioned table are taken once, not again for each partition.  The
- * caller is connected to SPI.
+ * partitioned table are taken once, not again for each partition; a key
+ * declared on one partition (or referencing one) is taken as its
+ * registered ancestor's.  The caller is connected to SPI.
  */
 List *
 SyncForeignKeysAmong(const Oid *relids, int n)
@@ -86,7 +101,7 @@ SyncForeignKeysAmong(const Oid *relids, int n)
 		oids[i] = ObjectIdGetDatum(relids[i]);
 	values[0] = PointerGetDatum(construct_array(oids, n, OIDOID, sizeof(Oid),
 												true, TYPALIGN_INT));
-	rows = SyncExecute("SELECT c.conrelid, c.confrelid, " FK_JOIN_SQL ","
+	rows = SyncExecute("SELECT ch.rel, pa.rel, " FK_JOIN_SQL ","
 					   "  " COLUMN_NAMES_SQL("c.conkey", "c.conrelid") ","
 					   "  c.condeferrable,"
 					   "  " COLUMN_NAMES_SQL("c.confkey", "c.confrelid") ","
@@ -95,9 +110,10 @@ SyncForeignKeysAmong(const Oid *relids, int n)
 					   "    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.conname)"
 					   "  FROM pg_catalog.pg_constraint c"
 					   "  JOIN pg_catalog.pg_namespace ns ON ns.oid = c.connamespace"
+					   " CROSS JOIN LATERAL " REGISTERED_ANCESTOR_SQL("c.conrelid") " ch"
+					   " CROSS JOIN LATERAL " REGISTERED_ANCESTOR_SQL("c.confrelid") " pa"
 					   " WHERE c.contype = 'f' AND c.conparentid = 0"
-					   "   AND c.conrelid = ANY ($1) AND c.confrelid = ANY ($1)"
-					   " ORDER BY c.conrelid, c.conname",
+					   " ORDER BY ch.rel, c.conname",
 					   1, argtypes, values, NULL);
 	for (i = 0; i < rows; i++)
 	{

@@ -12,14 +12,15 @@
  *	  registry/000001.copy			the machine registry
  *	  tables/NNNN-<name>/NNNNNN.copy each table's rows, parents first
  *	  manifest.json					the header plus files, counts, checksums
- * Rows are COPY text in the publisher's database encoding, written in the
- * output formats helpers.c pins (SyncPinSettings).  doc/dump.md describes
- * every field.
+ * Everything is UTF-8, whatever the publisher's database encoding: rows
+ * are COPY text in the output formats helpers.c pins (SyncPinSettings).
+ * doc/dump.md describes every field.
  *
  * The writers (for sync_dump) and the readers (for sync_pull) of each file
  * stand side by side here, so that a change to the format is one diff.  The
- * readers trust nothing: a document that is not what this version writes
- * is an ERROR naming the machine it came from.
+ * readers trust nothing: they check what parse.c parsed, and a document
+ * that is not what this version writes is an ERROR naming the machine it
+ * came from.
  *
  *-------------------------------------------------------------------------
  */
@@ -227,13 +228,14 @@ ManifestTable(StringInfo buf, const SyncArchiveTable *t, bool results)
 		JsonString(buf, lfirst(lc));
 	}
 	appendStringInfo(buf, "], \"rows\": " INT64_FORMAT ", \"excluded\": " INT64_FORMAT
-					 ", \"sha256\": \"%s\"}",
-					 t->rows, t->excluded, t->sha256);
+					 ", \"bytes\": " INT64_FORMAT ", \"sha256\": \"%s\"}",
+					 t->rows, t->excluded, t->bytes, t->sha256);
 }
 
 /*
  * The header (without results) or the manifest (with them): what the
- * archive holds, where from, and every table's files, counts and checksum.
+ * archive holds, where from, and every table's files, counts, size and
+ * checksum.  In UTF-8, like everything published.
  */
 char *
 SyncBuildManifest(const SyncArchiveHeader *h, bool results)
@@ -267,11 +269,11 @@ SyncBuildManifest(const SyncArchiveHeader *h, bool results)
 		ManifestTable(&buf, h->tables[i], results);
 	}
 	appendStringInfoString(&buf, "\n  ]\n}\n");
-	return buf.data;
+	return pg_server_to_any(buf.data, buf.len, PG_UTF8);
 }
 
 /*
- * The index, which names the newest archive.
+ * The index, which names the newest archive (in UTF-8).
  */
 char *
 SyncBuildIndex(const SyncIndex *index)
@@ -288,7 +290,7 @@ SyncBuildIndex(const SyncIndex *index)
 	appendStringInfo(&buf, ", \"level\": %d, \"anonymized\": %s, \"unchecked\": %s}\n",
 					 index->level, index->anonymized ? "true" : "false",
 					 index->unchecked ? "true" : "false");
-	return buf.data;
+	return pg_server_to_any(buf.data, buf.len, PG_UTF8);
 }
 
 /*
@@ -305,79 +307,61 @@ SyncBadArchive(int64 machine_id, const char *what, const char *detail)
 }
 
 /*
- * Run a query over a JSON document given as text ($1), in a subtransaction:
- * a document that is not JSON, or not of the shape the query expects (a
- * value that does not cast), makes it fail.  Returns the number of rows,
- * with the rows in SPI_tuptable, or -1 on such a failure (a data
- * exception), whose error is discarded with the subtransaction for the
- * caller to report its own; any other error is raised again.  The caller is
- * connected to SPI.
+ * A document (index, header or manifest) of *len bytes from machine_id, as
+ * text of this database: it must be valid UTF-8 (without NUL bytes), and
+ * is converted; *len becomes the converted length.
  */
-static int
-JsonQuery(const char *sql, const char *text)
+static char *
+DocumentText(const char *raw, size_t *len, int64 machine_id, const char *what)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(text)};
-	SyncStatement st = {sql, 1, argtypes, values, NULL, 0};
-	ErrorData  *edata = SyncRunInSubtransaction(SyncExecuteStatement, NULL, &st);
+	char	   *text;
 
-	if (edata == NULL)
-		return st.rows;
-	/* a cancel, or anything else that is not about the data, goes on up */
-	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
-		ReThrowError(edata);
-	FreeErrorData(edata);
-	return -1;
+	if (*len > PG_INT32_MAX / 4 || !pg_verify_mbstr(PG_UTF8, raw, (int) *len, true))
+		SyncBadArchive(machine_id, what, "It is not valid UTF-8.");
+	text = pg_any_to_server(raw, (int) *len, PG_UTF8);
+	*len = strlen(text);
+	return text;
 }
 
-#define INDEX_SQL \
-	"SELECT (j->>'format')::int8, (j->>'machine')::int8, j->>'archive'," \
-	"       (j->>'size')::int8, j->>'sha256'" \
-	"  FROM (SELECT $1::pg_catalog.jsonb AS j) i"
-
 /*
- * The archive an index names, or NULL if it is not an index this version
- * reads: a dump keeps what the previous index named, if anything.
+ * The archive an index of len bytes names, or NULL if it is not an index
+ * this version reads: a dump keeps what the previous index named, if
+ * anything.
  */
 char *
-SyncIndexArchive(const char *text)
+SyncIndexArchive(const char *text, size_t len)
 {
-	if (JsonQuery(INDEX_SQL, text) != 1)
+	SyncIndex	index;
+
+	if (!pg_verify_mbstr(PG_UTF8, text, (int) len, true) ||
+		SyncParseIndex(text, len, &index) != NULL ||
+		index.format != SYNC_FORMAT_VERSION)
 		return NULL;
-	return SyncGetText(0, 3);
+	return index.archive;
 }
 
 /*
- * Read the index fetched from url: it must be of this format, of machine
- * machine_id, and name an archive of that machine with its size and
- * checksum.
+ * Read the index (len bytes) fetched from url: it must be of this format,
+ * of machine machine_id, and name an archive of that machine with its size
+ * and checksum.
  */
 void
-SyncReadIndex(const char *text, int64 machine_id, const char *url,
+SyncReadIndex(const char *text, size_t len, int64 machine_id, const char *url,
 			  SyncIndex *index)
 {
-	int64		format = 0;
-	int64		bytes = -1;
+	char	   *doc = DocumentText(text, &len, machine_id, "index");
+	const char *error = SyncParseIndex(doc, len, index);
 
-	if (JsonQuery(INDEX_SQL, text) != 1)
+	if (error)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("index of machine " INT64_FORMAT " is not valid JSON",
-						machine_id),
-				 errdetail("Fetched from %s.", url)));
-	memset(index, 0, sizeof(*index));
-	index->machine_id = -1;
-	SyncGetInt64(0, 1, &format);
-	SyncGetInt64(0, 2, &index->machine_id);
-	index->archive = SyncGetText(0, 3);
-	SyncGetInt64(0, 4, &bytes);
-	index->sha256 = SyncGetText(0, 5);
-
-	if (format != SYNC_FORMAT_VERSION)
+				 errmsg("index of machine " INT64_FORMAT " is not valid", machine_id),
+				 errdetail("%s Fetched from %s.", error, url)));
+	if (index->format != SYNC_FORMAT_VERSION)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("index of machine " INT64_FORMAT " has format " INT64_FORMAT ", which this version does not read",
-						machine_id, format),
+						machine_id, index->format),
 				 errhint("This version of sync reads format %d; upgrade the extension here or there.",
 						 SYNC_FORMAT_VERSION)));
 	if (index->machine_id != machine_id)
@@ -387,122 +371,35 @@ SyncReadIndex(const char *text, int64 machine_id, const char *url,
 						url, index->machine_id, machine_id),
 				 errhint("Check the sync_url of machine " INT64_FORMAT ".", machine_id)));
 	if (index->archive == NULL || !SyncIsArchiveFileOf(index->archive, machine_id) ||
-		bytes < 0 || index->sha256 == NULL || strlen(index->sha256) != 64)
+		index->sha256 == NULL || strlen(index->sha256) != SYNC_SHA256_HEX_LEN - 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("index of machine " INT64_FORMAT " is not valid", machine_id),
 				 errdetail("It must name an archive sync-" INT64_FORMAT "-*.tar.zst with its size and SHA-256.",
 						   machine_id)));
-	index->size = (uint64) bytes;
-}
-
-/* Text of a text[] value of the last SPI result, as a C array. */
-static char **
-TextArray(int row, int col, int *n)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
-								  col, &isnull);
-	Datum	   *elems;
-	bool	   *nulls;
-	char	  **result;
-	int			i;
-
-	if (isnull)
-	{
-		*n = 0;
-		return NULL;
-	}
-	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
-					  &elems, &nulls, n);
-	result = palloc(sizeof(char *) * (*n + 1));
-	for (i = 0; i < *n; i++)
-		result[i] = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
-	return result;
-}
-
-/* SQL: the description of table e of a header, as TableFromRow reads it */
-#define TABLE_COLUMNS_SQL \
-	"e->>'schema', e->>'name', e->>'key', e->>'dir'," \
-	" ARRAY(SELECT c->>'name' FROM pg_catalog.jsonb_array_elements(e->'columns') WITH ORDINALITY x(c, n) ORDER BY n)," \
-	" ARRAY(SELECT c->>'type' FROM pg_catalog.jsonb_array_elements(e->'columns') WITH ORDINALITY x(c, n) ORDER BY n)"
-
-/* Fill a table from row of a header query, checking what it says. */
-static void
-TableFromRow(int64 machine_id, SyncArchiveTable *t, int row)
-{
-	char	  **names;
-	char	  **types;
-	int			ntypes;
-	int			i;
-
-	memset(t, 0, sizeof(*t));
-	t->schema = SyncGetText(row, 1);
-	t->name = SyncGetText(row, 2);
-	t->key = SyncGetText(row, 3);
-	t->dir = SyncGetText(row, 4);
-	names = TextArray(row, 5, &t->ncolumns);
-	types = TextArray(row, 6, &ntypes);
-	t->rows = t->excluded = -1;
-	if (t->schema == NULL || t->name == NULL || t->key == NULL ||
-		t->dir == NULL || t->ncolumns == 0 || ntypes != t->ncolumns)
-		SyncBadArchive(machine_id, "header", "A table lacks its name, key, directory or columns.");
-	t->columns = palloc0(sizeof(SyncColumn) * t->ncolumns);
-	t->key_index = -1;
-	for (i = 0; i < t->ncolumns; i++)
-	{
-		if (names[i] == NULL || types[i] == NULL || names[i][0] == '\0')
-			SyncBadArchive(machine_id, "header", "A column lacks its name or type.");
-		t->columns[i].name = names[i];
-		t->columns[i].type = types[i];
-		if (strcmp(names[i], t->key) == 0)
-			t->key_index = i;
-	}
-	/* the registry's, or "tables/" and one plain name */
-	if (strcmp(t->dir, SYNC_REGISTRY_DIR) != 0 &&
-		(strncmp(t->dir, "tables/", 7) != 0 || t->dir[7] == '\0' ||
-		 strchr(t->dir + 7, '/') != NULL || strstr(t->dir, "..") != NULL))
-		SyncBadArchive(machine_id, "header", "A table's directory is not one sync writes.");
-	if (t->key_index < 0)
-		SyncBadArchive(machine_id, "header",
-					   psprintf("The key of table %s.%s is not among its columns.",
-								t->schema, t->name));
-	t->qualname = quote_qualified_identifier(t->schema, t->name);
 }
 
 /*
- * Read header.json of an archive fetched from machine_id, which owns range
- * here: format, source machine and range, encoding, and the tables with
- * their columns.  Allocates the tables.
+ * Read header.json (len bytes) of an archive fetched from machine_id,
+ * which owns range here: format, source machine and range, encoding, and
+ * the tables with their columns.  Allocates the tables.
  */
 void
-SyncReadHeader(const char *text, int64 machine_id, const SyncRange *range,
-			   SyncArchiveHeader *h)
+SyncReadHeader(const char *text, size_t len, int64 machine_id,
+			   const SyncRange *range, SyncArchiveHeader *h)
 {
-	SyncArchiveTable *tables;
-	int64		format = 0;
-	int			n;
+	char	   *doc = DocumentText(text, &len, machine_id, "header");
+	const char *error = SyncParseHeader(doc, len, h);
 	int			i;
 
-	memset(h, 0, sizeof(*h));
-	h->machine_id = -1;
-	if (JsonQuery("SELECT (j->>'format')::int8, (j#>>'{source,machine}')::int8,"
-				  "       (j#>>'{source,sync_start}')::int8, (j#>>'{source,sync_end}')::int8,"
-				  "       j->>'encoding'"
-				  "  FROM (SELECT $1::pg_catalog.jsonb AS j) h",
-				  text) != 1)
-		SyncBadArchive(machine_id, "header", "It is not valid JSON of the expected shape.");
-	SyncGetInt64(0, 1, &format);
-	SyncGetInt64(0, 2, &h->machine_id);
-	SyncGetInt64(0, 3, &h->range.start);
-	SyncGetInt64(0, 4, &h->range.end);
-	h->encoding = SyncGetText(0, 5);
-
-	if (format != SYNC_FORMAT_VERSION)
+	/* a document of another format need not have this one's shape */
+	if (h->format != -1 && h->format != SYNC_FORMAT_VERSION)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("archive of machine " INT64_FORMAT " has format " INT64_FORMAT ", which this version does not read",
-						machine_id, format)));
+						machine_id, h->format)));
+	if (error)
+		SyncBadArchive(machine_id, "header", error);
 	if (h->machine_id != machine_id)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
@@ -517,195 +414,31 @@ SyncReadHeader(const char *text, int64 machine_id, const SyncRange *range,
 						machine_id, h->range.start, h->range.end, machine_id,
 						range->start, range->end),
 				 errhint("The registries of the two servers disagree; correct the range with sync_register_machine() on the side that is wrong.")));
-	if (h->encoding == NULL || pg_char_to_encoding(h->encoding) < 0)
-		SyncBadArchive(machine_id, "header", "It names no known encoding.");
-
-	n = JsonQuery("SELECT " TABLE_COLUMNS_SQL
-				  "  FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb->'tables') WITH ORDINALITY t(e, ord)"
-				  " ORDER BY ord",
-				  text);
-	if (n < 0)
-		SyncBadArchive(machine_id, "header", "It is not valid JSON of the expected shape.");
-	h->ntables = n;
-	tables = palloc0(sizeof(SyncArchiveTable) * (n + 1));
-	h->tables = palloc0(sizeof(SyncArchiveTable *) * (n + 1));
-	for (i = 0; i < n; i++)
-	{
-		TableFromRow(machine_id, &tables[i], i);
-		h->tables[i] = &tables[i];
-	}
-	for (i = 0; i < n; i++)
-	{
-		int			j;
-
-		for (j = 0; j < i; j++)
-			if (strcmp(tables[i].dir, tables[j].dir) == 0 ||
-				strcmp(tables[i].qualname, tables[j].qualname) == 0)
-				SyncBadArchive(machine_id, "header",
-							   psprintf("It lists %s twice.", tables[i].qualname));
-	}
-
-	if (JsonQuery("SELECT " TABLE_COLUMNS_SQL
-				  "  FROM (SELECT $1::pg_catalog.jsonb->'registry' AS e) r WHERE e IS NOT NULL",
-				  text) != 1)
-		SyncBadArchive(machine_id, "header", "It describes no registry.");
-	h->registry = palloc0(sizeof(SyncArchiveTable));
-	TableFromRow(machine_id, h->registry, 0);
-	for (i = 0; i < n; i++)
-		if (strcmp(tables[i].dir, h->registry->dir) == 0)
-			SyncBadArchive(machine_id, "header", "A table uses the registry's directory.");
-}
-
-/*
- * Read manifest.json: every table's row count and checksum, into the
- * tables of the header read before (matched by directory).
- */
-void
-SyncReadManifest(const char *text, SyncArchiveHeader *h)
-{
-	int			n;
-	int			i;
-
-	n = JsonQuery("SELECT e->>'dir', (e->>'rows')::int8, e->>'sha256'"
-				  "  FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb->'tables') e"
-				  " UNION ALL "
-				  "SELECT e->>'dir', (e->>'rows')::int8, e->>'sha256'"
-				  "  FROM (SELECT $1::pg_catalog.jsonb->'registry' AS e) r",
-				  text);
-	if (n < 0)
-		SyncBadArchive(h->machine_id, "manifest", "It is not valid JSON of the expected shape.");
-	for (i = 0; i < n; i++)
-	{
-		char	   *dir = SyncGetText(i, 1);
-		char	   *sha256 = SyncGetText(i, 3);
-		SyncArchiveTable *t = NULL;
-		int			j;
-
-		if (dir && strcmp(dir, h->registry->dir) == 0)
-			t = h->registry;
-		for (j = 0; j < h->ntables && t == NULL; j++)
-			if (dir && strcmp(dir, h->tables[j]->dir) == 0)
-				t = h->tables[j];
-		if (t == NULL)
-			SyncBadArchive(h->machine_id, "manifest", "It lists a table the header does not.");
-		if (!SyncGetInt64(i, 2, &t->rows))
-			t->rows = -1;
-		/* a checksum of any other length matches none */
-		strlcpy(t->sha256, (sha256 && strlen(sha256) == SYNC_SHA256_HEX_LEN - 1) ? sha256 : "",
-				sizeof(t->sha256));
-	}
-}
-
-/*
- * Start scanning the COPY text of table t of an archive of machine_id,
- * which owns range; without check_keys, rows are only counted.
- */
-void
-SyncKeyScanBegin(SyncKeyScan *scan, int64 machine_id, const SyncRange *range,
-				 const SyncArchiveTable *t, bool check_keys)
-{
-	memset(scan, 0, sizeof(*scan));
-	scan->machine_id = machine_id;
-	scan->range = *range;
-	scan->table = t;
-	scan->check_keys = check_keys;
-}
-
-/* A row ended: check its key. */
-static void
-EndOfRow(SyncKeyScan *scan)
-{
-	char	   *end;
-	int64		key;
-	int			i;
-
-	if (!scan->check_keys)
-	{
-		scan->rows++;
-		return;
-	}
-	scan->key[scan->keylen] = '\0';
-	/* digits only (an optional minus): what integer output writes */
-	for (i = 0; i < scan->keylen; i++)
-		if (!isdigit((unsigned char) scan->key[i]) && !(i == 0 && scan->key[i] == '-'))
-			scan->keylong = true;
-	errno = 0;
-	key = strtoi64(scan->key, &end, 10);
-	if (scan->keylong || scan->keylen == 0 || *end != '\0' || errno != 0)
+	/* one encoding, so that COPY alone decides what every byte means */
+	if (strcmp(h->encoding, "UTF8") != 0)
 		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("archive of machine " INT64_FORMAT " has a row of table %s whose key \"%s\" is not an integer",
-						scan->machine_id, scan->table->qualname,
-						scan->keylong ? "(too long)" : scan->key)));
-	if (key < scan->range.start || key > scan->range.end)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("archive of machine " INT64_FORMAT " has a row of table %s with key " INT64_FORMAT ", outside the machine's range [" INT64_FORMAT ", " INT64_FORMAT "]",
-						scan->machine_id, scan->table->qualname, key,
-						scan->range.start, scan->range.end),
-				 errdetail("A machine may publish only rows of its own range; nothing was applied.")));
-	scan->rows++;
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("archive of machine " INT64_FORMAT " is in encoding %s, not UTF8",
+						machine_id, SyncPrintable(h->encoding, strlen(h->encoding))),
+				 errdetail("Archives are read as UTF-8 only; a publisher of this version writes UTF-8 whatever its database's encoding."),
+				 errhint("Upgrade sync on machine " INT64_FORMAT " and dump again.", machine_id)));
+	for (i = 0; i < h->ntables; i++)
+		h->tables[i]->qualname = quote_qualified_identifier(h->tables[i]->schema,
+															h->tables[i]->name);
+	h->registry->qualname = quote_qualified_identifier(h->registry->schema,
+													   h->registry->name);
 }
 
 /*
- * Split COPY text into rows and fields exactly as COPY does for what
- * SyncAppendCopyValue writes: a backslash escapes the byte after it (so an
- * escaped tab or newline is data), a tab ends a field, a newline a row.
- * Anything COPY would read differently — a carriage return, an end-of-data
- * marker \. — is refused: the rows checked must be the rows loaded.
+ * Read manifest.json (len bytes): every table's row count, size and
+ * checksum, into the tables of the header read before.
  */
 void
-SyncKeyScanData(SyncKeyScan *scan, const char *data, size_t len)
+SyncReadManifest(const char *text, size_t len, SyncArchiveHeader *h)
 {
-	size_t		i;
+	char	   *doc = DocumentText(text, &len, h->machine_id, "manifest");
+	const char *error = SyncParseManifest(doc, len, h);
 
-	for (i = 0; i < len; i++)
-	{
-		char		c = data[i];
-		bool		in_key = (scan->field == scan->table->key_index);
-
-		if (scan->escape)
-		{
-			if (scan->linepos == 1 && c == '.')
-				SyncBadArchive(scan->machine_id, "archive",
-							   psprintf("The data of %s holds an end-of-data marker.", scan->table->qualname));
-			scan->escape = false;
-		}
-		else if (c == '\\')
-			scan->escape = true;
-		else if (c == '\r')
-			SyncBadArchive(scan->machine_id, "archive",
-						   psprintf("The data of %s holds a carriage return.", scan->table->qualname));
-		else if (c == '\n')
-		{
-			EndOfRow(scan);
-			scan->field = 0;
-			scan->linepos = 0;
-			scan->keylen = 0;
-			scan->keylong = false;
-			continue;
-		}
-		else if (c == '\t')
-		{
-			scan->field++;
-			scan->linepos++;
-			continue;
-		}
-		/* part of a field: the key's bytes are kept, escapes included */
-		if (in_key)
-		{
-			if (scan->keylen < (int) sizeof(scan->key) - 1)
-				scan->key[scan->keylen++] = c;
-			else
-				scan->keylong = true;
-		}
-		scan->linepos++;
-	}
-}
-
-/* Did the data scanned so far end inside a row? */
-bool
-SyncKeyScanInRow(const SyncKeyScan *scan)
-{
-	return scan->field != 0 || scan->linepos != 0 || scan->escape;
+	if (error)
+		SyncBadArchive(h->machine_id, "manifest", error);
 }

@@ -31,6 +31,7 @@
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/tuplestore.h"
 
 #include "helpers.h"
 
@@ -87,6 +88,19 @@ SyncCheckVersion(void)
 				 errmsg("extension sync is at version %s in this database, but its library is version %s",
 						installed, SYNC_EXTENSION_VERSION),
 				 errhint("Run ALTER EXTENSION sync UPDATE.")));
+}
+
+/*
+ * Are the SQL objects of this library's version (or not installed yet)?
+ * For what must not fail when they are not, such as an event trigger that
+ * every ALTER TABLE fires.
+ */
+bool
+SyncVersionMatches(void)
+{
+	char	   *installed = InstalledVersion();
+
+	return installed == NULL || strcmp(installed, SYNC_EXTENSION_VERSION) == 0;
 }
 
 /*
@@ -320,6 +334,32 @@ SyncGetBool(int row, int col)
 }
 
 /*
+ * Set up a C function returning SETOF regclass (or oid) to return its
+ * values in a tuplestore (rsinfo->setResult, rsinfo->setDesc), whether it
+ * is called in FROM or in a select list.
+ */
+void
+SyncSetOfOids(FunctionCallInfo fcinfo)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext oldcxt;
+	TupleDesc	desc;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		!(rsinfo->allowedModes & SFRM_Materialize))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	desc = CreateTemplateTupleDesc(1);
+	TupleDescInitEntry(desc, (AttrNumber) 1, "oid", REGCLASSOID, -1, 0);
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setDesc = desc;
+	rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
  * Copy a row of the last SPI result out of SPI's memory, as the composite
  * result of the calling function.  Call before SPI_finish().
  */
@@ -453,7 +493,11 @@ SyncExecuteStatement(void *statement)
 {
 	SyncStatement *st = (SyncStatement *) statement;
 
-	st->rows = SyncExecute(st->sql, st->nargs, st->argtypes, st->values, st->nulls);
+	if (st->snapshot)
+		st->rows = SyncExecuteSnapshot(st->sql, st->nargs, st->argtypes, st->values,
+									   st->nulls, st->snapshot);
+	else
+		st->rows = SyncExecute(st->sql, st->nargs, st->argtypes, st->values, st->nulls);
 }
 
 /*
@@ -464,7 +508,7 @@ int
 SyncExecuteAs(Oid role, const char *sql, int nargs, Oid *argtypes,
 			  Datum *values, const char *nulls)
 {
-	SyncStatement st = {sql, nargs, argtypes, values, nulls, 0};
+	SyncStatement st = {sql, nargs, argtypes, values, nulls, 0, NULL};
 
 	SyncRunAs(role, SyncExecuteStatement, &st);
 	return st.rows;

@@ -15,8 +15,10 @@
 #include "postmaster/bgworker.h"
 #include "utils/snapshot.h"
 
+#include "parse.h"
+
 /* version of the extension's SQL objects, as in sync.control */
-#define SYNC_EXTENSION_VERSION "0.2"
+#define SYNC_EXTENSION_VERSION "0.3"
 
 /*
  * Advisory locks (first key; the second says which object): one dump at a
@@ -25,18 +27,12 @@
 #define SYNC_LOCK_DUMP 1937337955
 #define SYNC_LOCK_PULL 1937337956
 
-/* One machine's owned key range, inclusive at both ends. */
-typedef struct SyncRange
-{
-	int64		start;
-	int64		end;
-} SyncRange;
-
 /* A piece of work handed to a helper that runs it in some context. */
 typedef void (*SyncBody) (void *arg);
 
 /* names of the extension's objects */
 extern void SyncEnter(FunctionCallInfo fcinfo);
+extern bool SyncVersionMatches(void);
 extern void SyncCheckVersion(void);
 extern void SyncUseSchema(Oid nsp);
 extern Oid	SyncSchemaOid(void);
@@ -54,6 +50,7 @@ extern int	SyncExecuteSnapshot(const char *sql, int nargs, Oid *argtypes,
 extern bool SyncGetInt64(int row, int col, int64 *value);
 extern char *SyncGetText(int row, int col);
 extern List *SyncGetTextList(int row, int col);
+extern void SyncSetOfOids(FunctionCallInfo fcinfo);
 extern Oid	SyncGetOid(int row, int col);
 extern bool SyncGetBool(int row, int col);
 extern Datum SyncReturnRow(int row);
@@ -68,6 +65,7 @@ typedef struct SyncStatement
 	Datum	   *values;
 	const char *nulls;
 	int			rows;
+	Snapshot	snapshot;		/* every query sees it, if set */
 } SyncStatement;
 
 extern void SyncExecuteStatement(void *statement);

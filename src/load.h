@@ -21,8 +21,10 @@
 typedef struct SyncLoader
 {
 	SyncArchiveReader *reader;
+	const char *path;
+	uint64		limit;			/* the most it unpacks to */
 	int64		machine_id;		/* the publisher, for messages and progress */
-	const char *encoding;		/* of the COPY text */
+	SyncRange	range;			/* its range here: every key must be in it */
 	MemoryContext cxt;			/* outlives each COPY */
 
 	/* the table being loaded */
@@ -37,11 +39,15 @@ typedef struct SyncLoader
 } SyncLoader;
 
 extern void SyncLoaderOpen(SyncLoader *loader, const char *path,
-						   int64 machine_id, const char *encoding);
+						   uint64 limit, int64 machine_id,
+						   const SyncRange *range);
 extern bool SyncLoaderNext(SyncLoader *loader, char **name);
 extern uint64 SyncLoad(SyncLoader *loader, const char *dir,
 					   const char *qualname, Oid relid, List *columns,
-					   int64 expected_rows);
+					   const char *key, int64 expected_rows);
+extern Oid	SyncLoadAsText(SyncLoader *loader, const char *dir,
+						   const char *qualname, List *columns,
+						   const char *name, int64 expected_rows);
 extern void SyncLoaderClose(SyncLoader *loader);
 
 #endif							/* SYNC_LOAD_H */

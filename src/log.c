@@ -8,9 +8,10 @@
  * transaction would roll back with it.  So the row is written by a
  * short-lived background worker in a transaction of its own (an
  * autonomous transaction), connected to the same database as the owner of
- * sync_log; the caller waits until it is done.  Successful runs are
- * recorded the same way, so a log row never depends on what the caller's
- * transaction does afterwards.
+ * sync_log; the caller waits until it is done.  A dump, whose files are
+ * published at once, is recorded the same way.  A successful pull is
+ * recorded in the caller's transaction instead: it is in the log exactly
+ * if what it applied committed.
  *
  *-------------------------------------------------------------------------
  */
@@ -415,6 +416,29 @@ SyncLogFailure(SyncLogEntry *entry, ErrorData *edata)
 	entry->message = edata->message;
 	SyncLogWrite(entry);
 	ReThrowError(edata);
+}
+
+/*
+ * Record a run that succeeded in the caller's transaction (as the log's
+ * owner): the row commits with what the run did, or not at all, so the log
+ * never reports a change that did not commit.  A failure to write it is a
+ * WARNING.
+ */
+void
+SyncLogCommitted(const SyncLogEntry *entry)
+{
+	const char *values[LOG_NCOLUMNS];
+	Oid			log_relid = get_relname_relid("sync_log", SyncSchemaOid());
+
+	sync_log_writes++;
+	if (!OidIsValid(log_relid))
+	{
+		ereport(WARNING,
+				(errmsg("the %s is not recorded: table sync_log is missing", entry->kind)));
+		return;
+	}
+	EntryValues(entry, values);
+	InsertInCallerTransaction(log_relid, values);
 }
 
 /*

@@ -35,6 +35,7 @@ typedef struct SyncLogEntry
 extern void SyncLogInit(SyncLogEntry *entry, const char *kind);
 extern void SyncLogWrite(const SyncLogEntry *entry);
 extern void SyncLogFailure(SyncLogEntry *entry, ErrorData *edata) pg_attribute_noreturn();
+extern void SyncLogCommitted(const SyncLogEntry *entry);
 extern void SyncLogInsert(const SyncLogEntry *entry);
 extern char *SyncLogPruneSql(void);
 

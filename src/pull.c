@@ -36,10 +36,12 @@
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "apply.h"
@@ -65,8 +67,6 @@ PG_FUNCTION_INFO_V1(sync_pull_name);
 #define SYNC_DOWNLOAD_PREFIX PG_TEMP_FILE_PREFIX "_sync_pull_"
 
 /* the largest header and manifest read */
-#define SYNC_MAX_HEADER (64 * 1024 * 1024)
-#define SYNC_MAX_MANIFEST (256 * 1024 * 1024)
 
 /* What one call of sync_pull works with. */
 typedef struct PullRun
@@ -217,7 +217,6 @@ TakeTables(Pull *pull, SyncArchiveHeader *header)
 {
 	int			i;
 
-	pull->encoding = header->encoding;
 	pull->ntables = header->ntables;
 	pull->tables = palloc0(sizeof(PullTable) * (header->ntables + 1));
 	for (i = 0; i < header->ntables; i++)
@@ -241,7 +240,8 @@ MemberTable(Pull *pull, const char *name)
 		if (SyncMemberOf(name, pull->tables[i].at.dir))
 			return &pull->tables[i];
 	SyncBadArchive(pull->machine_id, "archive",
-				   psprintf("It holds \"%s\", which its header does not describe.", name));
+				   psprintf("It holds \"%s\", which its header does not describe.",
+							SyncPrintable(name, strlen(name))));
 }
 
 /*
@@ -273,13 +273,34 @@ CheckAgainstManifest(Pull *pull)
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("table %s in the archive of machine " INT64_FORMAT " has " INT64_FORMAT " rows, not the " INT64_FORMAT " its manifest gives",
 							t->at.qualname, pull->machine_id, t->rows, t->at.rows)));
+		/* a size given must be the size read (a publisher of 0.2 gives none) */
+		if (t->at.bytes != -1 && t->at.bytes != t->bytes)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("table %s in the archive of machine " INT64_FORMAT " has " INT64_FORMAT " bytes, not the " INT64_FORMAT " its manifest gives",
+							t->at.qualname, pull->machine_id, t->bytes, t->at.bytes)));
 	}
+}
+
+/* Finish reading the data of table t: its framing must end whole. */
+static void
+EndTable(Pull *pull, PullTable *t, SyncRowScan *scan, pg_cryptohash_ctx *sha)
+{
+	const char *error = SyncRowScanEnd(scan);
+
+	if (error)
+		SyncBadArchive(pull->machine_id, "archive",
+					   psprintf("The data of %s: %s", t->at.qualname, error));
+	SyncSha256Finish(sha, t->sha256);
+	t->rows = scan->rows;
+	t->bytes = scan->bytes;
 }
 
 /*
  * First pass over the archive, touching nothing: header, then every
- * table's files (checksum, keys in range), then the manifest, whose
- * checksums and counts must match.
+ * table's files (checksum, framing of its rows), then the manifest, whose
+ * checksums, counts and sizes must match.  The keys are checked when the
+ * rows are loaded, by COPY (load.c).
  */
 static void
 ValidateArchive(PullRun *run)
@@ -288,19 +309,20 @@ ValidateArchive(PullRun *run)
 	SyncArchiveReader *reader;
 	SyncArchiveHeader header;
 	char	   *name;
+	char	   *text;
 	uint64		size;
 	char	   *buf = palloc(65536);
 	PullTable  *current = NULL;
 	pg_cryptohash_ctx *sha = NULL;
-	SyncKeyScan scan;
+	SyncRowScan scan;
 	bool		have_manifest = false;
 
 	SyncReportProgress(pull->machine_id, "verifying", NULL, 0, 0);
-	reader = SyncArchiveOpen(pull->archive_path);
+	reader = SyncArchiveOpen(pull->archive_path, (uint64) sync_max_unpacked_kb * 1024);
 	if (!SyncArchiveNext(reader, &name, &size) || strcmp(name, SYNC_HEADER_MEMBER) != 0)
 		SyncBadArchive(pull->machine_id, "archive", "It does not start with " SYNC_HEADER_MEMBER ".");
-	SyncReadHeader(SyncArchiveReadAll(reader, size, SYNC_MAX_HEADER, "header"),
-				   pull->machine_id, &pull->range, &header);
+	text = SyncArchiveReadAll(reader, size, SYNC_MAX_HEADER, "header");
+	SyncReadHeader(text, size, pull->machine_id, &pull->range, &header);
 	TakeTables(pull, &header);
 
 	while (SyncArchiveNext(reader, &name, &size))
@@ -312,8 +334,8 @@ ValidateArchive(PullRun *run)
 			SyncBadArchive(pull->machine_id, "archive", "Something follows the manifest.");
 		if (strcmp(name, SYNC_MANIFEST_MEMBER) == 0)
 		{
-			SyncReadManifest(SyncArchiveReadAll(reader, size, SYNC_MAX_MANIFEST, "manifest"),
-							 &header);
+			text = SyncArchiveReadAll(reader, size, SYNC_MAX_MANIFEST, "manifest");
+			SyncReadManifest(text, size, &header);
 			have_manifest = true;
 			continue;
 		}
@@ -324,27 +346,27 @@ ValidateArchive(PullRun *run)
 				SyncBadArchive(pull->machine_id, "archive",
 							   psprintf("The files of %s are not together.", t->at.qualname));
 			if (current)
-				SyncSha256Finish(sha, current->sha256);
+				EndTable(pull, current, &scan, sha);
 			current = t;
 			t->seen = true;
 			sha = SyncSha256Begin();
-			SyncKeyScanBegin(&scan, pull->machine_id, &pull->range, &t->at,
-							 t != &pull->registry);
+			memset(&scan, 0, sizeof(scan));
 			SyncReportProgress(pull->machine_id, "verifying", t->at.qualname, 0, 0);
 		}
 		while ((n = SyncArchiveRead(reader, buf, 65536)) > 0)
 		{
+			const char *error;
+
 			if (pg_cryptohash_update(sha, (uint8 *) buf, n) < 0)
 				elog(ERROR, "could not update SHA-256 digest");
-			SyncKeyScanData(&scan, buf, n);
+			if ((error = SyncRowScanData(&scan, buf, n)) != NULL)
+				SyncBadArchive(pull->machine_id, "archive",
+							   psprintf("The data of %s: %s", t->at.qualname, error));
 		}
-		if (SyncKeyScanInRow(&scan))
-			SyncBadArchive(pull->machine_id, "archive",
-						   psprintf("A file of %s ends inside a row.", t->at.qualname));
-		t->rows = scan.rows;
 	}
 	if (current)
-		SyncSha256Finish(sha, current->sha256);
+		EndTable(pull, current, &scan, sha);
+	pull->unpacked = SyncArchiveUnpacked(reader);
 	SyncArchiveClose(reader);
 
 	if (!have_manifest)
@@ -434,6 +456,7 @@ RunPull(PullRun *run)
 	SyncMachine machine;
 	char	   *last_sha;
 	char	   *index_text;
+	size_t		index_len;
 	SyncIndex	index;
 	SyncFetchResult result;
 	int			save_nestlevel;
@@ -470,9 +493,9 @@ RunPull(PullRun *run)
 	 * whole seconds, the same for two dumps in the same second.)
 	 */
 	SyncReportProgress(pull->machine_id, "checking", NULL, 0, 0);
-	index_text = SyncFetchIndex(&run->remote, &result);
+	index_text = SyncFetchIndex(&run->remote, &result, &index_len);
 	run->bytes += result.bytes;
-	SyncReadIndex(index_text, pull->machine_id,
+	SyncReadIndex(index_text, index_len, pull->machine_id,
 				  SyncRemoteUrl(&run->remote, SYNC_INDEX_NAME), &index);
 	run->archive_sha256 = MemoryContextStrdup(run->cxt, index.sha256);
 	if (last_sha && strcmp(last_sha, run->archive_sha256) == 0)
@@ -517,6 +540,23 @@ PullBody(void *arg)
 	RemoveDownload(arg);
 }
 
+/* the timeout that bounds a pull (registered at the first), and its flag */
+static TimeoutId pull_timeout = MAX_TIMEOUTS;
+static volatile sig_atomic_t pull_timed_out = false;
+
+/*
+ * Timeout handler (in a signal handler): cancel the pull as a query cancel
+ * would; DoPull reports it as a timeout.
+ */
+static void
+PullTimeoutHandler(void)
+{
+	pull_timed_out = true;
+	QueryCancelPending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
+
 /* The log entry of a successful pull, and its details. */
 static void
 LogApplied(PullRun *run, SyncLogEntry *log)
@@ -548,7 +588,7 @@ LogApplied(PullRun *run, SyncLogEntry *log)
 	appendStringInfoChar(&details, '}');
 	log->details = details.data;
 	log->message = run->pull.warnings ? psprintf("%d warning(s)", list_length(run->pull.warnings)) : NULL;
-	SyncLogWrite(log);
+	SyncLogCommitted(log);
 }
 
 /*
@@ -573,12 +613,29 @@ DoPull(FunctionCallInfo fcinfo, bool by_name)
 	run->hostname = by_name ? text_to_cstring(PG_GETARG_TEXT_PP(0)) : NULL;
 	SyncLogInit(log, "pull");
 
+	/* sync.timeout bounds the whole pull: download, checks and merge */
+	if (pull_timeout == MAX_TIMEOUTS)
+		pull_timeout = RegisterTimeout(USER_TIMEOUT, PullTimeoutHandler);
+	pull_timed_out = false;
+	enable_timeout_after(pull_timeout, sync_timeout);
 	edata = SyncRunInSubtransaction(PullBody, RemoveDownload, run);
+	disable_timeout(pull_timeout, false);
+	/* fired just as the pull ended: the cancel it asked for is moot */
+	if (pull_timed_out && edata == NULL)
+		QueryCancelPending = false;
 	SyncReportDone();
 	if (edata)
 	{
 		log->machine_id = run->pull.machine_id;
 		log->bytes = (int64) run->bytes;
+		if (pull_timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		{
+			edata->message = psprintf("pull of machine " INT64_FORMAT " took longer than sync.timeout (%d ms)",
+									  run->pull.machine_id, sync_timeout);
+			edata->detail = pstrdup("Downloading, checking and applying an archive must end within sync.timeout; nothing was applied.");
+			edata->hint = pstrdup("Raise sync.timeout for a larger archive or a slower link.");
+			log->status = "timeout";
+		}
 		/* a scheduled run past its timeout was cancelled */
 		if (sync_current_job > 0 && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			log->status = "timeout";

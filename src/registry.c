@@ -13,20 +13,38 @@
  *
  * Entries arrive two ways: sync_register_machine (identity.c, which also
  * looks after the local range) and the registry inside a pulled archive
- * (SyncMergeRegistry).  Both go through the same checks here.
+ * (SyncMergeRegistry).  Both go through the same checks here, and write as
+ * the tables' owner: the trigger sync_guard_identity lets no one else but a
+ * superuser change them, so a role's grants never let it move a range
+ * behind the back of the sequences confined to it.
+ *
+ * An archive describes its own machine; only the registry authority's
+ * describes others.  What the authority says wins over what was learned
+ * from archives before; over an entry registered here, and over this
+ * server's own, it is set aside with a WARNING, never failing the pull.  A
+ * file:// URL is never learned from an archive: only a superuser registers
+ * one, for it reads this server's files.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
 
 #include "registry.h"
 
 PG_FUNCTION_INFO_V1(sync_range);
+PG_FUNCTION_INFO_V1(sync_guard_identity);
+
+/* how deep in sync's own writes of the registry this backend is */
+static int	registry_writes = 0;
 
 #define SYNC_RANGE_SIZE INT64CONST(1000000000)
 
@@ -44,6 +62,7 @@ typedef enum MachineProblem
 	MACHINE_EMPTY_HOSTNAME,
 	MACHINE_BAD_URL,
 	MACHINE_URL_CREDENTIALS,
+	MACHINE_BAD_TEXT,
 	MACHINE_BAD_RANGE
 } MachineProblem;
 
@@ -57,6 +76,85 @@ MachineFromRow(int row, SyncMachine *m)
 	m->contact = SyncGetText(row, 4);
 	SyncGetInt64(row, 5, &m->range.start);
 	SyncGetInt64(row, 6, &m->range.end);
+}
+
+/* Is url a file:// URL? */
+static bool
+IsFileUrl(const char *url)
+{
+	return pg_strncasecmp(url, "file:", 5) == 0;
+}
+
+/* What RegistryExecute runs. */
+typedef struct RegistryWrite
+{
+	Oid			owner;
+	SyncStatement st;
+} RegistryWrite;
+
+static void
+RegistryWriteBody(void *arg)
+{
+	RegistryWrite *w = (RegistryWrite *) arg;
+
+	SyncRunAs(w->owner, SyncExecuteStatement, &w->st);
+}
+
+/*
+ * Run a statement that writes (or locks) sync_machine or sync_instance: as
+ * their owner, with sync_guard_identity's consent.  Returns the rows
+ * processed, with the rows in SPI_tuptable.  The caller is connected to
+ * SPI.
+ */
+static int
+RegistryExecute(const char *sql, int nargs, Oid *argtypes, Datum *values,
+				const char *nulls)
+{
+	RegistryWrite w = {SyncRelationOwner(get_relname_relid("sync_machine", SyncSchemaOid())),
+	{sql, nargs, argtypes, values, nulls, 0, NULL}};
+
+	registry_writes++;
+	PG_TRY();
+	{
+		RegistryWriteBody(&w);
+	}
+	PG_FINALLY();
+	{
+		registry_writes--;
+	}
+	PG_END_TRY();
+	return w.st.rows;
+}
+
+/*
+ * sync_guard_identity(): trigger of sync_machine and sync_instance.  Rows
+ * are inserted and changed only by sync's own functions, or by a superuser
+ * (restoring a dump, say); a machine that is not this server may be
+ * deleted by whoever may delete rows.
+ */
+Datum
+sync_guard_identity(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "sync_guard_identity: not called as a trigger");
+	rel = trigdata->tg_relation;
+	if (registry_writes == 0 && !superuser() &&
+		!(TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) &&
+		  strcmp(RelationGetRelationName(rel), "sync_machine") == 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("table %s changes only through sync's functions",
+						RelationGetRelationName(rel)),
+				 errdetail("Ranges and this server's identity decide which keys its sequences hand out; sync keeps the two together."),
+				 errhint("Use sync_register_machine() or sync_init().")));
+	if (TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
+		return PointerGetDatum(NULL);
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		return PointerGetDatum(trigdata->tg_newtuple);
+	return PointerGetDatum(trigdata->tg_trigtuple);
 }
 
 /*
@@ -177,6 +275,8 @@ CheckFields(const int64 *id, const char *hostname, const char *url,
 		return MACHINE_BAD_ID;
 	if (hostname && hostname[0] == '\0')
 		return MACHINE_EMPTY_HOSTNAME;
+	if ((hostname && !SyncIsPlainText(hostname)) || (url && !SyncIsPlainText(url)))
+		return MACHINE_BAD_TEXT;
 	if (url)
 	{
 		const char *rest;
@@ -232,6 +332,11 @@ ReportProblem(MachineProblem problem, int64 id, const SyncRange *range)
 					 errmsg("sync_url must not contain credentials"),
 					 errdetail("The registry, sync_url included, is published in every dump."),
 					 errhint("Give the URL without user name and password; credentials for fetching from a machine are kept apart from the registry.")));
+			break;
+		case MACHINE_BAD_TEXT:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("hostname and sync_url must not contain control characters")));
 			break;
 		case MACHINE_BAD_RANGE:
 			ereport(ERROR,
@@ -294,10 +399,15 @@ SyncPrepareRegistration(const SyncRegistration *reg, SyncMachine *m)
 							  (reg->url && reg->url[0]) ? reg->url : NULL,
 							  reg->has_range ? &reg->range : NULL),
 				  reg->id, &reg->range);
+	if (reg->url && IsFileUrl(reg->url) && !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only a superuser may register a file:// sync_url"),
+				 errdetail("A pull reads a file:// URL from this server's own file system.")));
 
 	/* one registration at a time, so that the overlap check holds */
-	SyncExecute(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE",
-						 SyncObject("sync_machine")), 0, NULL, NULL, NULL);
+	RegistryExecute(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE",
+							 SyncObject("sync_machine")), 0, NULL, NULL, NULL);
 
 	if (!SyncLookupMachine(reg->id, &known))
 	{
@@ -356,53 +466,67 @@ ContactParams(const SyncMachine *m, Datum *values, char *nulls)
 }
 
 /*
- * Insert or update an entry that passed the checks; the new row is left in
- * SPI_tuptable.  updated_at moves only when something changed.  With
- * insert_only, an entry that exists meanwhile fails the statement.
+ * Insert an entry, learned from the archive of machine learned_from (-1:
+ * registered here); without insert_only, an entry that exists is
+ * replaced, as registered here.  The row is left in SPI_tuptable.
+ * updated_at moves only when something changed.  With insert_only, an
+ * entry that exists meanwhile fails the statement.
  */
 static void
-StoreMachine(const SyncMachine *m, bool insert_only)
+StoreMachine(const SyncMachine *m, bool insert_only, int64 learned_from)
 {
-	Oid			argtypes[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID};
-	Datum		values[6];
-	char		nulls[6] = "      ";
+	Oid			argtypes[7] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID};
+	Datum		values[7];
+	char		nulls[7] = "       ";
 
 	ContactParams(m, values, nulls);
 	values[4] = Int64GetDatum(m->range.start);
 	values[5] = Int64GetDatum(m->range.end);
-	SyncExecute(psprintf("INSERT INTO %s AS m (" MACHINE_COLUMNS ")"
-						 " VALUES ($1, $2, $3, $4, $5, $6)"
-						 "%s"
-						 " RETURNING *",
-						 SyncObject("sync_machine"),
-						 insert_only ? "" :
-						 " ON CONFLICT (id) DO UPDATE SET"
-						 "   hostname = EXCLUDED.hostname, sync_url = EXCLUDED.sync_url,"
-						 "   sync_contact = EXCLUDED.sync_contact,"
-						 "   sync_start = EXCLUDED.sync_start, sync_end = EXCLUDED.sync_end,"
-						 "   updated_at = CASE"
-						 "     WHEN (m.hostname, m.sync_url, m.sync_contact, m.sync_start, m.sync_end)"
-						 "       IS DISTINCT FROM (EXCLUDED.hostname, EXCLUDED.sync_url,"
-						 "         EXCLUDED.sync_contact, EXCLUDED.sync_start, EXCLUDED.sync_end)"
-						 "     THEN pg_catalog.now() ELSE m.updated_at END"),
-				6, argtypes, values, nulls);
+	values[6] = Int64GetDatum(learned_from);
+	nulls[6] = learned_from < 0 ? 'n' : ' ';
+	RegistryExecute(psprintf("INSERT INTO %s AS m (" MACHINE_COLUMNS ", learned_from)"
+							 " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+							 "%s"
+							 " RETURNING *",
+							 SyncObject("sync_machine"),
+							 insert_only ? "" :
+							 " ON CONFLICT (id) DO UPDATE SET"
+							 "   hostname = EXCLUDED.hostname, sync_url = EXCLUDED.sync_url,"
+							 "   sync_contact = EXCLUDED.sync_contact,"
+							 "   sync_start = EXCLUDED.sync_start, sync_end = EXCLUDED.sync_end,"
+							 "   learned_from = EXCLUDED.learned_from,"
+							 "   updated_at = CASE"
+							 "     WHEN (m.hostname, m.sync_url, m.sync_contact, m.sync_start, m.sync_end)"
+							 "       IS DISTINCT FROM (EXCLUDED.hostname, EXCLUDED.sync_url,"
+							 "         EXCLUDED.sync_contact, EXCLUDED.sync_start, EXCLUDED.sync_end)"
+							 "     THEN pg_catalog.now() ELSE m.updated_at END"),
+					7, argtypes, values, nulls);
 }
 
 /*
- * Change a known machine's hostname, URL and contact (never its range).
+ * Change a known machine's hostname, URL (unless m has none: a URL is
+ * never cleared by an archive) and contact; with range, its range too, as
+ * learned from the archive of machine learned_from.
  */
 static void
-UpdateContact(const SyncMachine *m)
+UpdateEntry(const SyncMachine *m, bool range, int64 learned_from)
 {
-	Oid			argtypes[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[4];
-	char		nulls[4] = "    ";
+	Oid			argtypes[7] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID};
+	Datum		values[7];
+	char		nulls[7] = "       ";
 
 	ContactParams(m, values, nulls);
-	SyncExecute(psprintf("UPDATE %s SET hostname = $2, sync_url = $3, sync_contact = $4,"
-						 "       updated_at = pg_catalog.now()"
-						 " WHERE id = $1", SyncObject("sync_machine")),
-				4, argtypes, values, nulls);
+	values[4] = Int64GetDatum(m->range.start);
+	values[5] = Int64GetDatum(m->range.end);
+	values[6] = Int64GetDatum(learned_from);
+	RegistryExecute(psprintf("UPDATE %s SET hostname = $2,"
+							 "       sync_url = coalesce($3, sync_url), sync_contact = $4,"
+							 "%s"
+							 "       updated_at = pg_catalog.now()"
+							 " WHERE id = $1",
+							 SyncObject("sync_machine"),
+							 range ? " sync_start = $5, sync_end = $6, learned_from = $7," : ""),
+					range ? 7 : 4, argtypes, values, nulls);
 }
 
 /*
@@ -412,7 +536,7 @@ UpdateContact(const SyncMachine *m)
 void
 SyncStoreMachine(const SyncMachine *m)
 {
-	StoreMachine(m, false);
+	StoreMachine(m, false, -1);
 }
 
 /* Report a registry in an archive whose entries are not valid. */
@@ -467,17 +591,19 @@ CompareMachines(const void *a, const void *b)
 
 /*
  * Read the entries of an archive's registry, staged as text in stage, in
- * order of id; each must pass the checks sync_register_machine applies.
+ * order of id; valid[i] says whether entry i passes the checks
+ * sync_register_machine applies.  An id listed twice fails the pull.
  */
 static SyncMachine *
-ReadStagedRegistry(const char *stage, int64 publisher, int *n)
+ReadStagedRegistry(const char *stage, int64 publisher, int *n, bool **valid)
 {
 	SyncMachine *entries;
 	int			i;
 
-	*n = SyncExecute(psprintf("SELECT " MACHINE_COLUMNS " FROM %s", stage),
+	*n = SyncExecute(psprintf("SELECT " MACHINE_COLUMNS " FROM %s ORDER BY 1", stage),
 					 0, NULL, NULL, NULL);
 	entries = palloc0(sizeof(SyncMachine) * (*n + 1));
+	*valid = palloc0(sizeof(bool) * (*n + 1));
 	for (i = 0; i < *n; i++)
 	{
 		SyncMachine *m = &entries[i];
@@ -485,74 +611,172 @@ ReadStagedRegistry(const char *stage, int64 publisher, int *n)
 		m->hostname = SyncGetText(i, 2);
 		m->url = SyncGetText(i, 3);
 		m->contact = SyncGetText(i, 4);
-		if (!ParseInt64Field(SyncGetText(i, 1), &m->id) ||
-			!ParseInt64Field(SyncGetText(i, 5), &m->range.start) ||
-			!ParseInt64Field(SyncGetText(i, 6), &m->range.end) ||
-			m->hostname == NULL ||
-			CheckFields(&m->id, m->hostname, m->url, &m->range) != MACHINE_OK)
-			ReportInvalidEntry(publisher);
+		(*valid)[i] = ParseInt64Field(SyncGetText(i, 1), &m->id) &&
+			ParseInt64Field(SyncGetText(i, 5), &m->range.start) &&
+			ParseInt64Field(SyncGetText(i, 6), &m->range.end) &&
+			m->hostname != NULL &&
+			CheckFields(&m->id, m->hostname, m->url, &m->range) == MACHINE_OK &&
+			(m->contact == NULL || SyncIsPlainText(m->contact));
+		if (!(*valid)[i])
+			m->id = -1;
 	}
 	qsort(entries, *n, sizeof(SyncMachine), CompareMachines);
 	for (i = 1; i < *n; i++)
-		if (entries[i].id == entries[i - 1].id)
+		if (entries[i].id >= 0 && entries[i].id == entries[i - 1].id)
 			ReportInvalidEntry(publisher);
 	return entries;
 }
 
 /*
+ * May the entry of machine id be replaced by what the registry authority
+ * says: was it learned from an archive, and has this server never pulled
+ * it, nor been told how to reach it or when?
+ */
+static bool
+Replaceable(int64 id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	return SyncExecute(psprintf("SELECT 1 FROM %s m WHERE m.id = $1 AND m.learned_from IS NOT NULL"
+								"   AND NOT EXISTS (SELECT 1 FROM %s WHERE machine_id = $1)"
+								"   AND NOT EXISTS (SELECT 1 FROM %s WHERE machine_id = $1)"
+								"   AND NOT EXISTS (SELECT 1 FROM %s WHERE remote = $1)",
+								SyncObject("sync_machine"), SyncObject("sync_pull_state"),
+								SyncObject("sync_remote"), SyncObject("sync_job")),
+					   1, argtypes, values, NULL) > 0;
+}
+
+/* Set aside what the registry authority says about a machine, with why. */
+static void
+SetAside(int64 authority, const SyncMachine *a, const char *why)
+{
+	ereport(WARNING,
+			(errmsg("registry authority (machine " INT64_FORMAT ") says machine " INT64_FORMAT " is %s with [" INT64_FORMAT ", " INT64_FORMAT "]; that is set aside",
+					authority, a->id, a->hostname, a->range.start, a->range.end),
+			 errdetail("%s", why),
+			 errhint("Correct the registry with sync_register_machine() on the side that is wrong.")));
+}
+
+/*
+ * Remove the entry of machine m, learned from an archive and never used
+ * here, which stands in the way of what the registry authority says about
+ * machine id.
+ */
+static void
+DeleteLearned(const SyncMachine *m, int64 id, int64 authority)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(m->id)};
+
+	ereport(WARNING,
+			(errmsg("machine " INT64_FORMAT " (%s) is removed from the registry",
+					m->id, m->hostname),
+			 errdetail("It was learned from an archive and never pulled here, and the registry authority (machine " INT64_FORMAT ") gives its range or hostname to machine " INT64_FORMAT ".",
+					   authority, id)));
+	RegistryExecute(psprintf("DELETE FROM %s WHERE id = $1", SyncObject("sync_machine")),
+					1, argtypes, values, NULL);
+}
+
+/*
+ * Take in what the registry authority says about machine a (not this
+ * server, nor the authority itself): entries learned from archives that
+ * stand in its way and were never used here give way; an entry
+ * registered here does not.
+ */
+static void
+MergeAuthorityEntry(const SyncMachine *a, int64 authority)
+{
+	SyncMachine here;
+	SyncMachine other;
+	int64		other_id;
+	bool		known = SyncLookupMachine(a->id, &here);
+
+	if (known && (here.range.start != a->range.start || here.range.end != a->range.end) &&
+		!Replaceable(a->id))
+	{
+		SetAside(authority, a, psprintf("Here machine " INT64_FORMAT " owns [" INT64_FORMAT ", " INT64_FORMAT "], registered here or already in use.",
+										a->id, here.range.start, here.range.end));
+		return;
+	}
+	while (OverlappingMachine(a->id, &a->range, &other))
+	{
+		if (!Replaceable(other.id))
+		{
+			SetAside(authority, a, psprintf("Machine " INT64_FORMAT " (%s) owns [" INT64_FORMAT ", " INT64_FORMAT "] here.",
+											other.id, other.hostname, other.range.start, other.range.end));
+			return;
+		}
+		DeleteLearned(&other, a->id, authority);
+	}
+	while (HostnameTaken(a->id, a->hostname, &other_id))
+	{
+		SyncLookupMachine(other_id, &other);
+		if (!Replaceable(other_id))
+		{
+			SetAside(authority, a, psprintf("Machine " INT64_FORMAT " has hostname \"%s\" here.",
+											other_id, a->hostname));
+			return;
+		}
+		DeleteLearned(&other, a->id, authority);
+	}
+	if (!known)
+		StoreMachine(a, true, authority);
+	else if (!SameEntry(a, &here))
+		UpdateEntry(a, true, authority);
+}
+
+/*
  * Merge the registry of an archive of machine publisher, staged as text in
- * stage: machines unknown here are added; a known machine's hostname, URL
- * and contact change only through its own archive or (authority) the
- * registry authority's; ranges never change through a pull, and one that
- * conflicts with what this server knows fails it.  Every entry is checked
- * before any is written.  Without the lock registrations take (pulls of
- * different machines run at once): a machine registered meanwhile fails
- * the insert, and an update never writes a range.  The caller is connected
- * to SPI.
+ * stage.  An archive describes its own machine: its hostname, URL and
+ * contact are taken (its range is what the pull already checked).  Only
+ * the registry authority's archive (authority) describes others: machines
+ * unknown here are added, and what it says wins over entries learned from
+ * archives before (MergeAuthorityEntry).  A file:// URL is never taken.
+ * Without the lock registrations take (pulls of different machines run at
+ * once): a machine registered meanwhile fails the insert.  The caller is
+ * connected to SPI.
  */
 void
 SyncMergeRegistry(const char *stage, int64 publisher, bool authority)
 {
 	int			n;
-	SyncMachine *entries;
-	bool	   *known;
-	SyncMachine *here;
+	bool	   *valid;
+	SyncMachine *entries = ReadStagedRegistry(stage, publisher, &n, &valid);
+	SyncMachine local;
+	bool		has_local = SyncLocalMachine(&local);
 	int			i;
-
-	entries = ReadStagedRegistry(stage, publisher, &n);
-	known = palloc0(sizeof(bool) * (n + 1));
-	here = palloc0(sizeof(SyncMachine) * (n + 1));
 
 	for (i = 0; i < n; i++)
 	{
 		SyncMachine *a = &entries[i];
-		SyncMachine other;
-		SyncMachine *conflict = NULL;
+		SyncMachine here;
+		int64		other_id;
 
-		known[i] = SyncLookupMachine(a->id, &here[i]);
-		if (known[i] && (here[i].range.start != a->range.start ||
-						 here[i].range.end != a->range.end))
-			conflict = &here[i];
-		else if (OverlappingMachine(a->id, &a->range, &other))
-			conflict = &other;
-		if (conflict)
+		if (a->id != publisher && !authority)
+			continue;			/* not this archive's to say */
+		if (!valid[i] && a->id == publisher)
+			ReportInvalidEntry(publisher);
+		if (!valid[i] || (has_local && a->id == local.id))
+			continue;			/* this server's own entry is its own */
+		if (a->url && IsFileUrl(a->url))
+			a->url = NULL;
+		if (a->id != publisher)
+		{
+			MergeAuthorityEntry(a, publisher);
+			continue;
+		}
+		if (!SyncLookupMachine(a->id, &here))
+			continue;			/* unregistered meanwhile: nothing to update */
+		if (here.range.start != a->range.start || here.range.end != a->range.end)
 			ereport(ERROR,
 					(errcode(ERRCODE_EXCLUSION_VIOLATION),
 					 errmsg("registry in the archive of machine " INT64_FORMAT " conflicts with this server's",
 							publisher),
-					 errdetail("It gives machine " INT64_FORMAT " the range [" INT64_FORMAT ", " INT64_FORMAT "]; here machine " INT64_FORMAT " owns [" INT64_FORMAT ", " INT64_FORMAT "].",
+					 errdetail("It gives machine " INT64_FORMAT " the range [" INT64_FORMAT ", " INT64_FORMAT "]; here it owns [" INT64_FORMAT ", " INT64_FORMAT "].",
 							   a->id, a->range.start, a->range.end,
-							   conflict->id, conflict->range.start, conflict->range.end),
+							   here.range.start, here.range.end),
 					 errhint("Ranges never change through a pull; correct the registry with sync_register_machine() on the side that is wrong.")));
-	}
-
-	for (i = 0; i < n; i++)
-	{
-		SyncMachine *a = &entries[i];
-		int64		other_id;
-
-		if (known[i] && a->id != publisher && !authority)
-			continue;			/* not this archive's to change */
 		if (HostnameTaken(a->id, a->hostname, &other_id))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNIQUE_VIOLATION),
@@ -561,23 +785,19 @@ SyncMergeRegistry(const char *stage, int64 publisher, bool authority)
 					 errdetail("It gives machine " INT64_FORMAT " the hostname \"%s\", which machine " INT64_FORMAT " has here.",
 							   a->id, a->hostname, other_id),
 					 errhint("Hostnames identify machines; correct the registry with sync_register_machine() on the side that is wrong.")));
+		if (a->url == NULL)
+			a->url = here.url;
+		if (!SameEntry(a, &here))
+			UpdateEntry(a, false, -1);
 	}
-
-	/* new machines are added; an entry that would not change is not written */
-	for (i = 0; i < n; i++)
-		if (!known[i])
-			StoreMachine(&entries[i], true);
-		else if ((entries[i].id == publisher || authority) &&
-				 !SameEntry(&entries[i], &here[i]))
-			UpdateContact(&entries[i]);
 }
 
 /* Keep this server's identity as it is until the transaction ends. */
 void
 SyncLockIdentity(void)
 {
-	SyncExecute(psprintf("LOCK TABLE %s IN EXCLUSIVE MODE",
-						 SyncObject("sync_instance")), 0, NULL, NULL, NULL);
+	RegistryExecute(psprintf("LOCK TABLE %s IN EXCLUSIVE MODE",
+							 SyncObject("sync_instance")), 0, NULL, NULL, NULL);
 }
 
 /*
@@ -590,7 +810,7 @@ SyncStoreIdentity(int64 id)
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(id)};
 
-	SyncExecute(psprintf("INSERT INTO %s AS i (machine_id) VALUES ($1)"
+	RegistryExecute(psprintf("INSERT INTO %s AS i (machine_id) VALUES ($1)"
 						 " ON CONFLICT (singleton) DO UPDATE SET"
 						 "   machine_id = $1,"
 						 "   initialized_at = CASE WHEN i.machine_id = $1"

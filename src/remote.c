@@ -16,6 +16,8 @@
 
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -28,6 +30,7 @@
 #include "remote.h"
 
 PG_FUNCTION_INFO_V1(sync_set_remote);
+PG_FUNCTION_INFO_V1(sync_proxy_display);
 
 /*
  * Run one statement as the owner of sync_remote, which no one else need be
@@ -179,4 +182,42 @@ sync_set_remote(PG_FUNCTION_ARGS)
 	SPI_finish();
 	AtEOXact_GUC(true, save_nestlevel);
 	PG_RETURN_VOID();
+}
+
+/*
+ * sync_proxy_display(proxy) returns text: the proxy's scheme, host and port
+ * as libcurl itself parses the setting (a scheme it guesses included), and
+ * nothing else: no user name, password, path or query.  NULL for a setting
+ * libcurl cannot parse, which shows nothing of it.
+ */
+Datum
+sync_proxy_display(PG_FUNCTION_ARGS)
+{
+	char	   *proxy = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	CURLU	   *url = curl_url();
+	char	   *scheme = NULL;
+	char	   *host = NULL;
+	char	   *port = NULL;
+	text	   *result = NULL;
+
+	if (url == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	if (curl_url_set(url, CURLUPART_URL, proxy, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
+		curl_url_get(url, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+		curl_url_get(url, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+	{
+		bool		has_port = curl_url_get(url, CURLUPART_PORT, &port, 0) == CURLUE_OK;
+
+		result = cstring_to_text(psprintf("%s://%s%s%s", scheme, host,
+										  has_port ? ":" : "", has_port ? port : ""));
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(url);
+	if (result == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(result);
 }

@@ -10,17 +10,231 @@
  * positioned after the highest key already used in the range, never back
  * onto a used key.
  *
+ * The sequences of a key are found by reading its default expression as
+ * PostgreSQL stores it: nextval() of a sequence given as a regclass
+ * constant, or as text cast to regclass (as old pg_dump output has it,
+ * which records no dependency), under casts; an identity column's own
+ * sequence; and the sequence a serial column owns.  A default that does
+ * anything else (calls another function, computes the sequence's name) is
+ * refused when the table is registered: sync could not tell what keys it
+ * hands out.  After ALTER TABLE or ALTER SEQUENCE the sequences of the
+ * tables concerned are confined again (the event trigger
+ * sync_reconfine_keys), so a new default or new bounds cannot escape
+ * the range either.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/transam.h"
+#include "catalog/dependency.h"
 #include "catalog/pg_type.h"
+#include "commands/event_trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
+#include "funcapi.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/clauses.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteHandler.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
 
+#include "registry.h"
 #include "sequences.h"
+
+PG_FUNCTION_INFO_V1(sync_key_sequences);
+PG_FUNCTION_INFO_V1(sync_reconfine_keys);
+
+/* set while sync's own ALTER SEQUENCE runs (the event trigger ignores it) */
+static bool confining = false;
+
+/* What a default expression says about the sequences it uses. */
+typedef struct DefaultReading
+{
+	List	   *seqs;			/* OIDs of the sequences found */
+	const char *why;			/* what could not be read, or NULL */
+} DefaultReading;
+
+/* Is node a call of a built-in function that is a cast? */
+static bool
+BuiltinCast(Node *node)
+{
+	FuncExpr   *f = (FuncExpr *) node;
+
+	return IsA(node, FuncExpr) && f->funcid < FirstNormalObjectId &&
+		(f->funcformat == COERCE_IMPLICIT_CAST || f->funcformat == COERCE_EXPLICIT_CAST) &&
+		list_length(f->args) >= 1;
+}
+
+/* check_functions_in_node callback: a function that is not built-in */
+static bool
+NotBuiltin(Oid funcid, void *context)
+{
+	return funcid >= FirstNormalObjectId;
+}
+
+/* Walker: does node call any function that is not built-in? */
+static bool
+CallsUserFunction(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (check_functions_in_node(node, NotBuiltin, NULL))
+		return true;
+	return expression_tree_walker(node, CallsUserFunction, context);
+}
+
+/*
+ * The sequence nextval()'s argument names: a regclass constant, or text
+ * cast to regclass, evaluated now (a name resolves under the current
+ * search_path, as it would for an insert in this session).  InvalidOid if
+ * it is anything else.
+ */
+static Oid
+NamedSequence(Node *arg)
+{
+	ExprContext *econtext;
+	ExprState  *state;
+	Datum		value;
+	bool		isnull;
+
+	if (IsA(arg, Const))
+		return ((Const *) arg)->constisnull ? InvalidOid :
+			DatumGetObjectId(((Const *) arg)->constvalue);
+	if (exprType(arg) != REGCLASSOID || contain_var_clause(arg) ||
+		contain_volatile_functions(arg) || CallsUserFunction(arg, NULL) ||
+		IsA(arg, Param) || contain_subplans(arg))
+		return InvalidOid;
+	econtext = CreateStandaloneExprContext();
+	state = ExecInitExpr((Expr *) arg, NULL);
+	value = ExecEvalExprSwitchContext(state, econtext, &isnull);
+	FreeExprContext(econtext, true);
+	return isnull ? InvalidOid : DatumGetObjectId(value);
+}
+
+/*
+ * Read a default expression: collect the sequences it draws keys from, or
+ * say what sync cannot read.
+ */
+static void
+ReadDefault(Node *node, DefaultReading *r)
+{
+	if (node == NULL || r->why)
+		return;
+	if (IsA(node, Const))
+		return;
+	if (IsA(node, NextValueExpr))
+	{
+		r->seqs = list_append_unique_oid(r->seqs, ((NextValueExpr *) node)->seqid);
+		return;
+	}
+	if (IsA(node, FuncExpr) && ((FuncExpr *) node)->funcid == F_NEXTVAL)
+	{
+		Oid			seq = NamedSequence(linitial(((FuncExpr *) node)->args));
+
+		if (!OidIsValid(seq) || get_rel_relkind(seq) != RELKIND_SEQUENCE)
+			r->why = "It calls nextval() on a sequence named by an expression sync cannot evaluate.";
+		else
+			r->seqs = list_append_unique_oid(r->seqs, seq);
+		return;
+	}
+	if (BuiltinCast(node))
+		ReadDefault(linitial(((FuncExpr *) node)->args), r);
+	else if (IsA(node, RelabelType))
+		ReadDefault((Node *) ((RelabelType *) node)->arg, r);
+	else if (IsA(node, CoerceViaIO))
+		ReadDefault((Node *) ((CoerceViaIO *) node)->arg, r);
+	else if (IsA(node, CoerceToDomain))
+		ReadDefault((Node *) ((CoerceToDomain *) node)->arg, r);
+	else if (IsA(node, FuncExpr))
+		r->why = psprintf("It calls %s, which could hand out any key.",
+						  format_procedure(((FuncExpr *) node)->funcid));
+	else
+		r->why = "It is an expression other than nextval() of a sequence, which could hand out any key.";
+}
+
+/*
+ * The sequences feeding column key_column of relid (an OID list): those
+ * its default draws from, and the one serial or identity ownership ties to
+ * it.  A default sync cannot read fails with an error when strict, and is
+ * passed over otherwise.
+ */
+static List *
+KeySequences(Oid relid, const char *key_column, bool strict)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	AttrNumber	attnum = get_attnum(relid, key_column);
+	DefaultReading r = {NIL, NULL};
+	Oid			owned;
+
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of table %s does not exist",
+						key_column, SyncRelationName(relid))));
+	ReadDefault(build_column_default(rel, attnum), &r);
+	table_close(rel, AccessShareLock);
+	if (r.why && strict)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot confine the default of key column \"%s\" of table %s",
+						key_column, SyncRelationName(relid)),
+				 errdetail("%s Sync confines the sequences a key draws from to the local range.", r.why),
+				 errhint("Make the default nextval() of a sequence, as serial columns have it, or an identity column.")));
+	owned = getIdentitySequence(relid, attnum, true);
+	if (OidIsValid(owned))
+		r.seqs = list_append_unique_oid(r.seqs, owned);
+	{
+		List	   *serial = getOwnedSequences(relid);
+		ListCell   *lc;
+
+		foreach(lc, serial)
+		{
+			Oid			seq = lfirst_oid(lc);
+			int32		colno;
+
+			if (sequenceIsOwned(seq, DEPENDENCY_AUTO, &relid, &colno) && colno == attnum)
+				r.seqs = list_append_unique_oid(r.seqs, seq);
+		}
+	}
+	return r.seqs;
+}
+
+/*
+ * sync_key_sequences(tbl, key_column) returns setof regclass: the
+ * sequences that feed the column (a default sync cannot read gives what
+ * could be read).
+ */
+Datum
+sync_key_sequences(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid = PG_GETARG_OID(0);
+	char	   *column = NameStr(*PG_GETARG_NAME(1));
+	List	   *seqs;
+	ListCell   *lc;
+
+	SyncEnter(fcinfo);
+	SyncSetOfOids(fcinfo);
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)) ||
+		get_attnum(relid, column) == InvalidAttrNumber)
+		return (Datum) 0;
+	seqs = KeySequences(relid, column, false);
+	foreach(lc, seqs)
+	{
+		Datum		value = ObjectIdGetDatum(lfirst_oid(lc));
+		bool		isnull = false;
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+	}
+	return (Datum) 0;
+}
 
 /*
  * Number of rows of a table whose key lies in range but not in except
@@ -141,15 +355,12 @@ void
 SyncConfineTableSequences(Oid relid, const char *key_column,
 						  const SyncRange *range)
 {
-	Oid			argtypes[2] = {REGCLASSOID, TEXTOID};
-	Datum		values[2] = {ObjectIdGetDatum(relid), CStringGetTextDatum(key_column)};
 	AttrNumber	attnum = get_attnum(relid, key_column);
 	Oid			key_type = get_atttype(relid, attnum);
 	int64		used = 0;
 	bool		has_used;
-	int			nseqs;
-	Oid		   *seqs;
-	int			i;
+	List	   *seqs;
+	ListCell   *lc;
 
 	/* no key may arrive while we look for the highest one */
 	LockRelationOid(relid, ShareLock);
@@ -168,17 +379,71 @@ SyncConfineTableSequences(Oid relid, const char *key_column,
 						   key_type == INT2OID ? PG_INT16_MAX : PG_INT32_MAX),
 				 errhint("Change the column to bigint with ALTER TABLE ... ALTER COLUMN ... TYPE bigint.")));
 
-	nseqs = SyncExecute(psprintf("SELECT s::oid FROM %s($1, $2::name) s ORDER BY 1",
-								 SyncObject("sync_key_sequences")),
-						2, argtypes, values, NULL);
-	if (nseqs == 0)
+	seqs = KeySequences(relid, key_column, true);
+	if (seqs == NIL)
 		return;
-	seqs = palloc(sizeof(Oid) * nseqs);
-	for (i = 0; i < nseqs; i++)
-		seqs[i] = SyncGetOid(i, 1);
 
 	has_used = MaxKeyInRange(relid, key_column, range, &used);
-	for (i = 0; i < nseqs; i++)
-		ConfineSequence(seqs[i], relid, key_type, key_column, range,
-						has_used, used);
+	confining = true;
+	PG_TRY();
+	{
+		foreach(lc, seqs)
+			ConfineSequence(lfirst_oid(lc), relid, key_type, key_column, range,
+							has_used, used);
+	}
+	PG_FINALLY();
+	{
+		confining = false;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * sync_reconfine_keys(): event trigger after ALTER TABLE and ALTER
+ * SEQUENCE.  The sequences of every registered table the command touched
+ * (the table, or a sequence its key draws from) are confined again; a key
+ * default sync cannot confine fails the command.
+ */
+Datum
+sync_reconfine_keys(PG_FUNCTION_ARGS)
+{
+	SyncMachine local;
+	int			n;
+	int			i;
+	Oid		   *relids;
+	char	  **keys;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "sync_reconfine_keys: not called as an event trigger");
+	/* every ALTER TABLE fires this: between library and SQL updates, pass */
+	if (confining || !SyncVersionMatches())
+		PG_RETURN_VOID();
+	SyncEnter(fcinfo);
+	SPI_connect();
+	if (!SyncLocalMachine(&local))
+	{
+		SPI_finish();
+		PG_RETURN_VOID();
+	}
+	n = SyncExecute(psprintf("SELECT t.tbl::pg_catalog.oid, t.key_column::text FROM %s t"
+							 " WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+							 "                WHERE c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+							 "                  AND (c.objid = t.tbl::pg_catalog.oid"
+							 "                       OR c.objid IN (SELECT s::pg_catalog.oid"
+							 "                                        FROM %s(t.tbl, t.key_column) s)))"
+							 " ORDER BY 1",
+							 SyncObject("sync_table"), SyncObject("sync_key_sequences")),
+					0, NULL, NULL, NULL);
+	relids = palloc(sizeof(Oid) * (n + 1));
+	keys = palloc(sizeof(char *) * (n + 1));
+	for (i = 0; i < n; i++)
+	{
+		relids[i] = SyncGetOid(i, 1);
+		keys[i] = SyncGetText(i, 2);
+	}
+	for (i = 0; i < n; i++)
+		if (get_attnum(relids[i], keys[i]) != InvalidAttrNumber)
+			SyncConfineTableSequences(relids[i], keys[i], &local.range);
+	SPI_finish();
+	PG_RETURN_VOID();
 }

@@ -22,6 +22,7 @@ char	   *sync_dump_directory = NULL;
 int			sync_registry_authority = 0;
 char	   *sync_work_directory = NULL;
 int			sync_max_download_kb = 1024 * 1024;
+int			sync_max_unpacked_kb = 16 * 1024 * 1024;
 int			sync_connect_timeout = 10 * 1000;
 int			sync_timeout = 30 * 60 * 1000;
 int			sync_max_redirects = 5;
@@ -61,6 +62,14 @@ SyncDefineSettings(void)
 							PGC_SUSET,
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("sync.max_unpacked_bytes",
+							"Most bytes an archive sync_pull() reads may unpack to.",
+							"Bounds what a small archive can make a pull decompress; archives compress their rows about fourfold.",
+							&sync_max_unpacked_kb,
+							16 * 1024 * 1024, 1, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("sync.connect_timeout",
 							"Time allowed to connect to another machine.",
 							NULL,
@@ -70,7 +79,7 @@ SyncDefineSettings(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("sync.timeout",
-							"Time allowed for one download from another machine.",
+							"Time allowed for one pull: download, checks and merge.",
 							NULL,
 							&sync_timeout,
 							30 * 60 * 1000, 1, INT_MAX,

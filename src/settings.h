@@ -20,6 +20,7 @@ extern int	sync_registry_authority;
 /* pulls */
 extern char *sync_work_directory;
 extern int	sync_max_download_kb;
+extern int	sync_max_unpacked_kb;
 extern int	sync_connect_timeout;
 extern int	sync_timeout;
 extern int	sync_max_redirects;

@@ -80,10 +80,12 @@ sub fingerprint
 }
 
 # A pull that must fail: the error matches, nothing changed, the failure
-# logged.  $opt{set}: SQL to run before the pull, in the same session.
+# logged.  $opt{set}: SQL to run before the pull, in the same session;
+# $opt{status}: the status logged, if not 'failed'.
 sub pull_fails
 {
 	my ($id, $remote, $re, $name, %opt) = @_;
+	my $status = $opt{status} // 'failed';
 	my $before = fingerprint($id);
 	my ($rc, $out, $err) = $node{$id}->psql('postgres',
 		($opt{set} // '') . "SELECT status FROM sync_pull($remote)");
@@ -91,7 +93,7 @@ sub pull_fails
 	like($err, $re, "$name: error says why");
 	is(fingerprint($id), $before, "$name: subscriber exactly as before");
 	like(sql($id, q{SELECT status || ': ' || message FROM sync_log WHERE kind = 'pull' ORDER BY id DESC LIMIT 1}),
-		qr/^failed: /, "$name: failure recorded in sync_log");
+		qr/^\Q$status\E: /, "$name: failure recorded in sync_log");
 	return $err;
 }
 

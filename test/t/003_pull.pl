@@ -196,8 +196,8 @@ pull_fails(7, 0, qr/ERROR:  could not fetch index of machine 0\nDETAIL:  .* answ
 # timeout: nginx sends 2 kB/s, the archive is larger than that
 sql(0, q{INSERT INTO trait (site_id, note) SELECT 1, md5(i::text) FROM generate_series(1, 3000) i; SELECT sync_dump();});
 point_to(7, $nginx->url('slow/'));
-pull_fails(7, 0, qr/ERROR:  fetching archive of machine 0 timed out/, 'timeout',
-	set => "SET sync.timeout = '1s';");
+pull_fails(7, 0, qr/ERROR:  pull of machine 0 took longer than sync.timeout \(1000 ms\)\nDETAIL:  Downloading, checking and applying an archive must end within sync.timeout; nothing was applied\./,
+	'timeout', set => "SET sync.timeout = '1s';", status => 'timeout');
 
 # a cancel stops a transfer promptly
 my $t0 = time;
@@ -297,6 +297,7 @@ fake('outside', sub {
 		close($fh);
 		$site->{rows}++;
 		$site->{sha256} = sha256_hex(join('', map { slurp_file("$x/$_") } @{ $site->{files} }));
+		$site->{bytes} += length("7000000099\tsmuggled\t\\N\t4\t\\N\n");
 	});
 });
 pull_fails(7, 0,
@@ -306,8 +307,14 @@ pull_fails(7, 0,
 # a range that conflicts with this server's registry
 point_to(7, $url0);
 sql(7, q{SELECT sync_register_machine(8, NULL, sync_start => 8000000001, sync_end => 8000000002)});
-pull_fails(7, 0, qr/ERROR:  registry in the archive of machine 0 conflicts with this server's\nDETAIL:  It gives machine 8 the range \[8000000001, 8999999999\]/,
-	'conflicting range');
+{
+	my ($rc, $out, $err) = $node{7}->psql('postgres', 'SELECT status FROM sync_pull(0)');
+	is($rc, 0, 'the authority\'s word against an entry registered here does not fail the pull');
+	like($err, qr/WARNING:  registry authority \(machine 0\) says machine 8 is m8\.example\.org with \[8000000001, 8999999999\]; that is set aside\nDETAIL:  Here machine 8 owns \[8000000001, 8000000002\], registered here or already in use\./,
+		'it is set aside with a WARNING');
+	is(sql(7, q{SELECT sync_start || ',' || sync_end || ',' || coalesce(learned_from::text, 'here') FROM sync_machine WHERE id = 8}),
+		'8000000001,8000000002,here', 'and the entry registered here stays');
+}
 sql(7, q{SELECT sync_register_machine(8, NULL, sync_start => 8000000001, sync_end => 8999999999)});
 
 # untrusted TLS certificate, then trusted through a CA file
@@ -444,6 +451,7 @@ fake('smuggled', sub {
 		close($fh);
 		$plot->{rows} = 1;
 		$plot->{sha256} = sha256_hex(slurp_file($file));
+		$plot->{bytes} = -s $file;
 	});
 });
 sql(7, q{CREATE TABLE plot (id bigserial PRIMARY KEY, code text UNIQUE NOT NULL); SELECT sync_add_table('plot');});

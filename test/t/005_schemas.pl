@@ -161,6 +161,7 @@ sub repeat_first_row
 		close($fh);
 		$t->{rows}++;
 		$t->{sha256} = sha256_hex(slurp_file($file));
+		$t->{bytes} = -s $file;
 	};
 }
 # machine 2 stages pfts_species (it has rows of machine 1 and a unique
