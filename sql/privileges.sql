@@ -33,8 +33,10 @@ SELECT * FROM sync_add_table('regress_owned');
 SELECT * FROM sync_sequence_usage;
 RESET ROLE;
 
--- what doc/privileges.md tells a DBA to grant
-GRANT SELECT, INSERT, UPDATE, DELETE ON sync_machine, sync_instance, sync_table TO sync_regress_admin;
+-- what doc/privileges.md tells a DBA to grant: no write privilege on the
+-- registry or the identity, which sync's functions write themselves
+GRANT SELECT ON sync_machine, sync_instance TO sync_regress_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON sync_table TO sync_regress_admin;
 GRANT SELECT ON sync_sequence_usage TO sync_regress_admin;
 GRANT EXECUTE ON FUNCTION sync_register_machine(bigint, text, text, text, bigint, bigint),
 	sync_range(bigint), sync_init(bigint), sync_add_table(regclass, name, text, jsonb, name, regclass[], text),
@@ -48,6 +50,9 @@ SELECT machine_id FROM sync_init(1);
 SELECT tbl FROM sync_add_table('regress_owned');
 INSERT INTO regress_owned (v) VALUES ('x') RETURNING id;
 SELECT table_name, confined FROM sync_sequence_usage;
+-- and the registry changes through those functions only
+UPDATE sync_machine SET sync_end = 1000000005 WHERE id = 1;
+DELETE FROM sync_instance;
 -- a table the role does not own cannot be registered, nor unregistered
 SELECT * FROM sync_add_table('regress_not_owned');
 RESET ROLE;
@@ -63,7 +68,8 @@ RESET ROLE;
 -- a monitoring role reads the views; last_value needs the sequence's privilege
 CREATE ROLE sync_regress_monitor;
 GRANT SELECT ON sync_machine, sync_instance, sync_table, sync_sequence_usage TO sync_regress_monitor;
-GRANT EXECUTE ON FUNCTION sync_range(bigint), sync_key_sequences(regclass, name) TO sync_regress_monitor;
+GRANT EXECUTE ON FUNCTION sync_range(bigint), sync_key_sequences(regclass, name),
+	sync_proxy_display(text) TO sync_regress_monitor;
 SELECT tbl FROM sync_add_table('regress_owned');
 SET ROLE sync_regress_monitor;
 SELECT table_name, confined, last_value, percent_used FROM sync_sequence_usage;

@@ -294,11 +294,17 @@ SyncBuildIndex(const SyncIndex *index)
 }
 
 /*
- * Report a published document that is not what this version writes.
+ * Report an archive, or a document of it (what), that is not what this
+ * version writes.
  */
 void
 SyncBadArchive(int64 machine_id, const char *what, const char *detail)
 {
+	if (strcmp(what, "archive") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("archive of machine " INT64_FORMAT " is not valid", machine_id),
+				 errdetail("%s", detail)));
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_CORRUPTED),
 			 errmsg("%s of the archive of machine " INT64_FORMAT " is not valid",

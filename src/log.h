@@ -39,7 +39,11 @@ extern void SyncLogCommitted(const SyncLogEntry *entry);
 extern void SyncLogInsert(const SyncLogEntry *entry);
 extern char *SyncLogPruneSql(void);
 
-/* entries written (or attempted) by this process so far */
+/*
+ * entries written (or attempted) by this process so far in transactions of
+ * their own, which stay whatever the caller's transaction does (not those
+ * of SyncLogCommitted)
+ */
 extern uint64 sync_log_writes;
 
 /* in a job worker, the job being run (its log rows name it), else -1 */

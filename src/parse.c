@@ -29,6 +29,9 @@
 #include "common/jsonapi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#ifndef FRONTEND
+#include "miscadmin.h"
+#endif
 
 /* the encoding documents are parsed in: the database's, or UTF-8 */
 #ifndef FRONTEND
@@ -40,6 +43,9 @@
 /* the most tables an archive describes, and columns a table has */
 #define MAX_TABLES 10000
 #define MAX_COLUMNS 1600
+
+/* the most members of an object (those sync writes have about ten) */
+#define MAX_OBJECT_MEMBERS 64
 
 /* A value of a JSON document. */
 typedef enum JsonKind
@@ -74,6 +80,13 @@ Attach(TreeBuilder *b, JsonNode *node)
 	JsonNode   *parent;
 	int			i;
 
+#ifndef FRONTEND
+	/* a big document takes a while: a cancel or sync.timeout stops it */
+	CHECK_FOR_INTERRUPTS();
+#endif
+	/* past an error, or deeper than the stack, nothing more is built */
+	if (b->error || b->depth > SYNC_MAX_JSON_DEPTH)
+		return;
 	if (b->depth == 0)
 	{
 		b->root = node;
@@ -81,9 +94,19 @@ Attach(TreeBuilder *b, JsonNode *node)
 	}
 	parent = b->stack[b->depth - 1];
 	if (parent->kind == J_OBJECT)
+	{
+		if (parent->n >= MAX_OBJECT_MEMBERS)
+		{
+			b->error = psprintf("An object has more than %d members.", MAX_OBJECT_MEMBERS);
+			return;
+		}
 		for (i = 0; i < parent->n; i++)
 			if (strcmp(parent->keys[i], b->key) == 0)
+			{
 				b->error = "An object names the same member twice.";
+				return;
+			}
+	}
 	if (parent->n == parent->cap)
 	{
 		parent->cap = parent->cap ? 2 * parent->cap : 8;
@@ -118,7 +141,7 @@ ContainerStart(TreeBuilder *b, JsonKind kind)
 	/* the document was checked not to nest deeper than the stack */
 	if (b->depth < SYNC_MAX_JSON_DEPTH)
 		b->stack[b->depth] = node;
-	else
+	else if (b->error == NULL)
 		b->error = "It nests too deep.";
 	b->depth++;
 }

@@ -589,48 +589,61 @@ CompareMachines(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* An entry of an archive's registry, and whether it passes the checks. */
+typedef struct StagedEntry
+{
+	SyncMachine m;
+	bool		valid;
+} StagedEntry;
+
+/* qsort comparator: staged entries by id */
+static int
+CompareStaged(const void *a, const void *b)
+{
+	return CompareMachines(&((const StagedEntry *) a)->m, &((const StagedEntry *) b)->m);
+}
+
 /*
  * Read the entries of an archive's registry, staged as text in stage, in
- * order of id; valid[i] says whether entry i passes the checks
- * sync_register_machine applies.  An id listed twice fails the pull.
+ * order of id, each marked valid if it passes the checks
+ * sync_register_machine applies (an invalid one has id -1).  An id listed
+ * twice fails the pull.
  */
-static SyncMachine *
-ReadStagedRegistry(const char *stage, int64 publisher, int *n, bool **valid)
+static StagedEntry *
+ReadStagedRegistry(const char *stage, int64 publisher, int *n)
 {
-	SyncMachine *entries;
+	StagedEntry *entries;
 	int			i;
 
-	*n = SyncExecute(psprintf("SELECT " MACHINE_COLUMNS " FROM %s ORDER BY 1", stage),
+	*n = SyncExecute(psprintf("SELECT " MACHINE_COLUMNS " FROM %s", stage),
 					 0, NULL, NULL, NULL);
-	entries = palloc0(sizeof(SyncMachine) * (*n + 1));
-	*valid = palloc0(sizeof(bool) * (*n + 1));
+	entries = palloc0(sizeof(StagedEntry) * (*n + 1));
 	for (i = 0; i < *n; i++)
 	{
-		SyncMachine *m = &entries[i];
+		SyncMachine *m = &entries[i].m;
 
 		m->hostname = SyncGetText(i, 2);
 		m->url = SyncGetText(i, 3);
 		m->contact = SyncGetText(i, 4);
-		(*valid)[i] = ParseInt64Field(SyncGetText(i, 1), &m->id) &&
+		entries[i].valid = ParseInt64Field(SyncGetText(i, 1), &m->id) &&
 			ParseInt64Field(SyncGetText(i, 5), &m->range.start) &&
 			ParseInt64Field(SyncGetText(i, 6), &m->range.end) &&
 			m->hostname != NULL &&
-			CheckFields(&m->id, m->hostname, m->url, &m->range) == MACHINE_OK &&
-			(m->contact == NULL || SyncIsPlainText(m->contact));
-		if (!(*valid)[i])
+			CheckFields(&m->id, m->hostname, m->url, &m->range) == MACHINE_OK;
+		if (!entries[i].valid)
 			m->id = -1;
 	}
-	qsort(entries, *n, sizeof(SyncMachine), CompareMachines);
+	qsort(entries, *n, sizeof(StagedEntry), CompareStaged);
 	for (i = 1; i < *n; i++)
-		if (entries[i].id >= 0 && entries[i].id == entries[i - 1].id)
+		if (entries[i].m.id >= 0 && entries[i].m.id == entries[i - 1].m.id)
 			ReportInvalidEntry(publisher);
 	return entries;
 }
 
 /*
  * May the entry of machine id be replaced by what the registry authority
- * says: was it learned from an archive, and has this server never pulled
- * it, nor been told how to reach it or when?
+ * says: was it learned from an archive, is it not this server, and has this
+ * server never pulled it, nor been told how to reach it or when?
  */
 static bool
 Replaceable(int64 id)
@@ -641,9 +654,11 @@ Replaceable(int64 id)
 	return SyncExecute(psprintf("SELECT 1 FROM %s m WHERE m.id = $1 AND m.learned_from IS NOT NULL"
 								"   AND NOT EXISTS (SELECT 1 FROM %s WHERE machine_id = $1)"
 								"   AND NOT EXISTS (SELECT 1 FROM %s WHERE machine_id = $1)"
+								"   AND NOT EXISTS (SELECT 1 FROM %s WHERE machine_id = $1)"
 								"   AND NOT EXISTS (SELECT 1 FROM %s WHERE remote = $1)",
-								SyncObject("sync_machine"), SyncObject("sync_pull_state"),
-								SyncObject("sync_remote"), SyncObject("sync_job")),
+								SyncObject("sync_machine"), SyncObject("sync_instance"),
+								SyncObject("sync_pull_state"), SyncObject("sync_remote"),
+								SyncObject("sync_job")),
 					   1, argtypes, values, NULL) > 0;
 }
 
@@ -741,23 +756,25 @@ void
 SyncMergeRegistry(const char *stage, int64 publisher, bool authority)
 {
 	int			n;
-	bool	   *valid;
-	SyncMachine *entries = ReadStagedRegistry(stage, publisher, &n, &valid);
+	StagedEntry *entries = ReadStagedRegistry(stage, publisher, &n);
 	SyncMachine local;
 	bool		has_local = SyncLocalMachine(&local);
+	bool		own_seen = false;
 	int			i;
 
 	for (i = 0; i < n; i++)
 	{
-		SyncMachine *a = &entries[i];
+		SyncMachine *a = &entries[i].m;
 		SyncMachine here;
 		int64		other_id;
 
+		if (!entries[i].valid)
+			continue;			/* if it was the publisher's own: below */
+		if (a->id == publisher)
+			own_seen = true;
 		if (a->id != publisher && !authority)
 			continue;			/* not this archive's to say */
-		if (!valid[i] && a->id == publisher)
-			ReportInvalidEntry(publisher);
-		if (!valid[i] || (has_local && a->id == local.id))
+		if (has_local && a->id == local.id)
 			continue;			/* this server's own entry is its own */
 		if (a->url && IsFileUrl(a->url))
 			a->url = NULL;
@@ -790,6 +807,9 @@ SyncMergeRegistry(const char *stage, int64 publisher, bool authority)
 		if (!SameEntry(a, &here))
 			UpdateEntry(a, false, -1);
 	}
+	/* an archive that does not describe its own machine validly is broken */
+	if (!own_seen)
+		ReportInvalidEntry(publisher);
 }
 
 /* Keep this server's identity as it is until the transaction ends. */
@@ -810,14 +830,18 @@ SyncStoreIdentity(int64 id)
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(id)};
 
+	/* this server's own entry is registered here, whatever taught it */
+	RegistryExecute(psprintf("UPDATE %s SET learned_from = NULL WHERE id = $1 AND learned_from IS NOT NULL",
+							 SyncObject("sync_machine")),
+					1, argtypes, values, NULL);
 	RegistryExecute(psprintf("INSERT INTO %s AS i (machine_id) VALUES ($1)"
-						 " ON CONFLICT (singleton) DO UPDATE SET"
-						 "   machine_id = $1,"
-						 "   initialized_at = CASE WHEN i.machine_id = $1"
-						 "     THEN i.initialized_at ELSE pg_catalog.now() END"
-						 " RETURNING *",
-						 SyncObject("sync_instance")),
-				1, argtypes, values, NULL);
+							 " ON CONFLICT (singleton) DO UPDATE SET"
+							 "   machine_id = $1,"
+							 "   initialized_at = CASE WHEN i.machine_id = $1"
+							 "     THEN i.initialized_at ELSE pg_catalog.now() END"
+							 " RETURNING *",
+							 SyncObject("sync_instance")),
+					1, argtypes, values, NULL);
 }
 
 /*

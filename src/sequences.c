@@ -26,24 +26,27 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
 #include "access/table.h"
 #include "access/transam.h"
 #include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_attrdef.h"
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
-#include "executor/executor.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
-#include "optimizer/clauses.h"
-#include "optimizer/optimizer.h"
-#include "rewrite/rewriteHandler.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/syscache.h"
+#include "utils/varlena.h"
 
 #include "registry.h"
 #include "sequences.h"
@@ -57,6 +60,7 @@ static bool confining = false;
 /* What a default expression says about the sequences it uses. */
 typedef struct DefaultReading
 {
+	Oid			relid;			/* the table */
 	List	   *seqs;			/* OIDs of the sequences found */
 	const char *why;			/* what could not be read, or NULL */
 } DefaultReading;
@@ -72,50 +76,54 @@ BuiltinCast(Node *node)
 		list_length(f->args) >= 1;
 }
 
-/* check_functions_in_node callback: a function that is not built-in */
-static bool
-NotBuiltin(Oid funcid, void *context)
+/* The expression under the casts, if node is one. */
+static Node *
+UnderCasts(Node *node)
 {
-	return funcid >= FirstNormalObjectId;
-}
-
-/* Walker: does node call any function that is not built-in? */
-static bool
-CallsUserFunction(Node *node, void *context)
-{
-	if (node == NULL)
-		return false;
-	if (check_functions_in_node(node, NotBuiltin, NULL))
-		return true;
-	return expression_tree_walker(node, CallsUserFunction, context);
+	for (;;)
+	{
+		if (BuiltinCast(node))
+			node = linitial(((FuncExpr *) node)->args);
+		else if (IsA(node, RelabelType))
+			node = (Node *) ((RelabelType *) node)->arg;
+		else if (IsA(node, CoerceViaIO))
+			node = (Node *) ((CoerceViaIO *) node)->arg;
+		else
+			return node;
+	}
 }
 
 /*
- * The sequence nextval()'s argument names: a regclass constant, or text
- * cast to regclass, evaluated now (a name resolves under the current
- * search_path, as it would for an insert in this session).  InvalidOid if
- * it is anything else.
+ * The sequence nextval()'s argument names, without evaluating anything: a
+ * regclass constant, or a text constant cast to regclass, whose name is
+ * looked up now (an unqualified one in the schema of table relid, whatever
+ * anyone's search_path).  InvalidOid if it is anything else, or names no
+ * relation.
  */
 static Oid
-NamedSequence(Node *arg)
+NamedSequence(Node *arg, Oid relid)
 {
-	ExprContext *econtext;
-	ExprState  *state;
-	Datum		value;
-	bool		isnull;
+	Const	   *c;
+	char	   *given;
+	List	   *names;
 
-	if (IsA(arg, Const))
+	if (IsA(arg, Const) && exprType(arg) == REGCLASSOID)
 		return ((Const *) arg)->constisnull ? InvalidOid :
 			DatumGetObjectId(((Const *) arg)->constvalue);
-	if (exprType(arg) != REGCLASSOID || contain_var_clause(arg) ||
-		contain_volatile_functions(arg) || CallsUserFunction(arg, NULL) ||
-		IsA(arg, Param) || contain_subplans(arg))
+	arg = UnderCasts(arg);
+	if (!IsA(arg, Const))
 		return InvalidOid;
-	econtext = CreateStandaloneExprContext();
-	state = ExecInitExpr((Expr *) arg, NULL);
-	value = ExecEvalExprSwitchContext(state, econtext, &isnull);
-	FreeExprContext(econtext, true);
-	return isnull ? InvalidOid : DatumGetObjectId(value);
+	c = (Const *) arg;
+	if (c->constisnull || (c->consttype != TEXTOID && c->consttype != VARCHAROID))
+		return InvalidOid;
+	given = TextDatumGetCString(c->constvalue);
+	if (!SplitIdentifierString(given, '.', &names) ||
+		list_length(names) < 1 || list_length(names) > 2)
+		return InvalidOid;
+	if (list_length(names) == 1)
+		return get_relname_relid(linitial(names), get_rel_namespace(relid));
+	return get_relname_relid(lsecond(names),
+							 get_namespace_oid(linitial(names), true));
 }
 
 /*
@@ -136,10 +144,10 @@ ReadDefault(Node *node, DefaultReading *r)
 	}
 	if (IsA(node, FuncExpr) && ((FuncExpr *) node)->funcid == F_NEXTVAL)
 	{
-		Oid			seq = NamedSequence(linitial(((FuncExpr *) node)->args));
+		Oid			seq = NamedSequence(linitial(((FuncExpr *) node)->args), r->relid);
 
 		if (!OidIsValid(seq) || get_rel_relkind(seq) != RELKIND_SEQUENCE)
-			r->why = "It calls nextval() on a sequence named by an expression sync cannot evaluate.";
+			r->why = "It calls nextval() on a sequence given by an expression, or by a name that is no sequence in the table's schema.";
 		else
 			r->seqs = list_append_unique_oid(r->seqs, seq);
 		return;
@@ -160,6 +168,39 @@ ReadDefault(Node *node, DefaultReading *r)
 }
 
 /*
+ * The default expression of a column as PostgreSQL stores it, or NULL; read
+ * from the catalog, without locking the table (an event trigger reads the
+ * defaults of every registered table).
+ */
+static Node *
+ColumnDefault(Oid relid, AttrNumber attnum)
+{
+	Relation	attrdef = table_open(AttrDefaultRelationId, AccessShareLock);
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Node	   *expr = NULL;
+
+	ScanKeyInit(&keys[0], Anum_pg_attrdef_adrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	ScanKeyInit(&keys[1], Anum_pg_attrdef_adnum, BTEqualStrategyNumber,
+				F_INT2EQ, Int16GetDatum(attnum));
+	scan = systable_beginscan(attrdef, AttrDefaultIndexId, true, NULL, 2, keys);
+	if (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		adbin = heap_getattr(tuple, Anum_pg_attrdef_adbin,
+										 RelationGetDescr(attrdef), &isnull);
+
+		if (!isnull)
+			expr = stringToNode(TextDatumGetCString(adbin));
+	}
+	systable_endscan(scan);
+	table_close(attrdef, AccessShareLock);
+	return expr;
+}
+
+/*
  * The sequences feeding column key_column of relid (an OID list): those
  * its default draws from, and the one serial or identity ownership ties to
  * it.  A default sync cannot read fails with an error when strict, and is
@@ -168,9 +209,8 @@ ReadDefault(Node *node, DefaultReading *r)
 static List *
 KeySequences(Oid relid, const char *key_column, bool strict)
 {
-	Relation	rel = table_open(relid, AccessShareLock);
 	AttrNumber	attnum = get_attnum(relid, key_column);
-	DefaultReading r = {NIL, NULL};
+	DefaultReading r = {relid, NIL, NULL};
 	Oid			owned;
 
 	if (attnum == InvalidAttrNumber)
@@ -178,8 +218,7 @@ KeySequences(Oid relid, const char *key_column, bool strict)
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("column \"%s\" of table %s does not exist",
 						key_column, SyncRelationName(relid))));
-	ReadDefault(build_column_default(rel, attnum), &r);
-	table_close(rel, AccessShareLock);
+	ReadDefault(ColumnDefault(relid, attnum), &r);
 	if (r.why && strict)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -347,6 +386,30 @@ ConfineSequence(Oid seqid, Oid relid, Oid key_type, const char *key_column,
 	}
 }
 
+/* What ConfineBody confines. */
+typedef struct ConfineRun
+{
+	Oid			relid;
+	const char *key_column;
+	Oid			key_type;
+	const SyncRange *range;
+	List	   *seqs;
+} ConfineRun;
+
+/* Confine the sequences of a ConfineRun (a SyncBody, run as the owner). */
+static void
+ConfineBody(void *arg)
+{
+	ConfineRun *run = (ConfineRun *) arg;
+	int64		used = 0;
+	bool		has_used = MaxKeyInRange(run->relid, run->key_column, run->range, &used);
+	ListCell   *lc;
+
+	foreach(lc, run->seqs)
+		ConfineSequence(lfirst_oid(lc), run->relid, run->key_type, run->key_column,
+						run->range, has_used, used);
+}
+
 /*
  * Confine every sequence feeding a registered table's key column to range.
  * The caller is connected to SPI.
@@ -357,10 +420,17 @@ SyncConfineTableSequences(Oid relid, const char *key_column,
 {
 	AttrNumber	attnum = get_attnum(relid, key_column);
 	Oid			key_type = get_atttype(relid, attnum);
-	int64		used = 0;
-	bool		has_used;
-	List	   *seqs;
+	ConfineRun	run;
+	Oid			owner;
 	ListCell   *lc;
+
+	/* only a table has keys to confine (not a view planted in sync_table) */
+	if (get_rel_relkind(relid) != RELKIND_RELATION &&
+		get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("%s is not a table", SyncRelationName(relid)),
+				 errdetail("Only tables take part in sync.")));
 
 	/* no key may arrive while we look for the highest one */
 	LockRelationOid(relid, ShareLock);
@@ -379,17 +449,37 @@ SyncConfineTableSequences(Oid relid, const char *key_column,
 						   key_type == INT2OID ? PG_INT16_MAX : PG_INT32_MAX),
 				 errhint("Change the column to bigint with ALTER TABLE ... ALTER COLUMN ... TYPE bigint.")));
 
-	seqs = KeySequences(relid, key_column, true);
-	if (seqs == NIL)
+	run.relid = relid;
+	run.key_column = key_column;
+	run.key_type = key_type;
+	run.range = range;
+	run.seqs = KeySequences(relid, key_column, true);
+	if (run.seqs == NIL)
 		return;
 
-	has_used = MaxKeyInRange(relid, key_column, range, &used);
+	/*
+	 * The sequences are the table owner's to change: whoever asks (a
+	 * superuser running sync_init, the event trigger), the highest key is
+	 * read and the sequences altered as that owner, as a security-restricted
+	 * operation, so nothing of the owner's runs with more rights than the
+	 * owner's.
+	 */
+	owner = SyncRelationOwner(relid);
+	foreach(lc, run.seqs)
+		if (SyncRelationOwner(lfirst_oid(lc)) != owner)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("sequence %s, which feeds the key of table %s, is owned by role %s, not by the table's owner %s",
+							SyncRelationName(lfirst_oid(lc)), SyncRelationName(relid),
+							GetUserNameFromId(SyncRelationOwner(lfirst_oid(lc)), false),
+							GetUserNameFromId(owner, false)),
+					 errhint("Make the table's owner own it: ALTER SEQUENCE %s OWNER TO %s.",
+							 SyncRelationName(lfirst_oid(lc)),
+							 quote_identifier(GetUserNameFromId(owner, false)))));
 	confining = true;
 	PG_TRY();
 	{
-		foreach(lc, seqs)
-			ConfineSequence(lfirst_oid(lc), relid, key_type, key_column, range,
-							has_used, used);
+		SyncRunAs(owner, ConfineBody, &run);
 	}
 	PG_FINALLY();
 	{

@@ -35,7 +35,10 @@ SyncUnpackInit(SyncUnpack *u, SyncUnpackSource source, void *arg, uint64 limit)
 	u->outsize = ZSTD_DStreamOutSize();
 	u->outbuf = palloc(u->outsize);
 	u->zstd = ZSTD_createDCtx();
-	return u->zstd != NULL;
+	/* a frame may not ask for a larger window than sync's own level uses */
+	return u->zstd != NULL &&
+		!ZSTD_isError(ZSTD_DCtx_setParameter(u->zstd, ZSTD_d_windowLogMax,
+											 SYNC_ZSTD_WINDOW_LOG_MAX));
 }
 
 /* Free zstd's context.  Safe to call twice. */
@@ -192,6 +195,9 @@ SyncUnpackNext(SyncUnpack *u, char *name, uint64 *size)
 			return rc;
 		if (n != SYNC_TAR_BLOCK)
 			return Damaged(u, "The tar stream ends without its end-of-archive blocks.");
+		for (i = 0; i < SYNC_TAR_BLOCK; i++)
+			if (header[i] != 0)
+				return Damaged(u, "Something follows the end of the tar stream.");
 		do
 		{
 			if ((rc = ReadRaw(u, header, SYNC_TAR_BLOCK, &n)) != SYNC_UNPACK_OK)

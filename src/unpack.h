@@ -21,6 +21,13 @@
 #define SYNC_TAR_BLOCK 512
 
 /*
+ * The largest zstd window (log2) a reader accepts: 8 MB, what zstd's levels
+ * up to 19 use (sync writes level 1, a 512 kB window), so a frame cannot make
+ * a reader allocate more.
+ */
+#define SYNC_ZSTD_WINDOW_LOG_MAX 23
+
+/*
  * Where compressed bytes come from: fills buf with up to len bytes and
  * returns how many, 0 at the end, -1 on a read error (errno set).
  */

@@ -28,9 +28,12 @@ SYNC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 #                                    (tar --zstd), used by tests and DBAs
 #   openssl                          a test CA and certificate for TLS tests
 #   make gcc                         the build
+#   clang-14 libclang-rt-14-dev      libFuzzer and the sanitizers' runtimes,
+#                                    for the fuzz targets (bench/fuzz; the
+#                                    test suite runs them briefly)
 SYNC_PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR \
 libcurl4-openssl-dev nginx-light libipc-run-perl perl libzstd-dev zstd \
-openssl make gcc"
+openssl make gcc clang-14 libclang-rt-14-dev"
 
 log() { printf '%s\n' "== $*" >&2; }
 die() { printf '%s\n' "error: $*" >&2; exit 1; }

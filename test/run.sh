@@ -6,11 +6,12 @@
 #      temporary instance, and
 #   2. the TAP tests in test/t/, each starting its own clusters (and, where
 #      needed, nginx on 127.0.0.1), and
-#   3. the demo of README's Quick start (test/demo.sh).
+#   3. the demo of README's Quick start (test/demo.sh), and
+#   4. a 30-second run of the fuzz targets (bench/fuzz --smoke).
 # Ends with "N passed, N failed" alone on the last line; exits non-zero on
 # any failure.  Set SYNC_KEEP_WORK=1 to keep the scratch directory, and
 # SYNC_ONLY=<name> to run only the TAP tests whose file name contains it
-# (no pg_regress, no demo) while working on them.
+# (no pg_regress, no demo, no fuzzing) while working on them.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -120,6 +121,21 @@ else
 	echo "not ok - demo (test/demo.sh) failed"
 	failed=$((failed + 1))
 fi
+fi
+
+# 4. the fuzz targets, briefly (bench/fuzz runs them for longer)
+if [ -z "${SYNC_ONLY:-}" ]; then
+log "fuzz: bench/fuzz --smoke"
+bash "$SYNC_ROOT/bench/fuzz" --smoke >"$SYNC_WORK/fuzz.log" 2>&1
+cat "$SYNC_WORK/fuzz.log"
+n=$(grep -Ec '^ok - fuzz_' "$SYNC_WORK/fuzz.log")
+f=$(grep -Ec '^not ok - fuzz_' "$SYNC_WORK/fuzz.log")
+if [ $((n + f)) -lt 2 ]; then
+	f=$((2 - n))
+	log "the fuzz targets did not all run"
+fi
+passed=$((passed + n))
+failed=$((failed + f))
 fi
 
 if [ $((passed + failed)) = 0 ]; then

@@ -16,24 +16,37 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(%node start_servers join_federation sql pull fingerprint pull_fails
-  fake_publication edit_archive);
+  fake_publication edit_archive rewrite_member work_files);
 
 # the servers, by machine id
 our %node;
 
-# Start a server for each machine id, publishing into $www/m<id>.
+# Start a server for each machine id, publishing into $www/m<id>, and
+# keeping its downloads in a work directory of its own.
 sub start_servers
 {
 	my ($www, @ids) = @_;
 	for my $id (@ids)
 	{
 		my $n = PostgreSQL::Test::Cluster->new("m$id");
+		my $work = "$PostgreSQL::Test::Utils::tmp_check/work_m$id";
 		$n->init;
-		make_path("$www/m$id");
-		$n->append_conf('postgresql.conf', "sync.dump_directory = '$www/m$id'");
+		make_path("$www/m$id", $work);
+		$n->append_conf('postgresql.conf', "sync.dump_directory = '$www/m$id'\nsync.work_directory = '$work'");
 		$n->start;
 		$node{$id} = $n;
 	}
+}
+
+# The files in a server's work directory (a pull leaves none behind).
+sub work_files
+{
+	my ($id) = @_;
+	my $work = "$PostgreSQL::Test::Utils::tmp_check/work_m$id";
+	opendir(my $dh, $work) or die "opendir $work: $!";
+	my @files = grep { $_ ne '.' && $_ ne '..' } readdir($dh);
+	closedir($dh);
+	return @files;
 }
 
 # On every server: create the schema, register every machine with the URL
@@ -94,6 +107,7 @@ sub pull_fails
 	is(fingerprint($id), $before, "$name: subscriber exactly as before");
 	like(sql($id, q{SELECT status || ': ' || message FROM sync_log WHERE kind = 'pull' ORDER BY id DESC LIMIT 1}),
 		qr/^\Q$status\E: /, "$name: failure recorded in sync_log");
+	is(join(' ', work_files($id)), '', "$name: no file left in the work directory");
 	return $err;
 }
 
@@ -114,9 +128,10 @@ sub fake_publication
 }
 
 # Change what is inside the archive $index names in $dir:
-# $edit->($x, $header, $manifest) changes the files extracted into $x and
-# the two documents; the members are packed again in their order, and the
-# index's checksum and size made to match.
+# $edit->($x, $header, $manifest, $raw) changes the files extracted into
+# $x and the two documents, which are written back (but for those the edit
+# wrote itself and marked in %$raw, as header => 1); the members are packed
+# again in their order, and the index's checksum and size made to match.
 sub edit_archive
 {
 	my ($dir, $index, $edit) = @_;
@@ -125,9 +140,11 @@ sub edit_archive
 	system_or_bail('tar', '--zstd', '-xf', $archive, '-C', $x);
 	my @members = split /\n/, `tar --zstd -tf $archive`;
 	my %doc = map { $_ => decode_json(slurp_file("$x/$_.json")) } ('header', 'manifest');
-	$edit->($x, $doc{header}, $doc{manifest});
+	my %raw;
+	$edit->($x, $doc{header}, $doc{manifest}, \%raw);
 	for my $name (keys %doc)
 	{
+		next if $raw{$name};
 		open(my $fh, '>', "$x/$name.json") or die;
 		print $fh encode_json($doc{$name});
 		close($fh);
@@ -136,6 +153,20 @@ sub edit_archive
 	system_or_bail('tar', '--zstd', '-cf', $archive, '-C', $x, @members);
 	$index->{sha256} = sha256_hex(slurp_file($archive));
 	$index->{size} = -s $archive;
+}
+
+# Give the single file of table $t (its manifest entry) the rows $text, and
+# make the manifest's count, size and checksum match.
+sub rewrite_member
+{
+	my ($x, $t, $text) = @_;
+	my $file = "$x/$t->{files}[0]";
+	open(my $fh, '>:raw', $file) or die "open $file: $!";
+	print $fh $text;
+	close($fh);
+	$t->{rows} = () = $text =~ /\n/g;
+	$t->{bytes} = length($text);
+	$t->{sha256} = sha256_hex($text);
 }
 
 1;
