@@ -23,6 +23,7 @@ OBJS = \
 	src/sequences.o \
 	src/expr.o \
 	src/keys.o \
+	src/guard.o \
 	src/tables.o \
 	src/identity.o \
 	src/remote.o \
@@ -38,13 +39,13 @@ OBJS = \
 	src/schedule.o \
 	src/module.o
 
-DATA = sql/sync--0.1.sql sql/sync--0.2.sql sql/sync--0.3.sql \
-	sql/sync--0.1--0.2.sql sql/sync--0.2--0.3.sql
+DATA = sql/sync--0.1.sql sql/sync--0.2.sql sql/sync--0.3.sql sql/sync--0.4.sql \
+	sql/sync--0.1--0.2.sql sql/sync--0.2--0.3.sql sql/sync--0.3--0.4.sql
 DOCS =
 
 # pg_regress inputs live in sql/ beside the extension scripts; the scripts
 # are named sync--*.sql, the tests are listed here.
-REGRESS = registry identity tables sequences privileges dump upgrade
+REGRESS = registry identity tables sequences privileges guard dump upgrade
 REGRESS_OPTS = --inputdir=.
 
 # -Wunused-parameter is off: PostgreSQL's own headers (ilist.h, bufpage.h) trip it.

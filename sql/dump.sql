@@ -47,7 +47,12 @@ SELECT path LIKE :'dumpdir' || '/sync-1-%.tar.zst' AS path_ok, tables, rows, exc
 -- rows of machine 0 that are not ours to publish
 INSERT INTO person (name, email, password) VALUES ('Ana', 'ana@lab', 'pw1'), ('Ben', 'ben@lab', 'pw2');
 INSERT INTO person (name, email, password, access_level) VALUES ('Private', 'p@lab', 'pw3', 1);
+-- (a copy of machine 0's row, as its pull would write it)
+SET session_replication_role = replica;
 INSERT INTO person (id, name) VALUES (7, 'machine zero''s person');
+RESET session_replication_role;
+-- a row in no machine's range: nobody publishes it, and the dump says so
+INSERT INTO person (id, name) VALUES (-5, 'nobody''s person');
 INSERT INTO site (name, owner_id) VALUES ('north', 1000000001), ('south', 1000000003), ('rejected', 1000000002);
 UPDATE site SET checked = -1 WHERE name = 'rejected';
 INSERT INTO measurement (site_id, value) VALUES (1000000001, 1.5), (1000000002, 2.5), (1000000003, 3.5);
@@ -62,7 +67,8 @@ SELECT tables, rows, excluded FROM sync_dump(anonymize => false);
 SELECT kind, machine_id, status, tables, rows, excluded, bytes > 0 AS has_bytes,
 	   CASE WHEN status = 'ok' THEN message LIKE :'dumpdir' || '/%' ELSE NULL END AS path_ok,
 	   CASE WHEN status = 'failed' THEN message END AS error,
-	   details->>'level' AS level, details->>'anonymized' AS anonymized
+	   details->>'level' AS level, details->>'anonymized' AS anonymized,
+	   details->'unowned' AS unowned
   FROM sync_log ORDER BY id;
 
 -- what is on disk: the two newest archives and the index that names the newest

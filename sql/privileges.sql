@@ -3,13 +3,16 @@
 --
 CREATE EXTENSION sync;
 
--- no function is executable and no table readable by PUBLIC
+-- no function is executable and no table readable by PUBLIC, but for the
+-- guard's trigger functions: they do nothing unless fired as a table's
+-- guard, and whoever registers a table creates its triggers
 SELECT p.proname
   FROM pg_proc p
  WHERE p.oid IN (SELECT objid FROM pg_depend WHERE refobjid =
 				 (SELECT oid FROM pg_extension WHERE extname = 'sync')
 				 AND classid = 'pg_proc'::regclass)
-   AND has_function_privilege('public', p.oid, 'EXECUTE');
+   AND has_function_privilege('public', p.oid, 'EXECUTE')
+ ORDER BY 1;
 SELECT c.relname
   FROM pg_class c
  WHERE c.oid IN (SELECT objid FROM pg_depend WHERE refobjid =
@@ -39,7 +42,7 @@ GRANT SELECT ON sync_machine, sync_instance TO sync_regress_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON sync_table TO sync_regress_admin;
 GRANT SELECT ON sync_sequence_usage TO sync_regress_admin;
 GRANT EXECUTE ON FUNCTION sync_register_machine(bigint, text, text, text, bigint, bigint),
-	sync_range(bigint), sync_init(bigint), sync_add_table(regclass, name, text, jsonb, name, regclass[], text),
+	sync_range(bigint), sync_init(bigint), sync_add_table(regclass, name, text, jsonb, name, regclass[], text, text),
 	sync_remove_table(regclass), sync_key_sequences(regclass, name)
 	TO sync_regress_admin;
 

@@ -64,13 +64,23 @@ SET ROLE sync_regress_upgrader;
 UPDATE sync_machine SET sync_end = 5;
 RESET ROLE;
 REVOKE ALL ON sync_machine FROM sync_regress_upgrader;
+-- a role granted 0.3's sync_pull is named, with the grant to make; the
+-- registered tables get their guard
+GRANT EXECUTE ON FUNCTION sync_pull(bigint) TO sync_regress_upgrader;
+ALTER EXTENSION sync UPDATE TO '0.4';
+SELECT extversion FROM pg_extension WHERE extname = 'sync';
+SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'kept'::regclass ORDER BY 1;
+SELECT tbl, foreign_rows FROM sync_table;
 CREATE TEMP TABLE upgraded AS SELECT * FROM pg_temp.sync_objects();
 -- the configuration stays
 SELECT id, hostname, learned_from FROM sync_machine;
 SELECT tbl, key_column, key_declared, depends_on, on_conflict FROM sync_table;
 SELECT * FROM sync_range(0);
 
+-- the guard depends on the extension: it goes with it, the table stays
 DROP EXTENSION sync;
+DROP EXTENSION sync CASCADE;
+SELECT count(*) AS guards FROM pg_trigger WHERE tgrelid = 'kept'::regclass;
 CREATE EXTENSION sync;
 CREATE TEMP TABLE fresh AS SELECT * FROM pg_temp.sync_objects();
 SELECT count(*) AS objects FROM fresh;

@@ -43,6 +43,7 @@
 #include "nodes/makefuncs.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
@@ -208,6 +209,8 @@ CanLoadDirectly(Pull *pull, PullTable *t, List *deps)
 	ListCell   *lc;
 	int			i;
 
+	if (pull->verify)
+		return false;
 	for (i = 0; i < t->at.ncolumns; i++)
 		if (!t->local[i])
 			return false;
@@ -707,6 +710,8 @@ LoadTables(Pull *pull, List *deps)
 
 		if (SyncMemberOf(name, pull->registry.at.dir))
 		{
+			if (pull->verify)
+				continue;		/* compared: the tables only */
 			SyncReportProgress(pull->machine_id, "registry", NULL, 0, 0);
 			ApplyRegistry(pull, &loader);
 			continue;
@@ -905,5 +910,89 @@ SyncApplyArchive(Pull *pull)
 	/* every reference is checked before the pull ends, deferred ones too */
 	SyncExecute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL);
 	Finish(pull);
+	AtEOXact_GUC(true, save_nestlevel);
+}
+
+/*
+ * Compare a staged table with the copy here: rows the copy lacks, rows of
+ * the range the archive lacks, rows whose values differ (by the columns
+ * both have, byte for byte as a pull compares them); with the first keys of
+ * each, in pull->cxt.
+ */
+static void
+CompareTable(Pull *pull, PullTable *t)
+{
+	StringInfoData here;
+	StringInfoData there;
+	const char *k = t->mt.key;
+	char	   *missing;
+	char	   *extra;
+	char	   *changed;
+	MemoryContext oldcxt;
+	bool		isnull;
+	int			i;
+
+	initStringInfo(&here);
+	initStringInfo(&there);
+	for (i = 0; i < t->at.ncolumns; i++)
+		if (t->local[i])
+		{
+			appendStringInfo(&here, "%sx.%s", here.len ? ", " : "", quote_identifier(t->at.columns[i].name));
+			appendStringInfo(&there, "%ss.%s", there.len ? ", " : "", quote_identifier(t->at.columns[i].name));
+		}
+	missing = psprintf("FROM %s s WHERE NOT EXISTS (SELECT 1 FROM %s x WHERE x.%s = s.%s)",
+					   t->stage, t->from, k, k);
+	extra = psprintf("FROM %s x WHERE x.%s BETWEEN " INT64_FORMAT " AND " INT64_FORMAT
+					 " AND NOT EXISTS (SELECT 1 FROM %s s WHERE s.%s = x.%s)",
+					 t->from, k, pull->range.start, pull->range.end, t->stage, k, k);
+	changed = psprintf("FROM %s x JOIN %s s ON s.%s = x.%s"
+					   " WHERE pg_catalog.record_image_ne(ROW(%s), ROW(%s))",
+					   t->from, t->stage, k, k, here.data, there.data);
+	SyncExecute(psprintf("SELECT (SELECT pg_catalog.count(*) %s),"
+						 " ARRAY(SELECT s.%s::pg_catalog.int8 %s ORDER BY 1 LIMIT 5),"
+						 " (SELECT pg_catalog.count(*) %s),"
+						 " ARRAY(SELECT x.%s::pg_catalog.int8 %s ORDER BY 1 LIMIT 5),"
+						 " (SELECT pg_catalog.count(*) %s),"
+						 " ARRAY(SELECT x.%s::pg_catalog.int8 %s ORDER BY 1 LIMIT 5)",
+						 missing, k, missing, extra, k, extra, changed, k, changed),
+				0, NULL, NULL, NULL);
+	SyncGetInt64(0, 1, &t->missing);
+	SyncGetInt64(0, 3, &t->extra);
+	SyncGetInt64(0, 5, &t->changed);
+	oldcxt = MemoryContextSwitchTo(pull->cxt);
+	t->first_missing = datumCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull), false, -1);
+	t->first_extra = datumCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull), false, -1);
+	t->first_changed = datumCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull), false, -1);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * Compare a verified archive with the copy here, table by table, changing
+ * nothing: every registered table is staged (whatever its checksum), the
+ * registry is left alone, and the staging tables are dropped again.  The
+ * caller is connected to SPI.
+ */
+void
+SyncVerifyArchive(Pull *pull)
+{
+	int			save_nestlevel = SyncPinInputSettings(pull->session_path);
+	int			i;
+
+	pull->verify = true;
+	for (i = 0; i < pull->ntables; i++)
+		MapTable(pull, &pull->tables[i]);
+	LoadTables(pull, NIL);
+	CheckTables(pull);
+	for (i = 0; i < pull->ntables; i++)
+	{
+		PullTable  *t = &pull->tables[i];
+
+		CHECK_FOR_INTERRUPTS();
+		if (!t->stage)
+			continue;
+		SyncReportProgress(pull->machine_id, "comparing", t->at.qualname, 0, 0);
+		CompareTable(pull, t);
+		SyncExecute(psprintf("DROP TABLE %s", t->stage), 0, NULL, NULL, NULL);
+	}
 	AtEOXact_GUC(true, save_nestlevel);
 }

@@ -43,6 +43,14 @@ typedef struct PullTable
 	int64		updated;
 	int64		deleted;
 	SyncSkipped skipped;		/* rows on_conflict left out */
+
+	/* what sync_verify found (the first keys as bigint[] Datums) */
+	int64		missing;
+	int64		extra;
+	int64		changed;
+	Datum		first_missing;
+	Datum		first_extra;
+	Datum		first_changed;
 } PullTable;
 
 /* A whole pull. */
@@ -63,8 +71,10 @@ typedef struct Pull
 	List	   *warnings;		/* messages also put into the log */
 	MemoryContext cxt;			/* for what outlives SPI: warnings, skipped */
 	char	   *session_path;	/* the caller's search_path */
+	bool		verify;			/* compare only (sync_verify) */
 } Pull;
 
 extern void SyncApplyArchive(Pull *pull);
+extern void SyncVerifyArchive(Pull *pull);
 
 #endif							/* SYNC_APPLY_H */

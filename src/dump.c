@@ -33,6 +33,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rls.h"
@@ -44,6 +45,7 @@
 #include "expr.h"
 #include "fkeys.h"
 #include "format.h"
+#include "guard.h"
 #include "keys.h"
 #include "log.h"
 #include "registry.h"
@@ -94,6 +96,8 @@ typedef struct DumpState
 	/* results */
 	int64		rows;
 	int64		excluded;
+	int64		unowned;		/* rows in no machine's range, not published */
+	char	   *unowned_json;	/* per table, or NULL */
 	uint64		bytes;
 	char		sha256[SYNC_SHA256_HEX_LEN];
 } DumpState;
@@ -753,6 +757,42 @@ WriteArchive(DumpState *state, Snapshot snapshot, MemoryContext outer)
 }
 
 /*
+ * Rows of the registered tables that lie in no machine's range: no machine
+ * publishes them, this one included.  Each table that has some gets a
+ * WARNING; the counts go to the log (in memory of context outer).
+ */
+static void
+ReportUnowned(DumpState *state, MemoryContext outer)
+{
+	StringInfoData json;
+	MemoryContext oldcxt = MemoryContextSwitchTo(outer);
+	int			i;
+
+	initStringInfo(&json);
+	MemoryContextSwitchTo(oldcxt);
+	for (i = 0; i < state->ntables; i++)
+	{
+		DumpTable  *t = &state->tables[i];
+		int64		n = SyncCountUnowned(t->closure.relid, t->at.key);
+
+		if (n == 0)
+			continue;
+		SyncWarnUnowned(t->closure.relid, n, &state->machine.range);
+		state->unowned += n;
+		oldcxt = MemoryContextSwitchTo(outer);
+		appendStringInfoString(&json, json.len ? ", " : "{");
+		escape_json(&json, t->at.qualname);
+		appendStringInfo(&json, ": " INT64_FORMAT, n);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	if (json.len)
+	{
+		appendStringInfoChar(&json, '}');
+		state->unowned_json = json.data;
+	}
+}
+
+/*
  * The dump itself, inside the caller's subtransaction.
  */
 static void
@@ -808,6 +848,7 @@ RunDump(DumpState *state)
 		if (state->tables[i].closure.ex_table)
 			SyncExecute(psprintf("DROP TABLE %s", state->tables[i].closure.ex_table),
 						0, NULL, NULL, NULL);
+	ReportUnowned(state, outer);
 	UnregisterSnapshot(snapshot);
 	SPI_finish();
 	AtEOXact_GUC(true, save_nestlevel);
@@ -889,9 +930,11 @@ sync_dump(PG_FUNCTION_ARGS)
 	log->excluded = state->excluded;
 	log->bytes = (int64) state->bytes;
 	log->message = state->archive_path;
-	log->details = psprintf("{\"level\": %d, \"anonymized\": %s, \"unchecked\": %s, \"sha256\": \"%s\"}",
+	log->details = psprintf("{\"level\": %d, \"anonymized\": %s, \"unchecked\": %s, \"sha256\": \"%s\"%s%s}",
 							state->level, state->anonymize ? "true" : "false",
-							state->unchecked ? "true" : "false", state->sha256);
+							state->unchecked ? "true" : "false", state->sha256,
+							state->unowned_json ? ", \"unowned\": " : "",
+							state->unowned_json ? state->unowned_json : "");
 	SyncLogWrite(log);
 
 	duration = palloc0(sizeof(Interval));

@@ -19,6 +19,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
+#include "guard.h"
 #include "registry.h"
 #include "sequences.h"
 #include "tables.h"
@@ -90,14 +91,14 @@ ConfineAllSequences(const SyncRange *range)
 }
 
 /*
- * Warn about rows of registered tables whose keys lie outside this
- * machine's range: they count as copies of other machines' rows, and a pull
- * from their owner replaces or deletes them.  Rows created here before the
- * identity was set (keys 1, 2, ... fall in machine 0's range) are the usual
- * case worth knowing about.
+ * Warn about rows of registered tables whose keys lie in no registered
+ * machine's range: nobody publishes them and no pull changes them.  (Rows
+ * of other machines' ranges are copies, as they should be on a subscriber.)
+ * Rows created here before the identity was set, with keys outside every
+ * range, are the usual case worth knowing about.
  */
 static void
-WarnForeignRows(int64 machine_id, const SyncRange *range)
+WarnUnownedRows(const SyncRange *range)
 {
 	Oid		   *relids;
 	char	  **keys;
@@ -106,18 +107,10 @@ WarnForeignRows(int64 machine_id, const SyncRange *range)
 
 	for (i = 0; i < ntables; i++)
 	{
-		SyncRange	everything = {PG_INT64_MIN, PG_INT64_MAX};
-		int64		n = SyncCountKeys(relids[i], keys[i], &everything, range);
+		int64		n = SyncCountUnowned(relids[i], keys[i]);
 
 		if (n > 0)
-			ereport(WARNING,
-					(errmsg_plural("table %s has " INT64_FORMAT " row outside the range of machine " INT64_FORMAT,
-								   "table %s has " INT64_FORMAT " rows outside the range of machine " INT64_FORMAT,
-								   (unsigned long) n,
-								   SyncRelationName(relids[i]), n, machine_id),
-					 errdetail("Rows with keys outside [" INT64_FORMAT ", " INT64_FORMAT "] are copies of other machines' rows: a pull from their owner replaces or deletes them.",
-							   range->start, range->end),
-					 errhint("If these rows were created on this server, give them keys in this machine's range before pulling.")));
+			SyncWarnUnowned(relids[i], n, range);
 	}
 }
 
@@ -215,7 +208,7 @@ sync_init(PG_FUNCTION_ARGS)
 	result = SyncReturnRow(0);
 
 	ConfineAllSequences(&machine.range);
-	WarnForeignRows(id, &machine.range);
+	WarnUnownedRows(&machine.range);
 
 	SPI_finish();
 	AtEOXact_GUC(true, save_nestlevel);

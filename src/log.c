@@ -64,6 +64,7 @@ static const struct
 	{"bytes", INT8OID},
 	{"message", TEXTOID},
 	{"details", JSONBOID},
+	{"local_changed", INT8OID},
 };
 
 #define LOG_NCOLUMNS ((int) lengthof(log_columns))
@@ -105,6 +106,7 @@ SyncLogInit(SyncLogEntry *entry, const char *kind)
 	entry->machine_id = -1;
 	entry->tables = entry->rows = entry->excluded = -1;
 	entry->inserted = entry->updated = entry->deleted = entry->bytes = -1;
+	entry->local_changed = -1;
 	entry->job_id = sync_current_job;
 	entry->started_at = GetCurrentTimestamp();
 }
@@ -134,6 +136,7 @@ EntryValues(const SyncLogEntry *entry, const char **values)
 	if (values[13] && strlen(values[13]) > LOG_MAX_MESSAGE)
 		values[13] = pnstrdup(values[13], pg_mbcliplen(values[13], strlen(values[13]), LOG_MAX_MESSAGE));
 	values[14] = entry->details;
+	values[15] = INT_OR_NULL(entry->local_changed);
 #undef INT_OR_NULL
 }
 

@@ -15,7 +15,7 @@
 /* One row of sync_log; NULL strings and negative counts are stored as NULL. */
 typedef struct SyncLogEntry
 {
-	const char *kind;			/* 'dump' or 'pull' */
+	const char *kind;			/* 'dump', 'pull' or 'verify' */
 	int64		machine_id;		/* -1: none */
 	int64		job_id;			/* -1: none */
 	TimestampTz started_at;
@@ -30,6 +30,7 @@ typedef struct SyncLogEntry
 	int64		bytes;
 	const char *message;
 	const char *details;		/* JSON text */
+	int64		local_changed;	/* rows of this server a pull's triggers changed */
 } SyncLogEntry;
 
 extern void SyncLogInit(SyncLogEntry *entry, const char *kind);

@@ -43,11 +43,13 @@
 #include "utils/memutils.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 #include "apply.h"
 #include "archive.h"
 #include "fetch.h"
 #include "format.h"
+#include "guard.h"
 #include "log.h"
 #include "progress.h"
 #include "registry.h"
@@ -56,6 +58,8 @@
 
 PG_FUNCTION_INFO_V1(sync_pull_id);
 PG_FUNCTION_INFO_V1(sync_pull_name);
+PG_FUNCTION_INFO_V1(sync_verify_id);
+PG_FUNCTION_INFO_V1(sync_verify_name);
 
 /* the default work directory: PostgreSQL's own temporary file directory */
 #define SYNC_DEFAULT_WORK_DIR "base/" PG_TEMP_FILES_DIR
@@ -73,7 +77,9 @@ typedef struct PullRun
 {
 	Pull		pull;
 	SyncRemote	remote;
-	const char *status;			/* 'applied' or 'unchanged' */
+	const char *status;			/* 'applied', 'partial' or 'unchanged' */
+	bool		full;			/* merge every table, whatever its checksum */
+	int64		local_changed;	/* this server's rows its triggers changed */
 	uint64		bytes;
 	char	   *tmp_path;		/* downloaded archive, while it exists */
 	char	   *archive_sha256;
@@ -81,6 +87,7 @@ typedef struct PullRun
 	bool		by_name;		/* what sync_pull was asked for */
 	int64		id;
 	const char *hostname;
+	TimestampTz duration;		/* of the whole call, once logged */
 } PullRun;
 
 /* the download of this backend, removed at exit if an error did not */
@@ -423,17 +430,27 @@ SavePullState(PullRun *run)
 
 /*
  * Mark the tables whose checksum equals the one applied last time: their
- * rows need not be read again.
+ * rows need not be read again, unless rows of the machine were written
+ * here since (written, the OIDs of writable tables): those are merged
+ * again, and the owner's version wins.
  */
 static void
-MarkUnchanged(Pull *pull)
+MarkUnchanged(Pull *pull, List *written)
 {
+	ListCell   *lc;
 	int			i;
 
 	for (i = 0; i < pull->ntables; i++)
 	{
 		Oid			argtypes[3] = {INT8OID, TEXTOID, TEXTOID};
 		Datum		values[3];
+		bool		rewrite = false;
+
+		foreach(lc, written)
+			if (strcmp(SyncRelationName(lfirst_oid(lc)), pull->tables[i].at.qualname) == 0)
+				rewrite = true;
+		if (rewrite)
+			continue;
 
 		values[0] = Int64GetDatum(pull->machine_id);
 		values[1] = CStringGetTextDatum(pull->tables[i].at.qualname);
@@ -459,6 +476,7 @@ RunPull(PullRun *run)
 	size_t		index_len;
 	SyncIndex	index;
 	SyncFetchResult result;
+	List	   *written;
 	int			save_nestlevel;
 
 	/* names resolve to built-ins */
@@ -485,7 +503,8 @@ RunPull(PullRun *run)
 	}
 
 	SyncReadRemote(&machine, &run->remote);
-	last_sha = LastAppliedArchive(run);
+	last_sha = (run->full || pull->verify) ? NULL : LastAppliedArchive(run);
+	written = pull->verify ? NIL : SyncWrittenTables(pull->machine_id);
 
 	/*
 	 * The index is small: always fetch it and compare checksums.  (An ETag
@@ -498,14 +517,26 @@ RunPull(PullRun *run)
 	SyncReadIndex(index_text, index_len, pull->machine_id,
 				  SyncRemoteUrl(&run->remote, SYNC_INDEX_NAME), &index);
 	run->archive_sha256 = MemoryContextStrdup(run->cxt, index.sha256);
-	if (last_sha && strcmp(last_sha, run->archive_sha256) == 0)
+	if (last_sha && written == NIL && strcmp(last_sha, run->archive_sha256) == 0)
 		run->status = "unchanged";
+	else if (pull->verify)
+	{
+		Download(run, &index);
+		ValidateArchive(run);
+		SyncVerifyArchive(pull);
+	}
 	else
 	{
 		Download(run, &index);
 		ValidateArchive(run);
-		MarkUnchanged(pull);
+		if (!run->full)
+			MarkUnchanged(pull, written);
+
+		/* the guard lets this pull write the machine's rows, and counts ours */
+		SyncGuardBeginPull(pull->machine_id);
 		SyncApplyArchive(pull);
+		run->local_changed = SyncGuardEndPull();
+		SyncForgetWritten(pull->machine_id, InvalidOid);
 		SavePullState(run);
 		/* rows on_conflict left out: the pull succeeded, not whole */
 		run->status = (pull->skipped > 0) ? "partial" : "applied";
@@ -557,61 +588,88 @@ PullTimeoutHandler(void)
 	SetLatch(MyLatch);
 }
 
-/* The log entry of a successful pull, and its details. */
+/* The log entry of a successful pull or verification, and its details. */
 static void
 LogApplied(PullRun *run, SyncLogEntry *log)
 {
+	Pull	   *pull = &run->pull;
 	StringInfoData details;
 	ListCell   *lc;
+	int			i;
 
-	log->machine_id = run->pull.machine_id;
+	log->machine_id = pull->machine_id;
 	log->finished_at = GetCurrentTimestamp();
 	log->status = run->status;
-	log->tables = run->pull.ntables;
-	log->inserted = run->pull.inserted;
-	log->updated = run->pull.updated;
-	log->deleted = run->pull.deleted;
+	log->tables = pull->ntables;
 	log->bytes = (int64) run->bytes;
 	initStringInfo(&details);
 	appendStringInfoString(&details, "{\"warnings\": [");
-	foreach(lc, run->pull.warnings)
+	foreach(lc, pull->warnings)
 	{
-		if (lc != list_head(run->pull.warnings))
+		if (lc != list_head(pull->warnings))
 			appendStringInfoString(&details, ", ");
 		escape_json(&details, lfirst(lc));
 	}
 	appendStringInfoString(&details, "]");
-	if (run->pull.skipped_json)
-		appendStringInfo(&details, ", \"skipped\": %s", run->pull.skipped_json);
+	if (pull->verify)
+	{
+		/* what differs, per table */
+		appendStringInfoString(&details, ", \"differs\": {");
+		for (i = 0; i < pull->ntables; i++)
+		{
+			PullTable  *t = &pull->tables[i];
+
+			if (t->missing + t->extra + t->changed == 0)
+				continue;
+			if (details.data[details.len - 1] != '{')
+				appendStringInfoString(&details, ", ");
+			escape_json(&details, t->at.qualname);
+			appendStringInfo(&details, ": {\"missing\": " INT64_FORMAT ", \"extra\": " INT64_FORMAT
+							 ", \"changed\": " INT64_FORMAT "}",
+							 t->missing, t->extra, t->changed);
+		}
+		appendStringInfoChar(&details, '}');
+	}
+	else
+	{
+		log->inserted = pull->inserted;
+		log->updated = pull->updated;
+		log->deleted = pull->deleted;
+		log->local_changed = run->local_changed;
+		if (run->full)
+			appendStringInfoString(&details, ", \"full\": true");
+	}
+	if (pull->skipped_json)
+		appendStringInfo(&details, ", \"skipped\": %s", pull->skipped_json);
 	if (run->archive_sha256)
 		appendStringInfo(&details, ", \"sha256\": \"%s\"", run->archive_sha256);
 	appendStringInfoChar(&details, '}');
 	log->details = details.data;
-	log->message = run->pull.warnings ? psprintf("%d warning(s)", list_length(run->pull.warnings)) : NULL;
+	log->message = pull->warnings ? psprintf("%d warning(s)", list_length(pull->warnings)) : NULL;
 	SyncLogCommitted(log);
 }
 
 /*
- * Common body of sync_pull(bigint) and sync_pull(text).
+ * Common body of sync_pull and sync_verify: run it in a subtransaction
+ * within sync.timeout, and log it (a failure is logged and raised again).
  */
-static Datum
-DoPull(FunctionCallInfo fcinfo, bool by_name)
+static PullRun *
+DoPull(FunctionCallInfo fcinfo, bool by_name, bool verify)
 {
 	PullRun    *run = palloc0(sizeof(PullRun));
 	SyncLogEntry *log = palloc(sizeof(SyncLogEntry));
 	ErrorData  *edata;
-	Datum		values[8];
-	bool		nulls[8] = {false};
-	Interval   *duration;
 
 	SyncEnter(fcinfo);
 	run->pull.machine_id = -1;
 	run->cxt = run->pull.cxt = CurrentMemoryContext;
 	run->pull.session_path = pstrdup(GetConfigOption("search_path", false, false));
+	run->pull.verify = verify;
 	run->by_name = by_name;
 	run->id = by_name ? -1 : PG_GETARG_INT64(0);
 	run->hostname = by_name ? text_to_cstring(PG_GETARG_TEXT_PP(0)) : NULL;
-	SyncLogInit(log, "pull");
+	run->full = !verify && PG_GETARG_BOOL(1);
+	SyncLogInit(log, verify ? "verify" : "pull");
 
 	/* sync.timeout bounds the whole pull: download, checks and merge */
 	if (pull_timeout == MAX_TIMEOUTS)
@@ -620,6 +678,8 @@ DoPull(FunctionCallInfo fcinfo, bool by_name)
 	enable_timeout_after(pull_timeout, sync_timeout);
 	edata = SyncRunInSubtransaction(PullBody, RemoveDownload, run);
 	disable_timeout(pull_timeout, false);
+	/* whatever happened, the guard no longer lets anything through */
+	(void) SyncGuardEndPull();
 	/* fired just as the pull ended: the cancel it asked for is moot */
 	if (pull_timed_out && edata == NULL)
 		QueryCancelPending = false;
@@ -630,9 +690,12 @@ DoPull(FunctionCallInfo fcinfo, bool by_name)
 		log->bytes = (int64) run->bytes;
 		if (pull_timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 		{
-			edata->message = psprintf("pull of machine " INT64_FORMAT " took longer than sync.timeout (%d ms)",
+			edata->message = psprintf("%s of machine " INT64_FORMAT " took longer than sync.timeout (%d ms)",
+									  verify ? "verification" : "pull",
 									  run->pull.machine_id, sync_timeout);
-			edata->detail = pstrdup("Downloading, checking and applying an archive must end within sync.timeout; nothing was applied.");
+			edata->detail = verify ?
+				pstrdup("Downloading, checking and comparing an archive must end within sync.timeout.") :
+				pstrdup("Downloading, checking and applying an archive must end within sync.timeout; nothing was applied.");
 			edata->hint = pstrdup("Raise sync.timeout for a larger archive or a slower link.");
 			log->status = "timeout";
 		}
@@ -641,10 +704,30 @@ DoPull(FunctionCallInfo fcinfo, bool by_name)
 			log->status = "timeout";
 		SyncLogFailure(log, edata);
 	}
-	LogApplied(run, log);
+	if (verify)
+	{
+		int			i;
 
-	duration = palloc0(sizeof(Interval));
-	duration->time = log->finished_at - log->started_at;
+		run->status = "same";
+		for (i = 0; i < run->pull.ntables; i++)
+			if (run->pull.tables[i].missing + run->pull.tables[i].extra +
+				run->pull.tables[i].changed > 0)
+				run->status = "differs";
+	}
+	LogApplied(run, log);
+	run->duration = log->finished_at - log->started_at;
+	return run;
+}
+
+/* The result row of sync_pull. */
+static Datum
+PullResult(FunctionCallInfo fcinfo, PullRun *run)
+{
+	Datum		values[9];
+	bool		nulls[9] = {false};
+	Interval   *duration = palloc0(sizeof(Interval));
+
+	duration->time = run->duration;
 	values[0] = Int64GetDatum(run->pull.machine_id);
 	values[1] = CStringGetTextDatum(run->status);
 	values[2] = Int32GetDatum(run->pull.ntables);
@@ -653,24 +736,77 @@ DoPull(FunctionCallInfo fcinfo, bool by_name)
 	values[5] = Int64GetDatum(run->pull.deleted);
 	values[6] = Int64GetDatum((int64) run->bytes);
 	values[7] = IntervalPGetDatum(duration);
+	values[8] = Int64GetDatum(run->local_changed);
 	PG_RETURN_DATUM(SyncResultRow(fcinfo, values, nulls));
 }
 
 /*
- * sync_pull(remote bigint) returns (machine_id, status, tables, inserted,
- * updated, deleted, bytes, duration)
+ * sync_pull(remote bigint, full boolean) returns (machine_id, status,
+ * tables, inserted, updated, deleted, bytes, duration, local_changed)
  */
 Datum
 sync_pull_id(PG_FUNCTION_ARGS)
 {
-	return DoPull(fcinfo, false);
+	return PullResult(fcinfo, DoPull(fcinfo, false, false));
 }
 
 /*
- * sync_pull(remote text): the same, by hostname.
+ * sync_pull(remote text, full boolean): the same, by hostname.
  */
 Datum
 sync_pull_name(PG_FUNCTION_ARGS)
 {
-	return DoPull(fcinfo, true);
+	return PullResult(fcinfo, DoPull(fcinfo, true, false));
+}
+
+/*
+ * The rows of sync_verify: one per table of the archive registered here,
+ * in the archive's order (parents first).
+ */
+static Datum
+VerifyResult(FunctionCallInfo fcinfo, bool by_name)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	PullRun    *run;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	run = DoPull(fcinfo, by_name, true);
+	for (i = 0; i < run->pull.ntables; i++)
+	{
+		PullTable  *t = &run->pull.tables[i];
+		Datum		values[7];
+		bool		nulls[7] = {false};
+
+		if (!OidIsValid(t->relid))
+			continue;
+		values[0] = ObjectIdGetDatum(t->relid);
+		values[1] = Int64GetDatum(t->missing);
+		values[2] = Int64GetDatum(t->extra);
+		values[3] = Int64GetDatum(t->changed);
+		values[4] = t->first_missing;
+		values[5] = t->first_extra;
+		values[6] = t->first_changed;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * sync_verify(remote bigint) returns setof (tbl, missing, extra, changed,
+ * first_missing, first_extra, first_changed)
+ */
+Datum
+sync_verify_id(PG_FUNCTION_ARGS)
+{
+	return VerifyResult(fcinfo, false);
+}
+
+/*
+ * sync_verify(remote text): the same, by hostname.
+ */
+Datum
+sync_verify_name(PG_FUNCTION_ARGS)
+{
+	return VerifyResult(fcinfo, true);
 }

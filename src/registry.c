@@ -38,6 +38,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
+#include "guard.h"
 #include "registry.h"
 
 PG_FUNCTION_INFO_V1(sync_range);
@@ -150,6 +151,8 @@ sync_guard_identity(PG_FUNCTION_ARGS)
 						RelationGetRelationName(rel)),
 				 errdetail("Ranges and this server's identity decide which keys its sequences hand out; sync keeps the two together."),
 				 errhint("Use sync_register_machine() or sync_init().")));
+	/* the ranges or the identity change: the row guard reads them again */
+	SyncGuardInvalidate();
 	if (TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
 		return PointerGetDatum(NULL);
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))

@@ -29,6 +29,7 @@
 
 #include "expr.h"
 #include "fkeys.h"
+#include "guard.h"
 #include "keys.h"
 #include "registry.h"
 #include "sequences.h"
@@ -435,6 +436,21 @@ DependsOnArg(ArrayType *array, int *n)
 	return oids;
 }
 
+/* The foreign_rows argument: 'read-only' or 'writable'. */
+static const char *
+ForeignRowsArg(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *policy = PG_ARGISNULL(argno) ? "read-only" : text_to_cstring(PG_GETARG_TEXT_PP(argno));
+
+	if (strcmp(policy, "read-only") != 0 && strcmp(policy, "writable") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid foreign_rows \"%s\"", policy),
+				 errdetail("Rows of other machines in the table are copies that only a pull of their owner changes ('read-only'), or that may also be changed here until that pull puts the owner's version back ('writable')."),
+				 errhint("Give 'read-only' or 'writable'.")));
+	return policy;
+}
+
 /* The on_conflict argument: 'error' or 'skip'. */
 static const char *
 OnConflictArg(FunctionCallInfo fcinfo, int argno)
@@ -482,11 +498,13 @@ CheckRegistration(Oid relid, const char *key_column, const char *level_column,
 
 /*
  * sync_add_table(tbl, level_column, filter, anonymize, key_column,
- *				  depends_on, on_conflict) returns sync_table
+ *				  depends_on, on_conflict, foreign_rows) returns sync_table
  *
  * Register a table, or change the registration of one already registered.
- * Everything is validated first; once the local identity is set, the
- * sequences feeding the key are confined to the local range.
+ * Everything is validated first; the table gets its guard (guard.c); once
+ * the local identity is set, the sequences feeding the key are confined to
+ * the local range, and the rows the table already holds beyond this
+ * server's own are reported, by owner.
  */
 Datum
 sync_add_table(PG_FUNCTION_ARGS)
@@ -501,11 +519,12 @@ sync_add_table(PG_FUNCTION_ARGS)
 	Oid		   *depends_on = NULL;
 	int			ndepends = 0;
 	const char *on_conflict;
+	const char *foreign_rows;
 	SyncMachine local;
-	Oid			argtypes[8] = {REGCLASSOID, NAMEOID, NAMEOID, TEXTOID, JSONBOID, BOOLOID,
-	OIDARRAYOID, TEXTOID};
-	Datum		values[8];
-	char		nulls[8] = "        ";
+	Oid			argtypes[9] = {REGCLASSOID, NAMEOID, NAMEOID, TEXTOID, JSONBOID, BOOLOID,
+	OIDARRAYOID, TEXTOID, TEXTOID};
+	Datum		values[9];
+	char		nulls[9] = "         ";
 	Datum	   *oids;
 	Datum		result;
 	int			save_nestlevel;
@@ -520,6 +539,7 @@ sync_add_table(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(5))
 		depends_on = DependsOnArg(PG_GETARG_ARRAYTYPE_P(5), &ndepends);
 	on_conflict = OnConflictArg(fcinfo, 6);
+	foreign_rows = ForeignRowsArg(fcinfo, 7);
 	key_column = CheckRegistration(relid, named_key, level_column, filter,
 								   anonymize, &key_declared);
 
@@ -542,23 +562,29 @@ sync_add_table(PG_FUNCTION_ARGS)
 	values[6] = PointerGetDatum(construct_array(oids, ndepends, OIDOID, sizeof(Oid),
 												true, TYPALIGN_INT));
 	values[7] = CStringGetTextDatum(on_conflict);
+	values[8] = CStringGetTextDatum(foreign_rows);
 	SyncExecute(psprintf("INSERT INTO %s AS t (tbl, key_column, level_column, filter, anonymize,"
-						 "                     key_declared, depends_on, on_conflict)"
-						 " VALUES ($1, $2, $3, $4, $5, $6, $7::pg_catalog.regclass[], $8)"
+						 "                     key_declared, depends_on, on_conflict, foreign_rows)"
+						 " VALUES ($1, $2, $3, $4, $5, $6, $7::pg_catalog.regclass[], $8, $9)"
 						 " ON CONFLICT (tbl) DO UPDATE SET"
 						 "   key_column = EXCLUDED.key_column,"
 						 "   level_column = EXCLUDED.level_column,"
 						 "   filter = EXCLUDED.filter, anonymize = EXCLUDED.anonymize,"
 						 "   key_declared = EXCLUDED.key_declared,"
 						 "   depends_on = EXCLUDED.depends_on, on_conflict = EXCLUDED.on_conflict,"
-						 "   updated_at = pg_catalog.now()"
+						 "   foreign_rows = EXCLUDED.foreign_rows, updated_at = pg_catalog.now()"
 						 " RETURNING *",
 						 SyncObject("sync_table")),
-				8, argtypes, values, nulls);
+				9, argtypes, values, nulls);
 	result = SyncReturnRow(0);
+	SyncGuardInstall(relid);
 
 	if (SyncLocalMachine(&local))
+	{
 		SyncConfineTableSequences(relid, key_column, &local.range);
+		SyncReportForeignRows(relid, key_column, &local.range,
+							  strcmp(foreign_rows, "writable") == 0);
+	}
 
 	SPI_finish();
 	AtEOXact_GUC(true, save_nestlevel);
@@ -604,6 +630,7 @@ sync_remove_table(PG_FUNCTION_ARGS)
 						SyncRelationName(relid)),
 				 errhint("Registered tables are listed in sync_table.")));
 	result = SyncReturnRow(0);
+	SyncGuardRemove(relid);
 	SPI_finish();
 	AtEOXact_GUC(true, save_nestlevel);
 	PG_RETURN_DATUM(result);

@@ -501,7 +501,7 @@ sql(0, q{
 });
 sql(7, q{
 	CREATE ROLE puller LOGIN;
-	GRANT EXECUTE ON FUNCTION sync_pull(bigint), sync_pull(text) TO puller;
+	GRANT EXECUTE ON FUNCTION sync_pull(bigint, boolean), sync_pull(text, boolean) TO puller;
 	GRANT SELECT ON sync_machine, sync_instance, sync_table TO puller;
 	GRANT SELECT, INSERT, UPDATE ON sync_machine TO puller;
 	GRANT SELECT, INSERT, UPDATE, DELETE ON sync_pull_state TO puller;

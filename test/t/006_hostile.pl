@@ -291,7 +291,7 @@ is($out, '70', 'a role with EXECUTE and SELECT registers a machine, without a wr
 
 sql(7, q{
 	CREATE ROLE puller LOGIN;
-	GRANT EXECUTE ON FUNCTION sync_pull(bigint), sync_pull(text) TO puller;
+	GRANT EXECUTE ON FUNCTION sync_pull(bigint, boolean), sync_pull(text, boolean) TO puller;
 	GRANT SELECT ON sync_machine, sync_instance, sync_table TO puller;
 	GRANT SELECT, INSERT, UPDATE, DELETE ON sync_pull_state TO puller;
 	GRANT SELECT, INSERT, UPDATE, DELETE ON site, trait TO puller;
@@ -332,7 +332,7 @@ is(sql(7, q{SELECT status FROM sync_log WHERE kind = 'pull' ORDER BY id DESC LIM
 
 sql(5, q{
 	CREATE ROLE mallory LOGIN;
-	GRANT EXECUTE ON FUNCTION sync_add_table(regclass, name, text, jsonb, name, regclass[], text) TO mallory;
+	GRANT EXECUTE ON FUNCTION sync_add_table(regclass, name, text, jsonb, name, regclass[], text, text) TO mallory;
 	GRANT SELECT, INSERT, UPDATE, DELETE ON sync_table TO mallory;
 	GRANT SELECT ON sync_machine, sync_instance TO mallory;
 	GRANT CREATE ON SCHEMA public TO mallory;

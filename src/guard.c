@@ -1,0 +1,880 @@
+/*-------------------------------------------------------------------------
+ *
+ * guard.c
+ *		Ownership on this server: only machine N creates, changes or deletes
+ *		N's rows, here too.
+ *
+ * sync_add_table puts two triggers on a registered table (sync_remove_table
+ * takes them away): a BEFORE ROW trigger, named to fire after the table's
+ * other BEFORE triggers so that it sees the key they leave, and a BEFORE
+ * TRUNCATE trigger.  For every role, a write to a row whose key lies in
+ * another registered machine's range is refused — an INSERT with such a
+ * key, an UPDATE or DELETE of such a row, an UPDATE that moves a key into
+ * such a range, and so also a local DELETE whose ON DELETE CASCADE or SET
+ * NULL reaches such rows — and so is a TRUNCATE of a table that holds such
+ * rows.  A table registered with foreign_rows 'writable' lets these writes
+ * through, and records which machines' rows were written (sync_written):
+ * the next pull of such a machine merges the table again, and the owner's
+ * version wins.  Keys in no machine's range, and every key before this
+ * server knows which machine it is, are let through.
+ *
+ * Only a pull lifts the guard, for the machine it applies, and only from
+ * C: nothing a user can set turns it off.  While a pull of machine N runs,
+ * a write to a third machine's row (by a trigger or a cascade here) fails
+ * the pull, and writes to this server's own rows are counted.
+ *
+ * The guard must be cheap: the ranges, the identity and the registrations
+ * are read once per transaction (and again after sync changes them) into
+ * backend memory, straight from the tables (so no role needs a privilege
+ * on them), and a row costs a binary search.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/partition.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "commands/event_trigger.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "guard.h"
+
+PG_FUNCTION_INFO_V1(sync_guard_rows);
+PG_FUNCTION_INFO_V1(sync_guard_truncate);
+PG_FUNCTION_INFO_V1(sync_keep_guards);
+
+/* pg_trigger.tgtype of the guard's triggers */
+#define GUARD_ROWS_TYPE \
+	(TRIGGER_TYPE_ROW | TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_INSERT | \
+	 TRIGGER_TYPE_DELETE | TRIGGER_TYPE_UPDATE)
+#define GUARD_TRUNCATE_TYPE (TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_TRUNCATE)
+
+/* A machine's range. */
+typedef struct GuardRange
+{
+	int64		start;
+	int64		end;
+	int64		id;
+} GuardRange;
+
+/* What the guard knows of a table (or partition) it fires on. */
+typedef struct GuardTable
+{
+	Oid			relid;			/* hash key */
+	Oid			registered;		/* the registered table, or InvalidOid */
+	AttrNumber	key;			/* in relid's own columns */
+	bool		writable;		/* foreign_rows = 'writable' */
+	int64	   *recorded;		/* machines recorded in sync_written */
+	int			nrecorded;
+} GuardTable;
+
+/* the cache, valid until the transaction ends or sync changes what it holds */
+static MemoryContext guard_cxt = NULL;
+static bool guard_valid = false;
+static Oid	guard_nsp;			/* the extension's schema */
+static bool has_local;
+static int64 local_id;
+static SyncRange local_range;
+static GuardRange *ranges;
+static int	nranges;
+static HTAB *tables;
+
+/* the pull under way (-1: none), and this server's rows it changed */
+static int64 pulling = -1;
+static int64 local_changes = 0;
+
+static bool callback_registered = false;
+
+/* set while SyncGuardInstall creates a table's triggers one by one */
+static bool installing = false;
+
+/* At the end of a transaction, whatever it did: forget all of it. */
+static void
+GuardXactCallback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+	{
+		guard_valid = false;
+		pulling = -1;
+		local_changes = 0;
+	}
+}
+
+/* sync changed the registry, the identity or the registrations. */
+void
+SyncGuardInvalidate(void)
+{
+	guard_valid = false;
+}
+
+/* qsort comparator: ranges by start */
+static int
+CompareRanges(const void *a, const void *b)
+{
+	int64		x = ((const GuardRange *) a)->start;
+	int64		y = ((const GuardRange *) b)->start;
+
+	return (x > y) - (x < y);
+}
+
+/* The extension's table name in schema nsp, opened for reading. */
+static Relation
+OpenOwnTable(Oid nsp, const char *name)
+{
+	Oid			relid = get_relname_relid(name, nsp);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "sync: table %s is missing", name);
+	return table_open(relid, AccessShareLock);
+}
+
+/* An int8 column of a tuple of rel (0 for NULL). */
+static int64
+Int8Column(Relation rel, HeapTuple tuple, const char *column)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tuple, get_attnum(RelationGetRelid(rel), column),
+								 RelationGetDescr(rel), &isnull);
+
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+/* Read the ranges of every machine, and which one this server is. */
+static void
+ReadRegistry(Oid nsp)
+{
+	Relation	rel = OpenOwnTable(nsp, "sync_machine");
+	TableScanDesc scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	HeapTuple	tuple;
+	int			cap = 16;
+	int			i;
+
+	ranges = palloc(sizeof(GuardRange) * cap);
+	nranges = 0;
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		if (nranges == cap)
+			ranges = repalloc(ranges, sizeof(GuardRange) * (cap *= 2));
+		ranges[nranges].id = Int8Column(rel, tuple, "id");
+		ranges[nranges].start = Int8Column(rel, tuple, "sync_start");
+		ranges[nranges].end = Int8Column(rel, tuple, "sync_end");
+		nranges++;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	qsort(ranges, nranges, sizeof(GuardRange), CompareRanges);
+
+	rel = OpenOwnTable(nsp, "sync_instance");
+	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	has_local = false;
+	if ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		local_id = Int8Column(rel, tuple, "machine_id");
+		for (i = 0; i < nranges; i++)
+			if (ranges[i].id == local_id)
+			{
+				local_range.start = ranges[i].start;
+				local_range.end = ranges[i].end;
+				has_local = true;
+			}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+/* Read the registrations: key column and foreign_rows of every table. */
+static void
+ReadRegistrations(Oid nsp)
+{
+	Relation	rel = OpenOwnTable(nsp, "sync_table");
+	TableScanDesc scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	AttrNumber	tbl_att = get_attnum(RelationGetRelid(rel), "tbl");
+	AttrNumber	key_att = get_attnum(RelationGetRelid(rel), "key_column");
+	AttrNumber	rows_att = get_attnum(RelationGetRelid(rel), "foreign_rows");
+	HeapTuple	tuple;
+
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(heap_getattr(tuple, tbl_att, RelationGetDescr(rel), &isnull));
+		Datum		key = heap_getattr(tuple, key_att, RelationGetDescr(rel), &isnull);
+		GuardTable *t;
+		bool		found;
+
+		if (isnull)
+			continue;
+		t = hash_search(tables, &relid, HASH_ENTER, &found);
+		t->registered = relid;
+		t->key = get_attnum(relid, NameStr(*DatumGetName(key)));
+		t->writable = false;
+		t->recorded = NULL;
+		t->nrecorded = 0;
+		if (rows_att != InvalidAttrNumber)
+		{
+			Datum		rows = heap_getattr(tuple, rows_att, RelationGetDescr(rel), &isnull);
+
+			t->writable = !isnull && strcmp(TextDatumGetCString(rows), "writable") == 0;
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+/*
+ * Make the cache valid; fn_oid is the trigger function, whose schema is
+ * the extension's.  Returns that schema.
+ */
+static Oid
+Refresh(Oid fn_oid)
+{
+	HASHCTL		ctl;
+	MemoryContext oldcxt;
+	Oid			nsp;
+
+	if (guard_valid)
+		return guard_nsp;
+	nsp = get_func_namespace(fn_oid);
+	if (!callback_registered)
+	{
+		RegisterXactCallback(GuardXactCallback, NULL);
+		callback_registered = true;
+	}
+	if (guard_cxt == NULL)
+		guard_cxt = AllocSetContextCreate(TopMemoryContext, "sync guard",
+										  ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(guard_cxt);
+	oldcxt = MemoryContextSwitchTo(guard_cxt);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(GuardTable);
+	ctl.hcxt = guard_cxt;
+	tables = hash_create("sync guard tables", 32, &ctl,
+						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ReadRegistry(nsp);
+	ReadRegistrations(nsp);
+	MemoryContextSwitchTo(oldcxt);
+	guard_nsp = nsp;
+	guard_valid = true;
+	return nsp;
+}
+
+/*
+ * What the guard knows of relid: a registered table, or a partition of
+ * one (whose key is found by name in its own columns).
+ */
+static GuardTable *
+TableFor(Oid relid)
+{
+	GuardTable *t;
+	bool		found;
+	ListCell   *lc;
+
+	t = hash_search(tables, &relid, HASH_FIND, &found);
+	if (found)
+		return t;
+	t = hash_search(tables, &relid, HASH_ENTER, &found);
+	t->registered = InvalidOid;
+	t->recorded = NULL;
+	t->nrecorded = 0;
+	if (get_rel_relispartition(relid))
+	{
+		List	   *ancestors = get_partition_ancestors(relid);
+
+		foreach(lc, ancestors)
+		{
+			Oid			ancestor = lfirst_oid(lc);
+			GuardTable *a = hash_search(tables, &ancestor, HASH_FIND, &found);
+
+			if (found && OidIsValid(a->registered))
+			{
+				t->registered = a->registered;
+				t->writable = a->writable;
+				t->key = get_attnum(relid, get_attname(ancestor, a->key, false));
+				break;
+			}
+		}
+	}
+	return t;
+}
+
+/* The machine whose range holds key, or -1. */
+static int64
+Owner(int64 key)
+{
+	int			lo = 0;
+	int			hi = nranges - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (key < ranges[mid].start)
+			hi = mid - 1;
+		else if (key > ranges[mid].end)
+			lo = mid + 1;
+		else
+			return ranges[mid].id;
+	}
+	return -1;
+}
+
+/* The key of a tuple as int64; false for NULL. */
+static bool
+TupleKey(Relation rel, HeapTuple tuple, AttrNumber key, int64 *value)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tuple, key, RelationGetDescr(rel), &isnull);
+
+	if (isnull)
+		return false;
+	switch (TupleDescAttr(RelationGetDescr(rel), key - 1)->atttypid)
+	{
+		case INT2OID:
+			*value = DatumGetInt16(d);
+			break;
+		case INT4OID:
+			*value = DatumGetInt32(d);
+			break;
+		default:
+			*value = DatumGetInt64(d);
+			break;
+	}
+	return true;
+}
+
+/* Run one statement as the owner of the extension's table name. */
+static void
+ExecuteAsOwnerOf(Oid nsp, const char *name, const char *sql, int nargs,
+				 Oid *argtypes, Datum *values)
+{
+	SPI_connect();
+	(void) SyncExecuteAs(SyncRelationOwner(get_relname_relid(name, nsp)), sql,
+						 nargs, argtypes, values, NULL);
+	SPI_finish();
+}
+
+/*
+ * Record that rows of machine owner in writable table t were written here:
+ * the next pull of owner merges the table again.  Once per transaction.
+ */
+static void
+Record(Oid nsp, GuardTable *t, int64 owner)
+{
+	Oid			argtypes[2] = {REGCLASSOID, INT8OID};
+	Datum		values[2] = {ObjectIdGetDatum(t->registered), Int64GetDatum(owner)};
+	int			i;
+
+	for (i = 0; i < t->nrecorded; i++)
+		if (t->recorded[i] == owner)
+			return;
+	ExecuteAsOwnerOf(nsp, "sync_written",
+					 psprintf("INSERT INTO %s.sync_written (tbl, machine_id) VALUES ($1, $2)"
+							  " ON CONFLICT DO NOTHING",
+							  quote_identifier(get_namespace_name(nsp))),
+					 2, argtypes, values);
+	t->recorded = t->recorded ?
+		repalloc(t->recorded, sizeof(int64) * (t->nrecorded + 1)) :
+		MemoryContextAlloc(guard_cxt, sizeof(int64));
+	t->recorded[t->nrecorded++] = owner;
+}
+
+/*
+ * May this session write (operation) the row of t with key?  Raises the
+ * error if not.
+ */
+static void
+CheckKey(Oid nsp, GuardTable *t, int64 key, const char *operation)
+{
+	int64		owner;
+
+	if (key >= local_range.start && key <= local_range.end)
+	{
+		if (pulling >= 0)
+			local_changes++;
+		return;
+	}
+	owner = Owner(key);
+	if (owner < 0 || owner == pulling)
+		return;
+	if (pulling >= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("pull of machine " INT64_FORMAT " cannot %s row " INT64_FORMAT " of table %s, which belongs to machine " INT64_FORMAT,
+						pulling, operation, key, SyncRelationName(t->registered), owner),
+				 errdetail("A trigger or a cascade here reached a row of a third machine while rows of machine " INT64_FORMAT " arrived; nothing was applied.",
+						   pulling),
+				 errhint("Let triggers and cascades leave other machines' rows alone; only machine " INT64_FORMAT " changes its rows.",
+						 owner)));
+	if (t->writable)
+	{
+		Record(nsp, t, owner);
+		return;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("cannot %s row " INT64_FORMAT " of table %s, which belongs to machine " INT64_FORMAT,
+					operation, key, SyncRelationName(t->registered), owner),
+			 errdetail("Only machine " INT64_FORMAT " creates, changes or deletes its rows; this server holds a read-only copy of them.",
+					   owner),
+			 errhint("Only machine " INT64_FORMAT " changes its rows; they arrive with sync_pull(" INT64_FORMAT ").",
+					 owner, owner)));
+}
+
+/*
+ * sync_guard_rows(): BEFORE ROW trigger of a registered table.
+ */
+Datum
+sync_guard_rows(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	Oid			nsp;
+	GuardTable *t;
+	int64		old_key;
+	int64		new_key;
+	bool		has_old;
+	bool		has_new;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "sync_guard_rows: not called as a BEFORE ROW trigger");
+	rel = td->tg_relation;
+	nsp = Refresh(fcinfo->flinfo->fn_oid);
+	t = TableFor(RelationGetRelid(rel));
+
+	/* not (or no longer) registered, or no identity yet: nothing to guard */
+	if (!OidIsValid(t->registered) || !has_local || t->key == InvalidAttrNumber)
+		return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(td->tg_event) ?
+							   td->tg_newtuple : td->tg_trigtuple);
+
+	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+	{
+		if (TupleKey(rel, td->tg_trigtuple, t->key, &new_key))
+			CheckKey(nsp, t, new_key, "insert");
+		return PointerGetDatum(td->tg_trigtuple);
+	}
+	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+	{
+		if (TupleKey(rel, td->tg_trigtuple, t->key, &old_key))
+			CheckKey(nsp, t, old_key, "delete");
+		return PointerGetDatum(td->tg_trigtuple);
+	}
+	has_old = TupleKey(rel, td->tg_trigtuple, t->key, &old_key);
+	has_new = TupleKey(rel, td->tg_newtuple, t->key, &new_key);
+	if (has_old)
+		CheckKey(nsp, t, old_key, "update");
+	if (has_new && (!has_old || new_key != old_key))
+		CheckKey(nsp, t, new_key, "give a key to");
+	return PointerGetDatum(td->tg_newtuple);
+}
+
+/*
+ * sync_guard_truncate(): BEFORE TRUNCATE trigger of a registered table.  A
+ * table holding other machines' rows is not truncated (a writable one is,
+ * and its machines merge it again at their next pull).
+ */
+Datum
+sync_guard_truncate(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Oid			relid;
+	Oid			nsp;
+	GuardTable *t;
+	char	   *key;
+	int			i;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+		elog(ERROR, "sync_guard_truncate: not called as a TRUNCATE trigger");
+	relid = RelationGetRelid(td->tg_relation);
+	nsp = Refresh(fcinfo->flinfo->fn_oid);
+	t = TableFor(relid);
+	if (!OidIsValid(t->registered) || !has_local || t->key == InvalidAttrNumber)
+		return PointerGetDatum(NULL);
+	key = get_attname(relid, t->key, false);
+
+	for (i = 0; i < nranges; i++)
+	{
+		Oid			argtypes[2] = {INT8OID, INT8OID};
+		Datum		values[2] = {Int64GetDatum(ranges[i].start), Int64GetDatum(ranges[i].end)};
+		int64		rows = 0;
+
+		if (ranges[i].id == local_id)
+			continue;
+		SPI_connect();
+		SyncExecuteAs(SyncRelationOwner(relid),
+					  psprintf("SELECT pg_catalog.count(*) FROM (SELECT 1 FROM %s"
+							   " WHERE %s BETWEEN $1 AND $2 LIMIT 1) r",
+							   SyncRelationName(relid), quote_identifier(key)),
+					  2, argtypes, values, NULL);
+		SyncGetInt64(0, 1, &rows);
+		SPI_finish();
+		if (rows == 0)
+			continue;
+		if (t->writable)
+			Record(nsp, t, ranges[i].id);
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("cannot truncate table %s, which holds rows of machine " INT64_FORMAT,
+							SyncRelationName(relid), ranges[i].id),
+					 errdetail("Only machine " INT64_FORMAT " deletes its rows; this server holds a read-only copy of them.",
+							   ranges[i].id),
+					 errhint("Delete this server's own rows instead, or unregister the table with sync_remove_table() first.")));
+	}
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * While a pull of machine_id applies its rows: its rows may be written, a
+ * third machine's may not, and this server's own are counted.  Only the
+ * pull calls this; the transaction's end undoes it in any case.
+ */
+void
+SyncGuardBeginPull(int64 machine_id)
+{
+	if (!callback_registered)
+	{
+		RegisterXactCallback(GuardXactCallback, NULL);
+		callback_registered = true;
+	}
+	pulling = machine_id;
+	local_changes = 0;
+}
+
+/* End what SyncGuardBeginPull began; returns this server's rows changed. */
+int64
+SyncGuardEndPull(void)
+{
+	int64		changed = local_changes;
+
+	pulling = -1;
+	local_changes = 0;
+	return changed;
+}
+
+/*
+ * Put the guard on a registered table, unless it is there.  The caller owns
+ * the table and is connected to SPI.
+ */
+void
+SyncGuardInstall(Oid relid)
+{
+	static const struct
+	{
+		const char *name;
+		const char *definition;
+		const char *function;
+	}			triggers[] =
+	{
+		{SYNC_GUARD_TRIGGER, "BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW", "sync_guard_rows"},
+		{SYNC_GUARD_TRUNCATE_TRIGGER, "BEFORE TRUNCATE ON %s FOR EACH STATEMENT", "sync_guard_truncate"},
+	};
+	int			i;
+
+	/* sync_keep_guards would refuse a table with half its guard */
+	installing = true;
+	PG_TRY();
+	{
+		for (i = 0; i < (int) lengthof(triggers); i++)
+		{
+			Oid			argtypes[2] = {OIDOID, TEXTOID};
+			Datum		values[2] = {ObjectIdGetDatum(relid), CStringGetTextDatum(triggers[i].name)};
+
+			if (SyncExecute("SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2",
+							2, argtypes, values, NULL) > 0)
+				continue;
+			SyncExecute(psprintf("CREATE TRIGGER %s %s EXECUTE FUNCTION %s()",
+								 triggers[i].name,
+								 psprintf(triggers[i].definition, SyncRelationName(relid)),
+								 SyncObject(triggers[i].function)),
+						0, NULL, NULL, NULL);
+		}
+	}
+	PG_FINALLY();
+	{
+		installing = false;
+	}
+	PG_END_TRY();
+	SyncGuardInvalidate();
+}
+
+/*
+ * Take the guard off a table that is no longer registered, and forget its
+ * local writes.  The caller owns the table and is connected to SPI.
+ */
+void
+SyncGuardRemove(Oid relid)
+{
+	if (get_rel_name(relid) != NULL)
+	{
+		SyncExecute(psprintf("DROP TRIGGER IF EXISTS %s ON %s", SYNC_GUARD_TRIGGER,
+							 SyncRelationName(relid)), 0, NULL, NULL, NULL);
+		SyncExecute(psprintf("DROP TRIGGER IF EXISTS %s ON %s", SYNC_GUARD_TRUNCATE_TRIGGER,
+							 SyncRelationName(relid)), 0, NULL, NULL, NULL);
+	}
+	SyncForgetWritten(-1, relid);
+	SyncGuardInvalidate();
+}
+
+/*
+ * The writable tables in which rows of machine_id were written here since
+ * its last pull, as an OID list.  The caller is connected to SPI.
+ */
+List *
+SyncWrittenTables(int64 machine_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(machine_id)};
+	List	   *relids = NIL;
+	int			n;
+	int			i;
+
+	n = SyncExecuteAs(SyncRelationOwner(get_relname_relid("sync_written", SyncSchemaOid())),
+					  psprintf("SELECT tbl FROM %s WHERE machine_id = $1",
+							   SyncObject("sync_written")),
+					  1, argtypes, values, NULL);
+	for (i = 0; i < n; i++)
+		relids = lappend_oid(relids, SyncGetOid(i, 1));
+	return relids;
+}
+
+/*
+ * Forget the local writes of machine_id's rows (-1: of every machine) in
+ * table relid (InvalidOid: in every table).  The caller is connected to
+ * SPI.
+ */
+void
+SyncForgetWritten(int64 machine_id, Oid relid)
+{
+	Oid			argtypes[2] = {INT8OID, OIDOID};
+	Datum		values[2] = {Int64GetDatum(machine_id), ObjectIdGetDatum(relid)};
+
+	SyncExecuteAs(SyncRelationOwner(get_relname_relid("sync_written", SyncSchemaOid())),
+				  psprintf("DELETE FROM %s WHERE ($1 < 0 OR machine_id = $1)"
+						   "   AND ($2 = 0 OR tbl::pg_catalog.oid = $2)",
+						   SyncObject("sync_written")),
+				  2, argtypes, values, NULL);
+}
+
+/*
+ * sync_keep_guards(): event trigger at the end of DDL that can touch
+ * triggers.  A registered table (or a partition of one) whose guard was
+ * dropped, disabled, replaced or renamed is refused: the guard goes only
+ * with the registration (sync_remove_table).  Whatever the DDL, the guard
+ * reads the registrations again.
+ */
+Datum
+sync_keep_guards(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	int			n;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "sync_keep_guards: not called as an event trigger");
+	SyncGuardInvalidate();
+	if (installing || !SyncVersionMatches())
+		PG_RETURN_VOID();
+	SyncEnter(fcinfo);
+
+	SPI_connect();
+	values[0] = CStringGetTextDatum(psprintf("%s()", SyncObject("sync_guard_rows")));
+	values[1] = CStringGetTextDatum(psprintf("%s()", SyncObject("sync_guard_truncate")));
+	n = SyncExecute(psprintf("SELECT p.relid::pg_catalog.regclass::pg_catalog.text, t.tbl::pg_catalog.text"
+							 "  FROM %s t"
+							 " CROSS JOIN LATERAL (SELECT t.tbl::pg_catalog.oid AS relid, 0 AS level"
+							 "                      UNION ALL"
+							 "                     SELECT r.relid, r.level FROM pg_catalog.pg_partition_tree(t.tbl) r"
+							 "                      WHERE r.level > 0) p"
+							 " WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g"
+							 "                    WHERE g.tgrelid = p.relid AND g.tgname = '%s'"
+							 "                      AND g.tgfoid = $1::pg_catalog.regprocedure"
+							 "                      AND g.tgtype = %d AND g.tgenabled IN ('O', 'A')"
+							 "                      AND g.tgqual IS NULL"
+							 "                      AND pg_catalog.cardinality(g.tgattr::pg_catalog.int2[]) = 0)"
+							 "    OR (p.level = 0 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g"
+							 "                    WHERE g.tgrelid = p.relid AND g.tgname = '%s'"
+							 "                      AND g.tgfoid = $2::pg_catalog.regprocedure"
+							 "                      AND g.tgtype = %d AND g.tgenabled IN ('O', 'A')))"
+							 " ORDER BY 2, 1 LIMIT 1",
+							 SyncObject("sync_table"),
+							 SYNC_GUARD_TRIGGER, GUARD_ROWS_TYPE,
+							 SYNC_GUARD_TRUNCATE_TRIGGER, GUARD_TRUNCATE_TYPE),
+					2, argtypes, values, NULL);
+	if (n > 0)
+	{
+		char	   *table = SyncGetText(0, 1);
+		char	   *registered = SyncGetText(0, 2);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot drop, disable or change the guard of table %s", table),
+				 errdetail("Triggers %s and %s keep other machines' rows read-only while table %s is registered for sync.",
+						   SYNC_GUARD_TRIGGER, SYNC_GUARD_TRUNCATE_TRIGGER, registered),
+				 errhint("Unregister the table with sync_remove_table('%s') first.  To edit other machines' rows here, register it with foreign_rows => 'writable' instead.",
+						 registered)));
+	}
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * The registry's ranges in order of their starts, read through SPI (the
+ * caller is connected).
+ */
+static int
+SortedRanges(GuardRange **out)
+{
+	int			n = SyncExecute(psprintf("SELECT id, sync_start, sync_end FROM %s ORDER BY sync_start",
+										 SyncObject("sync_machine")),
+								0, NULL, NULL, NULL);
+	GuardRange *r = palloc(sizeof(GuardRange) * (n + 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		SyncGetInt64(i, 1, &r[i].id);
+		SyncGetInt64(i, 2, &r[i].start);
+		SyncGetInt64(i, 3, &r[i].end);
+	}
+	*out = r;
+	return n;
+}
+
+/*
+ * SQL condition: key (a quoted column) lies in no registered machine's
+ * range.  Written as the gaps between the ranges, so that an index on the
+ * key finds such rows without reading the others.
+ */
+static char *
+UnownedSql(const char *key)
+{
+	GuardRange *r;
+	int			n = SortedRanges(&r);
+	StringInfoData sql;
+	int64		from = PG_INT64_MIN;	/* the next key not yet covered */
+	bool		open = true;		/* keys from 'from' on are uncovered */
+	int			i;
+
+	initStringInfo(&sql);
+	appendStringInfoChar(&sql, '(');
+	for (i = 0; i < n && open; i++)
+	{
+		if (r[i].start > from)
+			appendStringInfo(&sql, "%s%s BETWEEN " INT64_FORMAT " AND " INT64_FORMAT,
+							 sql.len > 1 ? " OR " : "", key, from, r[i].start - 1);
+		if (r[i].end == PG_INT64_MAX)
+			open = false;
+		else
+			from = r[i].end + 1;
+	}
+	if (open)
+		appendStringInfo(&sql, "%s%s >= " INT64_FORMAT, sql.len > 1 ? " OR " : "", key, from);
+	if (sql.len == 1)
+		appendStringInfoString(&sql, "false");
+	appendStringInfoChar(&sql, ')');
+	return sql.data;
+}
+
+/*
+ * Rows of a registered table whose key lies in no registered machine's
+ * range: nobody publishes them, and no pull changes them.  The caller is
+ * connected to SPI.
+ */
+int64
+SyncCountUnowned(Oid relid, const char *key)
+{
+	int64		n = 0;
+
+	SyncExecute(psprintf("SELECT pg_catalog.count(*) FROM %s WHERE %s",
+						 SyncRelationName(relid),
+						 UnownedSql(quote_identifier(key))),
+				0, NULL, NULL, NULL);
+	SyncGetInt64(0, 1, &n);
+	return n;
+}
+
+/*
+ * Say what a table being registered already holds beyond this server's own
+ * rows: a NOTICE per machine whose rows it holds (copies, from now on
+ * read-only or writable as foreign_rows says), and a WARNING for rows in no
+ * machine's range.  The caller is connected to SPI.
+ */
+void
+SyncReportForeignRows(Oid relid, const char *key, const SyncRange *local,
+					  bool writable)
+{
+	GuardRange *r;
+	int			n = SortedRanges(&r);
+	const char *k = quote_identifier(key);
+	StringInfoData owner;
+	int			rows;
+	int			i;
+
+	initStringInfo(&owner);
+	appendStringInfoString(&owner, "CASE");
+	for (i = 0; i < n; i++)
+		appendStringInfo(&owner, " WHEN %s BETWEEN " INT64_FORMAT " AND " INT64_FORMAT " THEN " INT64_FORMAT,
+						 k, r[i].start, r[i].end, r[i].id);
+	appendStringInfoString(&owner, " END");
+	rows = SyncExecute(psprintf("SELECT %s AS owner, pg_catalog.count(*) FROM %s"
+								" WHERE %s NOT BETWEEN " INT64_FORMAT " AND " INT64_FORMAT
+								" GROUP BY 1 ORDER BY 1 NULLS LAST",
+								n > 0 ? owner.data : "NULL::pg_catalog.int8",
+								SyncRelationName(relid), k,
+								local->start, local->end),
+					   0, NULL, NULL, NULL);
+	for (i = 0; i < rows; i++)
+	{
+		int64		machine_id = -1;
+		int64		count = 0;
+		bool		owned = SyncGetInt64(i, 1, &machine_id);
+
+		SyncGetInt64(i, 2, &count);
+		if (owned)
+			ereport(NOTICE,
+					(errmsg_plural("table %s holds " INT64_FORMAT " row of machine " INT64_FORMAT,
+								   "table %s holds " INT64_FORMAT " rows of machine " INT64_FORMAT,
+								   (unsigned long) count,
+								   SyncRelationName(relid), count, machine_id),
+					 errdetail(writable ?
+							   "They are copies of machine " INT64_FORMAT "'s rows: they may be changed here, and the next pull of machine " INT64_FORMAT " puts back its version." :
+							   "They are copies of machine " INT64_FORMAT "'s rows: only a pull of machine " INT64_FORMAT " changes them now.",
+							   machine_id, machine_id)));
+		else
+			SyncWarnUnowned(relid, count, local);
+	}
+}
+
+/*
+ * Warn that count rows of a registered table lie in no machine's range;
+ * local is this server's range.
+ */
+void
+SyncWarnUnowned(Oid relid, int64 count, const SyncRange *local)
+{
+	ereport(WARNING,
+			(errmsg_plural("table %s has " INT64_FORMAT " row in no machine's range",
+						   "table %s has " INT64_FORMAT " rows in no machine's range",
+						   (unsigned long) count,
+						   SyncRelationName(relid), count),
+			 errdetail("Rows whose keys no registered machine owns are neither published nor changed by any pull."),
+			 errhint("Give them keys in this machine's range [" INT64_FORMAT ", " INT64_FORMAT "], or register the machine that owns them.",
+					 local->start, local->end)));
+}
