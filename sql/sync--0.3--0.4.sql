@@ -185,7 +185,11 @@ LANGUAGE C SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
 
 CREATE EVENT TRIGGER sync_keep_guards ON ddl_command_end
-	WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'DROP TRIGGER', 'ALTER TRIGGER')
+	WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'ALTER TRIGGER')
+	EXECUTE FUNCTION sync_keep_guards();
+
+CREATE EVENT TRIGGER sync_keep_guards_dropped ON sql_drop
+	WHEN TAG IN ('DROP TRIGGER')
 	EXECUTE FUNCTION sync_keep_guards();
 
 REVOKE ALL ON TABLE sync_written FROM PUBLIC;

@@ -107,7 +107,10 @@ SyncForeignKeysAmong(const Oid *relids, int n)
 					   "  " COLUMN_NAMES_SQL("c.confkey", "c.confrelid") ","
 					   "  " OPERATORS_SQL ","
 					   "  pg_catalog.quote_ident(ns.nspname) OPERATOR(pg_catalog.||) '.'"
-					   "    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.conname)"
+					   "    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.conname),"
+					   "  NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a"
+					   "               WHERE a.attrelid OPERATOR(pg_catalog.=) c.conrelid"
+					   "                 AND a.attnum OPERATOR(pg_catalog.=) ANY (c.conkey) AND a.attnotnull)"
 					   "  FROM pg_catalog.pg_constraint c"
 					   "  JOIN pg_catalog.pg_namespace ns ON ns.oid = c.connamespace"
 					   " CROSS JOIN LATERAL " REGISTERED_ANCESTOR_SQL("c.conrelid") " ch"
@@ -127,17 +130,40 @@ SyncForeignKeysAmong(const Oid *relids, int n)
 		fk->parent_columns = SyncGetTextList(i, 6);
 		fk->operators = SyncGetTextList(i, 7);
 		fk->name = SyncGetText(i, 8);
+		fk->nullable = SyncGetBool(i, 9);
 		fkeys = lappend(fkeys, fk);
 	}
 	return fkeys;
 }
 
 /*
+ * Can table i come before the parents not placed yet, its references to
+ * them set later?  Only if those foreign keys allow NULL or are deferred.
+ */
+static bool
+CanComeFirst(int i, List *fkeys, const bool *placed)
+{
+	ListCell   *lc;
+
+	foreach(lc, fkeys)
+	{
+		SyncForeignKey *fk = lfirst(lc);
+
+		if (fk->child == i && fk->parent != i && !placed[fk->parent] &&
+			(fk->declared || !(fk->nullable || fk->deferrable)))
+			return false;
+	}
+	return true;
+}
+
+/*
  * The tables of a list in an order where every table comes after the
  * tables it references (parents first), keeping the list's order among
- * independent tables; the tables of a reference cycle keep the list's
- * order.  Only the tables include marks take part (NULL: all); the others
- * count as placed already.  Returns their indexes, then -1.
+ * independent tables.  In a reference cycle, the first table whose
+ * references into the cycle allow NULL (or are deferrable) comes first;
+ * failing that, the first in the list.  Only the tables include marks take
+ * part (NULL: all); the others count as placed already.  Returns their
+ * indexes, then -1.
  */
 int *
 SyncParentsFirst(int n, List *fkeys, const bool *include)
@@ -170,7 +196,10 @@ SyncParentsFirst(int n, List *fkeys, const bool *include)
 			if (ready)
 				pick = i;
 		}
-		/* a cycle: the first table not placed yet */
+		/* a cycle: the first that can be written with its back references empty */
+		for (i = 0; i < n && pick < 0; i++)
+			if (!placed[i] && CanComeFirst(i, fkeys, placed))
+				pick = i;
 		for (i = 0; i < n && pick < 0; i++)
 			if (!placed[i])
 				pick = i;

@@ -26,6 +26,7 @@ typedef struct SyncForeignKey
 	List	   *parent_columns; /* the parent's referenced column names */
 	List	   *operators;		/* their equality operators: OPERATOR(schema.op) */
 	bool		deferrable;
+	bool		nullable;		/* no referencing column is NOT NULL */
 	char	   *name;			/* quoted, qualified, for SET CONSTRAINTS */
 	bool		declared;		/* no foreign key: a registration's depends_on
 								 * (then no join, columns or name) */

@@ -672,19 +672,78 @@ SyncForgetWritten(int64 machine_id, Oid relid)
 				  2, argtypes, values, NULL);
 }
 
+/* pg_trigger conditions: g is exactly the guard's row or TRUNCATE trigger */
+#define EXACT_ROWS_GUARD \
+	"(g.tgname = '" SYNC_GUARD_TRIGGER "' AND g.tgfoid = $1::pg_catalog.regprocedure" \
+	" AND g.tgtype = " CppAsString2(GUARD_ROWS_TYPE) " AND g.tgenabled IN ('O', 'A')" \
+	" AND g.tgqual IS NULL AND pg_catalog.cardinality(g.tgattr::pg_catalog.int2[]) = 0)"
+#define EXACT_TRUNCATE_GUARD \
+	"(g.tgname = '" SYNC_GUARD_TRUNCATE_TRIGGER "' AND g.tgfoid = $2::pg_catalog.regprocedure" \
+	" AND g.tgtype = " CppAsString2(GUARD_TRUNCATE_TYPE) " AND g.tgenabled IN ('O', 'A'))"
+
+/*
+ * The first registered table (or partition of one) whose guard the DDL
+ * just run dropped, disabled, replaced or renamed, as the table and the
+ * registered table it belongs to; false if there is none.  A table with
+ * no guard trigger at all is passed over here: pg_restore creates tables
+ * (and alters them) before their triggers.  The caller is connected to
+ * SPI.
+ */
+static bool
+GuardTampered(bool dropped, char **table, char **registered)
+{
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	const char *sql;
+
+	values[0] = CStringGetTextDatum(psprintf("%s()", SyncObject("sync_guard_rows")));
+	values[1] = CStringGetTextDatum(psprintf("%s()", SyncObject("sync_guard_truncate")));
+	if (dropped)
+		/* a guard trigger dropped from a table still registered */
+		sql = psprintf("SELECT r::pg_catalog.text, t.tbl::pg_catalog.text"
+					   "  FROM pg_catalog.pg_event_trigger_dropped_objects() d"
+					   " CROSS JOIN LATERAL pg_catalog.to_regclass(pg_catalog.quote_ident(d.address_names[1])"
+					   "                    || '.' || pg_catalog.quote_ident(d.address_names[2])) r"
+					   "  JOIN %s t ON t.tbl = r OR t.tbl IN (SELECT pg_catalog.pg_partition_ancestors(r))"
+					   " WHERE d.object_type = 'trigger'"
+					   "   AND d.address_names[3] IN ('" SYNC_GUARD_TRIGGER "', '" SYNC_GUARD_TRUNCATE_TRIGGER "')"
+					   " ORDER BY 2, 1 LIMIT 1",
+					   SyncObject("sync_table"));
+	else
+		/* a trigger named as the guard, or running it, that is not the guard */
+		sql = psprintf("SELECT g.tgrelid::pg_catalog.regclass::pg_catalog.text, t.tbl::pg_catalog.text"
+					   "  FROM %s t"
+					   " CROSS JOIN LATERAL (SELECT t.tbl::pg_catalog.oid AS relid, 0 AS level"
+					   "                      UNION ALL"
+					   "                     SELECT r.relid, r.level FROM pg_catalog.pg_partition_tree(t.tbl) r"
+					   "                      WHERE r.level > 0) p"
+					   "  JOIN pg_catalog.pg_trigger g ON g.tgrelid = p.relid"
+					   " WHERE (g.tgname IN ('" SYNC_GUARD_TRIGGER "', '" SYNC_GUARD_TRUNCATE_TRIGGER "')"
+					   "        OR g.tgfoid IN ($1::pg_catalog.regprocedure, $2::pg_catalog.regprocedure))"
+					   "   AND NOT " EXACT_ROWS_GUARD
+					   "   AND NOT (p.level = 0 AND " EXACT_TRUNCATE_GUARD ")"
+					   " ORDER BY 2, 1 LIMIT 1",
+					   SyncObject("sync_table"));
+	if (SyncExecute(sql, 2, argtypes, values, NULL) == 0)
+		return false;
+	*table = SyncGetText(0, 1);
+	*registered = SyncGetText(0, 2);
+	return true;
+}
+
 /*
  * sync_keep_guards(): event trigger at the end of DDL that can touch
- * triggers.  A registered table (or a partition of one) whose guard was
- * dropped, disabled, replaced or renamed is refused: the guard goes only
- * with the registration (sync_remove_table).  Whatever the DDL, the guard
- * reads the registrations again.
+ * triggers, and when triggers are dropped.  A registered table (or a
+ * partition of one) whose guard was dropped, disabled, replaced or renamed
+ * is refused: the guard goes only with the registration
+ * (sync_remove_table).  Whatever the DDL, the guard reads the
+ * registrations again.
  */
 Datum
 sync_keep_guards(PG_FUNCTION_ARGS)
 {
-	Oid			argtypes[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
-	int			n;
+	char	   *table;
+	char	   *registered;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		elog(ERROR, "sync_keep_guards: not called as an event trigger");
@@ -694,34 +753,8 @@ sync_keep_guards(PG_FUNCTION_ARGS)
 	SyncEnter(fcinfo);
 
 	SPI_connect();
-	values[0] = CStringGetTextDatum(psprintf("%s()", SyncObject("sync_guard_rows")));
-	values[1] = CStringGetTextDatum(psprintf("%s()", SyncObject("sync_guard_truncate")));
-	n = SyncExecute(psprintf("SELECT p.relid::pg_catalog.regclass::pg_catalog.text, t.tbl::pg_catalog.text"
-							 "  FROM %s t"
-							 " CROSS JOIN LATERAL (SELECT t.tbl::pg_catalog.oid AS relid, 0 AS level"
-							 "                      UNION ALL"
-							 "                     SELECT r.relid, r.level FROM pg_catalog.pg_partition_tree(t.tbl) r"
-							 "                      WHERE r.level > 0) p"
-							 " WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g"
-							 "                    WHERE g.tgrelid = p.relid AND g.tgname = '%s'"
-							 "                      AND g.tgfoid = $1::pg_catalog.regprocedure"
-							 "                      AND g.tgtype = %d AND g.tgenabled IN ('O', 'A')"
-							 "                      AND g.tgqual IS NULL"
-							 "                      AND pg_catalog.cardinality(g.tgattr::pg_catalog.int2[]) = 0)"
-							 "    OR (p.level = 0 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g"
-							 "                    WHERE g.tgrelid = p.relid AND g.tgname = '%s'"
-							 "                      AND g.tgfoid = $2::pg_catalog.regprocedure"
-							 "                      AND g.tgtype = %d AND g.tgenabled IN ('O', 'A')))"
-							 " ORDER BY 2, 1 LIMIT 1",
-							 SyncObject("sync_table"),
-							 SYNC_GUARD_TRIGGER, GUARD_ROWS_TYPE,
-							 SYNC_GUARD_TRUNCATE_TRIGGER, GUARD_TRUNCATE_TYPE),
-					2, argtypes, values, NULL);
-	if (n > 0)
-	{
-		char	   *table = SyncGetText(0, 1);
-		char	   *registered = SyncGetText(0, 2);
-
+	if (GuardTampered(strcmp(((EventTriggerData *) fcinfo->context)->event, "sql_drop") == 0,
+					  &table, &registered))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot drop, disable or change the guard of table %s", table),
@@ -729,7 +762,6 @@ sync_keep_guards(PG_FUNCTION_ARGS)
 						   SYNC_GUARD_TRIGGER, SYNC_GUARD_TRUNCATE_TRIGGER, registered),
 				 errhint("Unregister the table with sync_remove_table('%s') first.  To edit other machines' rows here, register it with foreign_rows => 'writable' instead.",
 						 registered)));
-	}
 	SPI_finish();
 	PG_RETURN_VOID();
 }

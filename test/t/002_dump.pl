@@ -79,9 +79,12 @@ $node->safe_psql('content', qq{
 	SELECT sync_add_table('site', NULL, 'checked <> -1');
 	SELECT sync_add_table('trait', 'access_level');
 
-	-- machine 0's rows: copies, never published by 42
+	-- machine 0's rows: copies (written as a pull of 0 would), never
+	-- published by 42
+	SET session_replication_role = replica;
 	INSERT INTO person (id, name, email) VALUES (5, 'Zed', 'zed\@zero');
 	INSERT INTO site (id, name, owner_id) VALUES (6, 'zero site', 5);
+	RESET session_replication_role;
 
 	INSERT INTO person (name, email, password, access_level) VALUES
 		('Ana', 'ana\@beta', 'pw-a', 4),       -- 42000000001

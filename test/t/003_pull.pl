@@ -102,8 +102,13 @@ sql(0, q{UPDATE trait SET note = 'changed' WHERE id = 1; SELECT sync_dump();});
 is(pull(42, 0), 'applied|0|1|0', 'only the changed row is updated');
 is(sql(42, 'SELECT xmin FROM site WHERE id = 2'), $xmin, 'an identical row is not rewritten');
 
-# edits to another machine's rows are its owner's to settle: the pull restores them
-sql(42, q{UPDATE site SET name = 'edited here' WHERE id = 2});
+# edits to another machine's rows are its owner's to settle: the guard
+# refuses them, and a pull restores what went round it (replica mode)
+my ($edit_rc, $edit_out, $edit_err) = $node{42}->psql('postgres',
+	q{UPDATE site SET name = 'edited here' WHERE id = 2});
+like($edit_err, qr/cannot update row 2 of table public\.site, which belongs to machine 0/,
+	'a local edit of a copy is refused');
+sql(42, q{SET session_replication_role = replica; UPDATE site SET name = 'edited here' WHERE id = 2});
 sql(0, q{INSERT INTO site (name) VALUES ('west'); SELECT sync_dump();});
 is(pull(42, 0), 'applied|1|1|0', 'the owner\'s version wins');
 is(sql(42, 'SELECT name FROM site WHERE id = 2'), 'south', 'local edit of a copy replaced');
@@ -137,7 +142,10 @@ is(sql(7, 'SELECT coalesce(sync_contact, \'none\') FROM sync_machine WHERE id = 
 
 sql(0, q{ALTER TABLE site ADD COLUMN elevation integer DEFAULT 7;
 	UPDATE site SET elevation = 100, name = 'north (elevated)' WHERE id = 1; SELECT sync_dump();});
-sql(42, q{ALTER TABLE site ADD COLUMN local_note text DEFAULT 'mine'; UPDATE site SET local_note = 'kept' WHERE id = 1;});
+# (a local note on a copy: written past the guard, as a superuser may;
+# a site that annotates copies registers the table foreign_rows 'writable')
+sql(42, q{ALTER TABLE site ADD COLUMN local_note text DEFAULT 'mine';
+	SET session_replication_role = replica; UPDATE site SET local_note = 'kept' WHERE id = 1;});
 my ($rc, $out, $err) = $node{42}->psql('postgres', 'SELECT status, updated FROM sync_pull(0)');
 is($out, 'applied|1', 'pull applies although the archive has a column this server lacks');
 like($err, qr/WARNING:  table public\.site here lacks column\(s\) "elevation".*values were dropped/,

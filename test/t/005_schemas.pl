@@ -130,11 +130,12 @@ like($err, qr/ERROR:  table public\.pfts_species has more than one row with the 
 sql(1, q{DELETE FROM pfts_species WHERE note = 'dup'});
 
 # so does a copy here with two rows of one key
-sql(2, q{INSERT INTO pfts_species (id, pft_id, specie_id, note) VALUES (1000000003, 1000000001, 1000000003, 'stray')});
+sql(2, q{SET session_replication_role = replica;
+	INSERT INTO pfts_species (id, pft_id, specie_id, note) VALUES (1000000003, 1000000001, 1000000003, 'stray')});
 sql(1, q{UPDATE pfts_species SET note = 'b3' WHERE note = 'b2'; SELECT sync_dump();});
 pull_fails(2, 1, qr/ERROR:  the copy here of table public\.pfts_species has more than one row of machine 1 with the same key\nDETAIL:  Keys 1000000003 appear more than once/,
 	'two rows of one key in the copy here');
-sql(2, q{DELETE FROM pfts_species WHERE note = 'stray'});
+sql(2, q{SET session_replication_role = replica; DELETE FROM pfts_species WHERE note = 'stray'});
 is(pull(2, 1), 'applied|0|1|0', 'with the stray copy gone, the pull applies');
 
 # and an archive with two rows of one key, loaded straight into place (3) or staged (2)
