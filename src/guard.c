@@ -23,6 +23,11 @@
  * a write to a third machine's row (by a trigger or a cascade here) fails
  * the pull, and writes to this server's own rows are counted.
  *
+ * The registry and the identity have a guard of their own here,
+ * sync_guard_identity: they change only through sync's functions
+ * (registry.c), or by a superuser, and every change makes the row guard
+ * read them again.
+ *
  * The guard must be cheap: the ranges, the identity and the registrations
  * are read once per transaction (and again after sync changes them) into
  * backend memory, straight from the tables (so no role needs a privilege
@@ -52,10 +57,12 @@
 #include "utils/snapmgr.h"
 
 #include "guard.h"
+#include "registry.h"
 
 PG_FUNCTION_INFO_V1(sync_guard_rows);
 PG_FUNCTION_INFO_V1(sync_guard_truncate);
 PG_FUNCTION_INFO_V1(sync_keep_guards);
+PG_FUNCTION_INFO_V1(sync_guard_identity);
 
 /* pg_trigger.tgtype of the guard's triggers */
 #define GUARD_ROWS_TYPE \
@@ -538,6 +545,39 @@ sync_guard_truncate(PG_FUNCTION_ARGS)
 					 errhint("Delete this server's own rows instead, or unregister the table with sync_remove_table() first.")));
 	}
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * sync_guard_identity(): trigger of sync_machine and sync_instance.  Rows
+ * are inserted and changed only by sync's own functions, or by a superuser
+ * (restoring a dump, say); a machine that is not this server may be
+ * deleted by whoever may delete rows.
+ */
+Datum
+sync_guard_identity(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "sync_guard_identity: not called as a trigger");
+	rel = trigdata->tg_relation;
+	if (!SyncRegistryWriting() && !superuser() &&
+		!(TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) &&
+		  strcmp(RelationGetRelationName(rel), "sync_machine") == 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("table %s changes only through sync's functions",
+						RelationGetRelationName(rel)),
+				 errdetail("Ranges and this server's identity decide which keys its sequences hand out; sync keeps the two together."),
+				 errhint("Use sync_register_machine() or sync_init().")));
+	/* the ranges or the identity change: the row guard reads them again */
+	guard_valid = false;
+	if (TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
+		return PointerGetDatum(NULL);
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		return PointerGetDatum(trigdata->tg_newtuple);
+	return PointerGetDatum(trigdata->tg_trigtuple);
 }
 
 /*

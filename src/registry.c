@@ -14,8 +14,8 @@
  * Entries arrive two ways: sync_register_machine (identity.c, which also
  * looks after the local range) and the registry inside a pulled archive
  * (SyncMergeRegistry).  Both go through the same checks here, and write as
- * the tables' owner: the trigger sync_guard_identity lets no one else but a
- * superuser change them, so a role's grants never let it move a range
+ * the tables' owner: the trigger sync_guard_identity (guard.c) lets no one
+ * else but a superuser change them, so a role's grants never let it move a range
  * behind the back of the sequences confined to it.
  *
  * An archive describes its own machine; only the registry authority's
@@ -30,7 +30,6 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -38,11 +37,9 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
-#include "guard.h"
 #include "registry.h"
 
 PG_FUNCTION_INFO_V1(sync_range);
-PG_FUNCTION_INFO_V1(sync_guard_identity);
 
 /* how deep in sync's own writes of the registry this backend is */
 static int	registry_writes = 0;
@@ -128,36 +125,13 @@ RegistryExecute(const char *sql, int nargs, Oid *argtypes, Datum *values,
 }
 
 /*
- * sync_guard_identity(): trigger of sync_machine and sync_instance.  Rows
- * are inserted and changed only by sync's own functions, or by a superuser
- * (restoring a dump, say); a machine that is not this server may be
- * deleted by whoever may delete rows.
+ * Is one of sync's own functions writing the registry or the identity now?
+ * (sync_guard_identity lets only those writes through.)
  */
-Datum
-sync_guard_identity(PG_FUNCTION_ARGS)
+bool
+SyncRegistryWriting(void)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Relation	rel;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "sync_guard_identity: not called as a trigger");
-	rel = trigdata->tg_relation;
-	if (registry_writes == 0 && !superuser() &&
-		!(TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) &&
-		  strcmp(RelationGetRelationName(rel), "sync_machine") == 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("table %s changes only through sync's functions",
-						RelationGetRelationName(rel)),
-				 errdetail("Ranges and this server's identity decide which keys its sequences hand out; sync keeps the two together."),
-				 errhint("Use sync_register_machine() or sync_init().")));
-	/* the ranges or the identity change: the row guard reads them again */
-	SyncGuardInvalidate();
-	if (TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
-		return PointerGetDatum(NULL);
-	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-		return PointerGetDatum(trigdata->tg_newtuple);
-	return PointerGetDatum(trigdata->tg_trigtuple);
+	return registry_writes > 0;
 }
 
 /*

@@ -53,6 +53,7 @@ extern void SyncStoreMachine(const SyncMachine *machine);
 extern void SyncMergeRegistry(const char *stage, int64 publisher,
 							  bool authority);
 extern void SyncLockIdentity(void);
+extern bool SyncRegistryWriting(void);
 extern void SyncStoreIdentity(int64 id);
 
 #endif							/* SYNC_REGISTRY_H */

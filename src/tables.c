@@ -436,34 +436,29 @@ DependsOnArg(ArrayType *array, int *n)
 	return oids;
 }
 
-/* The foreign_rows argument: 'read-only' or 'writable'. */
-static const char *
-ForeignRowsArg(FunctionCallInfo fcinfo, int argno)
-{
-	char	   *policy = PG_ARGISNULL(argno) ? "read-only" : text_to_cstring(PG_GETARG_TEXT_PP(argno));
+/* the values of on_conflict and foreign_rows, the default first */
+static const char *const on_conflict_choices[2] = {"error", "skip"};
+static const char *const foreign_rows_choices[2] = {"read-only", "writable"};
 
-	if (strcmp(policy, "read-only") != 0 && strcmp(policy, "writable") != 0)
+/*
+ * A text argument that takes one of two values (choices[0], the default
+ * for NULL, or choices[1]); what says what each means goes in the error's
+ * DETAIL.
+ */
+static const char *
+ChoiceArg(FunctionCallInfo fcinfo, int argno, const char *name,
+		  const char *const choices[2], const char *detail)
+{
+	char	   *value = PG_ARGISNULL(argno) ? (char *) choices[0] :
+		text_to_cstring(PG_GETARG_TEXT_PP(argno));
+
+	if (strcmp(value, choices[0]) != 0 && strcmp(value, choices[1]) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid foreign_rows \"%s\"", policy),
-				 errdetail("Rows of other machines in the table are copies that only a pull of their owner changes ('read-only'), or that may also be changed here until that pull puts the owner's version back ('writable')."),
-				 errhint("Give 'read-only' or 'writable'.")));
-	return policy;
-}
-
-/* The on_conflict argument: 'error' or 'skip'. */
-static const char *
-OnConflictArg(FunctionCallInfo fcinfo, int argno)
-{
-	char	   *policy = PG_ARGISNULL(argno) ? "error" : text_to_cstring(PG_GETARG_TEXT_PP(argno));
-
-	if (strcmp(policy, "error") != 0 && strcmp(policy, "skip") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid on_conflict \"%s\"", policy),
-				 errdetail("An incoming row whose unique values a row of another machine holds fails the pull ('error') or is left out of it ('skip')."),
-				 errhint("Give 'error' or 'skip'.")));
-	return policy;
+				 errmsg("invalid %s \"%s\"", name, value),
+				 errdetail("%s", detail),
+				 errhint("Give '%s' or '%s'.", choices[0], choices[1])));
+	return value;
 }
 
 /*
@@ -538,8 +533,10 @@ sync_add_table(PG_FUNCTION_ARGS)
 	relid = PG_GETARG_OID(0);
 	if (!PG_ARGISNULL(5))
 		depends_on = DependsOnArg(PG_GETARG_ARRAYTYPE_P(5), &ndepends);
-	on_conflict = OnConflictArg(fcinfo, 6);
-	foreign_rows = ForeignRowsArg(fcinfo, 7);
+	on_conflict = ChoiceArg(fcinfo, 6, "on_conflict", on_conflict_choices,
+							"An incoming row whose unique values a row of another machine holds fails the pull ('error') or is left out of it ('skip').");
+	foreign_rows = ChoiceArg(fcinfo, 7, "foreign_rows", foreign_rows_choices,
+							 "Rows of other machines in the table are copies that only a pull of their owner changes ('read-only'), or that may also be changed here until that pull puts the owner's version back ('writable').");
 	key_column = CheckRegistration(relid, named_key, level_column, filter,
 								   anonymize, &key_declared);
 

@@ -7,7 +7,8 @@
 #   2. the TAP tests in test/t/, each starting its own clusters (and, where
 #      needed, nginx on 127.0.0.1), and
 #   3. the demo of README's Quick start (test/demo.sh), and
-#   4. a 30-second run of the fuzz targets (bench/fuzz --smoke).
+#   4. a 30-second run of the fuzz targets (bench/fuzz --smoke), and
+#   5. a short federation simulation with a fixed seed (test/simulate.sh).
 # Ends with "N passed, N failed" alone on the last line; exits non-zero on
 # any failure.  Set SYNC_KEEP_WORK=1 to keep the scratch directory, and
 # SYNC_ONLY=<name> to run only the TAP tests whose file name contains it
@@ -136,6 +137,21 @@ if [ $((n + f)) -lt 2 ]; then
 fi
 passed=$((passed + n))
 failed=$((failed + f))
+fi
+
+# 5. a short federation simulation with a fixed seed (test/simulate.sh; the
+#    README says how a long one went)
+if [ -z "${SYNC_ONLY:-}" ]; then
+log "simulation: test/simulate.sh --machines 3 --rounds 15 --seed 1"
+if bash "$SYNC_ROOT/test/simulate.sh" --machines 3 --rounds 15 --seed 1 >"$SYNC_WORK/simulate.log" 2>&1; then
+	tail -n 3 "$SYNC_WORK/simulate.log"
+	echo "ok - simulation: $(tail -n 1 "$SYNC_WORK/simulate.log")"
+	passed=$((passed + 1))
+else
+	cat "$SYNC_WORK/simulate.log"
+	echo "not ok - simulation failed"
+	failed=$((failed + 1))
+fi
 fi
 
 if [ $((passed + failed)) = 0 ]; then
