@@ -81,7 +81,10 @@ CREATE OR REPLACE TRIGGER zz_sync_guard BEFORE INSERT OR UPDATE OR DELETE ON par
 	FOR EACH ROW WHEN (false) EXECUTE FUNCTION sync_guard_rows();
 ALTER TRIGGER zz_sync_guard ON parent RENAME TO gone;
 DROP TRIGGER zz_sync_guard_truncate ON parent;
+ALTER TABLE parent DROP CONSTRAINT zz_sync_guard;
+ALTER TABLE parent RENAME CONSTRAINT zz_sync_guard TO gone;
 RESET ROLE;
+ALTER TABLE part_high DROP CONSTRAINT zz_sync_guard;
 ALTER TABLE part_high DISABLE TRIGGER zz_sync_guard;
 -- other triggers come and go as usual
 CREATE FUNCTION regress_noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
@@ -101,7 +104,14 @@ SELECT id, name FROM parent ORDER BY id;
 -- a writable table: other machines' rows may change here, and the next
 -- pull of their machine is told to merge the table again
 SELECT count(*) FROM sync_written;
+-- (what a rolled-back savepoint recorded is recorded again)
+BEGIN;
+SAVEPOINT s;
+UPDATE curated SET v = 'undone' WHERE id = 110;
+ROLLBACK TO SAVEPOINT s;
 UPDATE curated SET v = 'curated here' WHERE id = 110;
+COMMIT;
+SELECT tbl, machine_id FROM sync_written ORDER BY 1, 2;
 INSERT INTO curated VALUES (250, 'three, curated');
 SELECT tbl, machine_id FROM sync_written ORDER BY 1, 2;
 TRUNCATE curated;

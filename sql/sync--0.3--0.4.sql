@@ -148,6 +148,11 @@ RETURNS trigger
 AS 'MODULE_PATHNAME', 'sync_guard_truncate'
 LANGUAGE C;
 
+CREATE FUNCTION sync_guard_key(tbl regclass, key bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'sync_guard_key'
+LANGUAGE C STRICT VOLATILE;
+
 CREATE TABLE sync_written (
 	tbl				regclass NOT NULL,
 	machine_id		bigint NOT NULL REFERENCES sync_machine (id) ON DELETE CASCADE,
@@ -161,12 +166,18 @@ SELECT pg_catalog.pg_extension_config_dump('sync_written', '');
 DO $$
 DECLARE
 	t regclass;
+	k name;
 BEGIN
-	FOR t IN SELECT tbl FROM @extschema@.sync_table ORDER BY tbl::text
+	FOR t, k IN SELECT tbl, key_column FROM @extschema@.sync_table ORDER BY tbl::text
 	LOOP
+		EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT zz_sync_guard'
+								  ' CHECK (@extschema@.sync_guard_key(%L::pg_catalog.regclass, %I))%s NOT VALID',
+								  t, t::text, k,
+								  CASE WHEN (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t) = 'p'
+									   THEN '' ELSE ' NO INHERIT' END);
 		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
 						WHERE tgrelid = t AND tgname = 'zz_sync_guard') THEN
-			EXECUTE pg_catalog.format('CREATE TRIGGER zz_sync_guard BEFORE INSERT OR UPDATE OR DELETE ON %s'
+			EXECUTE pg_catalog.format('CREATE TRIGGER zz_sync_guard BEFORE UPDATE OR DELETE ON %s'
 									  ' FOR EACH ROW EXECUTE FUNCTION @extschema@.sync_guard_rows()', t);
 		END IF;
 		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
@@ -189,7 +200,7 @@ CREATE EVENT TRIGGER sync_keep_guards ON ddl_command_end
 	EXECUTE FUNCTION sync_keep_guards();
 
 CREATE EVENT TRIGGER sync_keep_guards_dropped ON sql_drop
-	WHEN TAG IN ('DROP TRIGGER')
+	WHEN TAG IN ('DROP TRIGGER', 'ALTER TABLE')
 	EXECUTE FUNCTION sync_keep_guards();
 
 REVOKE ALL ON TABLE sync_written FROM PUBLIC;

@@ -138,10 +138,12 @@ LANGUAGE C STRICT VOLATILE;
 
 --
 -- The guard of every registered table: only a pull of machine N writes N's
--- rows here (see doc/ownership.md).  sync_add_table installs the triggers,
--- sync_remove_table removes them; the event trigger refuses DDL that would
--- drop, disable or change them while the table is registered.  The trigger
--- functions do nothing unless fired as the guard, so PUBLIC may run them:
+-- rows here (see doc/ownership.md).  sync_add_table installs a CHECK
+-- constraint calling sync_guard_key (new rows and row versions) and two
+-- triggers (rows written over or deleted, TRUNCATE); sync_remove_table
+-- removes them; the event triggers refuse DDL that would drop, disable or
+-- change them while the table is registered.  PUBLIC may run these
+-- functions: every role writing a registered table runs the CHECK, and
 -- whoever registers a table creates its triggers.
 --
 CREATE FUNCTION sync_guard_rows()
@@ -153,6 +155,11 @@ CREATE FUNCTION sync_guard_truncate()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'sync_guard_truncate'
 LANGUAGE C;
+
+CREATE FUNCTION sync_guard_key(tbl regclass, key bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'sync_guard_key'
+LANGUAGE C STRICT VOLATILE;
 
 --
 -- Rows of other machines written here in tables registered with
@@ -295,7 +302,7 @@ CREATE EVENT TRIGGER sync_keep_guards ON ddl_command_end
 	EXECUTE FUNCTION sync_keep_guards();
 
 CREATE EVENT TRIGGER sync_keep_guards_dropped ON sql_drop
-	WHEN TAG IN ('DROP TRIGGER')
+	WHEN TAG IN ('DROP TRIGGER', 'ALTER TABLE')
 	EXECUTE FUNCTION sync_keep_guards();
 
 --

@@ -4,15 +4,19 @@
  *		Ownership on this server: only machine N creates, changes or deletes
  *		N's rows, here too.
  *
- * sync_add_table puts two triggers on a registered table (sync_remove_table
- * takes them away): a BEFORE ROW trigger, named to fire after the table's
- * other BEFORE triggers so that it sees the key they leave, and a BEFORE
- * TRUNCATE trigger.  For every role, a write to a row whose key lies in
- * another registered machine's range is refused — an INSERT with such a
- * key, an UPDATE or DELETE of such a row, an UPDATE that moves a key into
- * such a range, and so also a local DELETE whose ON DELETE CASCADE or SET
- * NULL reaches such rows — and so is a TRUNCATE of a table that holds such
- * rows.  A table registered with foreign_rows 'writable' lets these writes
+ * sync_add_table puts the guard on a registered table (sync_remove_table
+ * takes it away): a CHECK constraint on the key, which every new row and
+ * every new row version passes (after the table's BEFORE triggers, so it
+ * sees the key they leave), a BEFORE UPDATE OR DELETE row trigger for the
+ * rows written over or deleted, and a BEFORE TRUNCATE trigger.  A bulk
+ * INSERT or COPY thus costs one function call per row, not a trigger.  For
+ * every role, a write to a row whose key lies in another registered
+ * machine's range is refused — an INSERT with such a key, an UPDATE or
+ * DELETE of such a row, an UPDATE that moves a key into such a range, and
+ * so also a local DELETE whose ON DELETE CASCADE or SET NULL reaches such
+ * rows — and so is a TRUNCATE of a table that holds such rows.  In
+ * session_replication_role = replica (a superuser's), where PostgreSQL
+ * fires no ordinary trigger, the CHECK lets everything through too.  A table registered with foreign_rows 'writable' lets these writes
  * through, and records which machines' rows were written (sync_written):
  * the next pull of such a machine merges the table again, and the owner's
  * version wins.  Keys in no machine's range, and every key before this
@@ -43,6 +47,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/partition.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
@@ -60,14 +65,14 @@
 #include "registry.h"
 
 PG_FUNCTION_INFO_V1(sync_guard_rows);
+PG_FUNCTION_INFO_V1(sync_guard_key);
 PG_FUNCTION_INFO_V1(sync_guard_truncate);
 PG_FUNCTION_INFO_V1(sync_keep_guards);
 PG_FUNCTION_INFO_V1(sync_guard_identity);
 
 /* pg_trigger.tgtype of the guard's triggers */
 #define GUARD_ROWS_TYPE \
-	(TRIGGER_TYPE_ROW | TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_INSERT | \
-	 TRIGGER_TYPE_DELETE | TRIGGER_TYPE_UPDATE)
+	(TRIGGER_TYPE_ROW | TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_DELETE | TRIGGER_TYPE_UPDATE)
 #define GUARD_TRUNCATE_TYPE (TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_TRUNCATE)
 
 /* A machine's range. */
@@ -99,6 +104,7 @@ static SyncRange local_range;
 static GuardRange *ranges;
 static int	nranges;
 static HTAB *tables;
+static GuardTable *last_table;	/* the entry found last */
 
 /* the pull under way (-1: none), and this server's rows it changed */
 static int64 pulling = -1;
@@ -121,6 +127,29 @@ GuardXactCallback(XactEvent event, void *arg)
 		pulling = -1;
 		local_changes = 0;
 	}
+}
+
+/*
+ * When a subtransaction rolls back, what it recorded in sync_written goes
+ * with it: forget what the cache says was recorded.
+ */
+static void
+GuardSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+					 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		guard_valid = false;
+}
+
+/* Have the cache forgotten at the end of every (sub)transaction. */
+static void
+RegisterCallbacks(void)
+{
+	if (callback_registered)
+		return;
+	RegisterXactCallback(GuardXactCallback, NULL);
+	RegisterSubXactCallback(GuardSubXactCallback, NULL);
+	callback_registered = true;
 }
 
 /* sync changed the registry, the identity or the registrations. */
@@ -257,11 +286,7 @@ Refresh(Oid fn_oid)
 	if (guard_valid)
 		return guard_nsp;
 	nsp = get_func_namespace(fn_oid);
-	if (!callback_registered)
-	{
-		RegisterXactCallback(GuardXactCallback, NULL);
-		callback_registered = true;
-	}
+	RegisterCallbacks();
 	if (guard_cxt == NULL)
 		guard_cxt = AllocSetContextCreate(TopMemoryContext, "sync guard",
 										  ALLOCSET_SMALL_SIZES);
@@ -273,6 +298,7 @@ Refresh(Oid fn_oid)
 	ctl.hcxt = guard_cxt;
 	tables = hash_create("sync guard tables", 32, &ctl,
 						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	last_table = NULL;
 	ReadRegistry(nsp);
 	ReadRegistrations(nsp);
 	MemoryContextSwitchTo(oldcxt);
@@ -292,9 +318,12 @@ TableFor(Oid relid)
 	bool		found;
 	ListCell   *lc;
 
+	/* a bulk write asks for one table, row after row */
+	if (last_table != NULL && last_table->relid == relid)
+		return last_table;
 	t = hash_search(tables, &relid, HASH_FIND, &found);
 	if (found)
-		return t;
+		return (last_table = t);
 	t = hash_search(tables, &relid, HASH_ENTER, &found);
 	t->registered = InvalidOid;
 	t->recorded = NULL;
@@ -317,7 +346,7 @@ TableFor(Oid relid)
 			}
 		}
 	}
-	return t;
+	return (last_table = t);
 }
 
 /* The machine whose range holds key, or -1. */
@@ -403,16 +432,18 @@ Record(Oid nsp, GuardTable *t, int64 owner)
 
 /*
  * May this session write (operation) the row of t with key?  Raises the
- * error if not.
+ * error if not.  During a pull, a row of this server's counts as changed
+ * (with count: each change is counted once, by the CHECK for new rows and
+ * row versions, by the trigger for deletions).
  */
 static void
-CheckKey(Oid nsp, GuardTable *t, int64 key, const char *operation)
+CheckKey(Oid nsp, GuardTable *t, int64 key, const char *operation, bool count)
 {
 	int64		owner;
 
 	if (key >= local_range.start && key <= local_range.end)
 	{
-		if (pulling >= 0)
+		if (pulling >= 0 && count)
 			local_changes++;
 		return;
 	}
@@ -444,7 +475,9 @@ CheckKey(Oid nsp, GuardTable *t, int64 key, const char *operation)
 }
 
 /*
- * sync_guard_rows(): BEFORE ROW trigger of a registered table.
+ * sync_guard_rows(): BEFORE UPDATE OR DELETE row trigger of a registered
+ * table: the row written over or deleted must be one this session may
+ * write.  (New rows and row versions are the CHECK's: sync_guard_key.)
  */
 Datum
 sync_guard_rows(PG_FUNCTION_ARGS)
@@ -454,41 +487,47 @@ sync_guard_rows(PG_FUNCTION_ARGS)
 	Oid			nsp;
 	GuardTable *t;
 	int64		old_key;
-	int64		new_key;
-	bool		has_old;
-	bool		has_new;
+	bool		deleting;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
 		elog(ERROR, "sync_guard_rows: not called as a BEFORE ROW trigger");
 	rel = td->tg_relation;
+	deleting = TRIGGER_FIRED_BY_DELETE(td->tg_event);
 	nsp = Refresh(fcinfo->flinfo->fn_oid);
 	t = TableFor(RelationGetRelid(rel));
 
-	/* not (or no longer) registered, or no identity yet: nothing to guard */
-	if (!OidIsValid(t->registered) || !has_local || t->key == InvalidAttrNumber)
-		return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(td->tg_event) ?
-							   td->tg_newtuple : td->tg_trigtuple);
+	/* registered, with an identity: the old row's owner decides */
+	if (OidIsValid(t->registered) && has_local && t->key != InvalidAttrNumber &&
+		(deleting || TRIGGER_FIRED_BY_UPDATE(td->tg_event)) &&
+		TupleKey(rel, td->tg_trigtuple, t->key, &old_key))
+		CheckKey(nsp, t, old_key, deleting ? "delete" : "update", deleting);
+	return PointerGetDatum(deleting ? td->tg_trigtuple : td->tg_newtuple);
+}
 
-	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
-	{
-		if (TupleKey(rel, td->tg_trigtuple, t->key, &new_key))
-			CheckKey(nsp, t, new_key, "insert");
-		return PointerGetDatum(td->tg_trigtuple);
-	}
-	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
-	{
-		if (TupleKey(rel, td->tg_trigtuple, t->key, &old_key))
-			CheckKey(nsp, t, old_key, "delete");
-		return PointerGetDatum(td->tg_trigtuple);
-	}
-	has_old = TupleKey(rel, td->tg_trigtuple, t->key, &old_key);
-	has_new = TupleKey(rel, td->tg_newtuple, t->key, &new_key);
-	if (has_old)
-		CheckKey(nsp, t, old_key, "update");
-	if (has_new && (!has_old || new_key != old_key))
-		CheckKey(nsp, t, new_key, "give a key to");
-	return PointerGetDatum(td->tg_newtuple);
+/*
+ * sync_guard_key(tbl regclass, key bigint) returns boolean: the CHECK
+ * constraint of a registered table, on every new row and row version.
+ * True, or an error naming the row's owner.
+ */
+Datum
+sync_guard_key(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	int64		key = PG_GETARG_INT64(1);
+	Oid			nsp;
+	GuardTable *t;
+
+	/* replica mode: as for every ordinary trigger, nothing is checked */
+	if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA)
+		PG_RETURN_BOOL(true);
+	nsp = Refresh(fcinfo->flinfo->fn_oid);
+	if (!has_local || (key >= local_range.start && key <= local_range.end && pulling < 0))
+		PG_RETURN_BOOL(true);
+	t = TableFor(relid);
+	if (OidIsValid(t->registered))
+		CheckKey(nsp, t, key, "write", true);
+	PG_RETURN_BOOL(true);
 }
 
 /*
@@ -588,11 +627,7 @@ sync_guard_identity(PG_FUNCTION_ARGS)
 void
 SyncGuardBeginPull(int64 machine_id)
 {
-	if (!callback_registered)
-	{
-		RegisterXactCallback(GuardXactCallback, NULL);
-		callback_registered = true;
-	}
+	RegisterCallbacks();
 	pulling = machine_id;
 	local_changes = 0;
 }
@@ -608,12 +643,29 @@ SyncGuardEndPull(void)
 	return changed;
 }
 
+/* Drop the guard's constraint from a table, if it has it. */
+static void
+DropConstraint(Oid relid)
+{
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+
+	if (SyncExecute("SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = $1 AND conname = '"
+					SYNC_GUARD_CONSTRAINT "' AND conislocal", 1, argtypes, values, NULL) > 0)
+		SyncExecute(psprintf("ALTER TABLE %s DROP CONSTRAINT %s", SyncRelationName(relid),
+							 SYNC_GUARD_CONSTRAINT),
+					0, NULL, NULL, NULL);
+}
+
 /*
- * Put the guard on a registered table, unless it is there.  The caller owns
- * the table and is connected to SPI.
+ * Put the guard on a registered table whose key is key_column: the
+ * triggers unless they are there, and the CHECK constraint (again, for the
+ * key may have changed).  NOT VALID: the rows already there are not
+ * checked, and pg_dump restores the constraint after the rows.  The caller
+ * owns the table and is connected to SPI.
  */
 void
-SyncGuardInstall(Oid relid)
+SyncGuardInstall(Oid relid, const char *key_column)
 {
 	static const struct
 	{
@@ -622,9 +674,10 @@ SyncGuardInstall(Oid relid)
 		const char *function;
 	}			triggers[] =
 	{
-		{SYNC_GUARD_TRIGGER, "BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW", "sync_guard_rows"},
+		{SYNC_GUARD_TRIGGER, "BEFORE UPDATE OR DELETE ON %s FOR EACH ROW", "sync_guard_rows"},
 		{SYNC_GUARD_TRUNCATE_TRIGGER, "BEFORE TRUNCATE ON %s FOR EACH STATEMENT", "sync_guard_truncate"},
 	};
+	const char *table = SyncRelationName(relid);
 	int			i;
 
 	/* sync_keep_guards would refuse a table with half its guard */
@@ -640,11 +693,17 @@ SyncGuardInstall(Oid relid)
 							2, argtypes, values, NULL) > 0)
 				continue;
 			SyncExecute(psprintf("CREATE TRIGGER %s %s EXECUTE FUNCTION %s()",
-								 triggers[i].name,
-								 psprintf(triggers[i].definition, SyncRelationName(relid)),
+								 triggers[i].name, psprintf(triggers[i].definition, table),
 								 SyncObject(triggers[i].function)),
 						0, NULL, NULL, NULL);
 		}
+		DropConstraint(relid);
+		/* partitions take it (they must); tables inheriting do not */
+		SyncExecute(psprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s(%s::pg_catalog.regclass, %s))%s NOT VALID",
+							 table, SYNC_GUARD_CONSTRAINT, SyncObject("sync_guard_key"),
+							 quote_literal_cstr(table), quote_identifier(key_column),
+							 get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE ? "" : " NO INHERIT"),
+					0, NULL, NULL, NULL);
 	}
 	PG_FINALLY();
 	{
@@ -663,10 +722,13 @@ SyncGuardRemove(Oid relid)
 {
 	if (get_rel_name(relid) != NULL)
 	{
-		SyncExecute(psprintf("DROP TRIGGER IF EXISTS %s ON %s", SYNC_GUARD_TRIGGER,
-							 SyncRelationName(relid)), 0, NULL, NULL, NULL);
-		SyncExecute(psprintf("DROP TRIGGER IF EXISTS %s ON %s", SYNC_GUARD_TRUNCATE_TRIGGER,
-							 SyncRelationName(relid)), 0, NULL, NULL, NULL);
+		const char *table = SyncRelationName(relid);
+
+		SyncExecute(psprintf("DROP TRIGGER IF EXISTS %s ON %s", SYNC_GUARD_TRIGGER, table),
+					0, NULL, NULL, NULL);
+		SyncExecute(psprintf("DROP TRIGGER IF EXISTS %s ON %s", SYNC_GUARD_TRUNCATE_TRIGGER, table),
+					0, NULL, NULL, NULL);
+		DropConstraint(relid);
 	}
 	SyncForgetWritten(-1, relid);
 	SyncGuardInvalidate();
@@ -722,8 +784,8 @@ SyncForgetWritten(int64 machine_id, Oid relid)
 	" AND g.tgtype = " CppAsString2(GUARD_TRUNCATE_TYPE) " AND g.tgenabled IN ('O', 'A'))"
 
 /*
- * The first registered table (or partition of one) whose guard the DDL
- * just run dropped, disabled, replaced or renamed, as the table and the
+ * The first registered table (or partition of one) whose guard (triggers
+ * or constraint) the DDL just run dropped, disabled, replaced or renamed, as the table and the
  * registered table it belongs to; false if there is none.  A table with
  * no guard trigger at all is passed over here: pg_restore creates tables
  * (and alters them) before their triggers.  The caller is connected to
@@ -745,23 +807,31 @@ GuardTampered(bool dropped, char **table, char **registered)
 					   " CROSS JOIN LATERAL pg_catalog.to_regclass(pg_catalog.quote_ident(d.address_names[1])"
 					   "                    || '.' || pg_catalog.quote_ident(d.address_names[2])) r"
 					   "  JOIN %s t ON t.tbl = r OR t.tbl IN (SELECT pg_catalog.pg_partition_ancestors(r))"
-					   " WHERE d.object_type = 'trigger'"
-					   "   AND d.address_names[3] IN ('" SYNC_GUARD_TRIGGER "', '" SYNC_GUARD_TRUNCATE_TRIGGER "')"
+					   " WHERE (d.object_type = 'trigger'"
+					   "        AND d.address_names[3] IN ('" SYNC_GUARD_TRIGGER "', '" SYNC_GUARD_TRUNCATE_TRIGGER "'))"
+					   "    OR (d.object_type = 'table constraint' AND d.address_names[3] = '" SYNC_GUARD_CONSTRAINT "')"
 					   " ORDER BY 2, 1 LIMIT 1",
 					   SyncObject("sync_table"));
 	else
-		/* a trigger named as the guard, or running it, that is not the guard */
-		sql = psprintf("SELECT g.tgrelid::pg_catalog.regclass::pg_catalog.text, t.tbl::pg_catalog.text"
+		/*
+		 * a trigger named as the guard, or running it, that is not the
+		 * guard; the guard's constraint under another name
+		 */
+		sql = psprintf("SELECT p.relid::pg_catalog.regclass::pg_catalog.text, t.tbl::pg_catalog.text"
 					   "  FROM %s t"
 					   " CROSS JOIN LATERAL (SELECT t.tbl::pg_catalog.oid AS relid, 0 AS level"
 					   "                      UNION ALL"
 					   "                     SELECT r.relid, r.level FROM pg_catalog.pg_partition_tree(t.tbl) r"
 					   "                      WHERE r.level > 0) p"
-					   "  JOIN pg_catalog.pg_trigger g ON g.tgrelid = p.relid"
-					   " WHERE (g.tgname IN ('" SYNC_GUARD_TRIGGER "', '" SYNC_GUARD_TRUNCATE_TRIGGER "')"
-					   "        OR g.tgfoid IN ($1::pg_catalog.regprocedure, $2::pg_catalog.regprocedure))"
-					   "   AND NOT " EXACT_ROWS_GUARD
-					   "   AND NOT (p.level = 0 AND " EXACT_TRUNCATE_GUARD ")"
+					   " WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g"
+					   "                WHERE g.tgrelid = p.relid"
+					   "                  AND (g.tgname IN ('" SYNC_GUARD_TRIGGER "', '" SYNC_GUARD_TRUNCATE_TRIGGER "')"
+					   "                       OR g.tgfoid IN ($1::pg_catalog.regprocedure, $2::pg_catalog.regprocedure))"
+					   "                  AND NOT " EXACT_ROWS_GUARD
+					   "                  AND NOT (p.level = 0 AND " EXACT_TRUNCATE_GUARD "))"
+					   "    OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c"
+					   "                WHERE c.conrelid = p.relid AND c.conname <> '" SYNC_GUARD_CONSTRAINT "'"
+					   "                  AND pg_catalog.pg_get_expr(c.conbin, c.conrelid) LIKE '%%sync_guard_key(%%')"
 					   " ORDER BY 2, 1 LIMIT 1",
 					   SyncObject("sync_table"));
 	if (SyncExecute(sql, 2, argtypes, values, NULL) == 0)
@@ -798,8 +868,8 @@ sync_keep_guards(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot drop, disable or change the guard of table %s", table),
-				 errdetail("Triggers %s and %s keep other machines' rows read-only while table %s is registered for sync.",
-						   SYNC_GUARD_TRIGGER, SYNC_GUARD_TRUNCATE_TRIGGER, registered),
+				 errdetail("The constraint %s and the triggers %s and %s keep other machines' rows read-only while table %s is registered for sync.",
+						   SYNC_GUARD_CONSTRAINT, SYNC_GUARD_TRIGGER, SYNC_GUARD_TRUNCATE_TRIGGER, registered),
 				 errhint("Unregister the table with sync_remove_table('%s') first.  To edit other machines' rows here, register it with foreign_rows => 'writable' instead.",
 						 registered)));
 	SPI_finish();

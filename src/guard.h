@@ -18,8 +18,10 @@
 /* the names of the guard's triggers on a registered table */
 #define SYNC_GUARD_TRIGGER "zz_sync_guard"
 #define SYNC_GUARD_TRUNCATE_TRIGGER "zz_sync_guard_truncate"
+/* and of its CHECK constraint */
+#define SYNC_GUARD_CONSTRAINT "zz_sync_guard"
 
-extern void SyncGuardInstall(Oid relid);
+extern void SyncGuardInstall(Oid relid, const char *key_column);
 extern void SyncGuardRemove(Oid relid);
 extern void SyncGuardInvalidate(void);
 extern void SyncGuardBeginPull(int64 machine_id);

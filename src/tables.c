@@ -574,7 +574,6 @@ sync_add_table(PG_FUNCTION_ARGS)
 						 SyncObject("sync_table")),
 				9, argtypes, values, nulls);
 	result = SyncReturnRow(0);
-	SyncGuardInstall(relid);
 
 	if (SyncLocalMachine(&local))
 	{
@@ -582,6 +581,7 @@ sync_add_table(PG_FUNCTION_ARGS)
 		SyncReportForeignRows(relid, key_column, &local.range,
 							  strcmp(foreign_rows, "writable") == 0);
 	}
+	SyncGuardInstall(relid, key_column);
 
 	SPI_finish();
 	AtEOXact_GUC(true, save_nestlevel);

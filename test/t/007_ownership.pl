@@ -65,11 +65,11 @@ for my $role ('', 'clerk')
 {
 	my $who = $role || 'superuser';
 	for my $case (
-		[ "INSERT INTO site (id, name) VALUES (1000000050, 'forged')", qr/cannot insert row 1000000050 of table public\.site, which belongs to machine 1/ ],
+		[ "INSERT INTO site (id, name) VALUES (1000000050, 'forged')", qr/cannot write row 1000000050 of table public\.site, which belongs to machine 1/ ],
 		[ "UPDATE site SET name = 'edited' WHERE id = 1000000001", qr/cannot update row 1000000001 of table public\.site, which belongs to machine 1/ ],
 		[ "DELETE FROM trait WHERE id = 1000000001", qr/cannot delete row 1000000001 of table public\.trait, which belongs to machine 1/ ],
 		[ "UPDATE site SET id = 3000000099 WHERE id = 1000000002", qr/cannot update row 1000000002 of table public\.site/ ],
-		[ "INSERT INTO site (name) VALUES ('mine'); UPDATE site SET id = 2000000099 WHERE name = 'mine'", qr/cannot give a key to row 2000000099 of table public\.site, which belongs to machine 2/ ],
+		[ "INSERT INTO site (name) VALUES ('mine'); UPDATE site SET id = 2000000099 WHERE name = 'mine'", qr/cannot write row 2000000099 of table public\.site, which belongs to machine 2/ ],
 		[ "TRUNCATE trait", qr/cannot truncate table public\.trait, which holds rows of machine 1/ ],
 		[ "TRUNCATE site CASCADE", qr/cannot truncate table public\.site, which holds rows of machine 1/ ])
 	{
