@@ -70,6 +70,8 @@ GRANT EXECUTE ON FUNCTION sync_pull(bigint) TO sync_regress_upgrader;
 ALTER EXTENSION sync UPDATE TO '0.4';
 SELECT extversion FROM pg_extension WHERE extname = 'sync';
 SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'kept'::regclass ORDER BY 1;
+SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+ WHERE conrelid = 'kept'::regclass AND contype = 'c';
 SELECT tbl, foreign_rows FROM sync_table;
 CREATE TEMP TABLE upgraded AS SELECT * FROM pg_temp.sync_objects();
 -- the configuration stays
