@@ -16,7 +16,9 @@
  * so also a local DELETE whose ON DELETE CASCADE or SET NULL reaches such
  * rows — and so is a TRUNCATE of a table that holds such rows.  In
  * session_replication_role = replica (a superuser's), where PostgreSQL
- * fires no ordinary trigger, the CHECK lets everything through too.  A table registered with foreign_rows 'writable' lets these writes
+ * fires no ordinary trigger, the CHECK lets everything through too.
+ *
+ * A table registered with foreign_rows 'writable' lets these writes
  * through, and records which machines' rows were written (sync_written):
  * the next pull of such a machine merges the table again, and the owner's
  * version wins.  Keys in no machine's range, and every key before this
@@ -33,9 +35,10 @@
  * read them again.
  *
  * The guard must be cheap: the ranges, the identity and the registrations
- * are read once per transaction (and again after sync changes them) into
- * backend memory, straight from the tables (so no role needs a privilege
- * on them), and a row costs a binary search.
+ * are read once per transaction (and again after sync or DDL changes them)
+ * into backend memory, straight from the tables (so no role needs a
+ * privilege on them); a row of this server costs a comparison, another
+ * row a binary search.
  *
  *-------------------------------------------------------------------------
  */

@@ -59,6 +59,18 @@ is($dst->safe_psql('copy',
 		q{INSERT INTO site (name) VALUES ('east') RETURNING id}),
 	'42000000003', 'restored server hands out the next key of its range');
 
+# the guard came along: a row of machine 0 is still read-only, the
+# constraint and triggers are there, and the event triggers keep them
+my ($rc, $out, $err) = $dst->psql('copy', q{INSERT INTO site (id, name) VALUES (7, 'forged')});
+like($err, qr/cannot write row 7 of table public\.site, which belongs to machine 0/,
+	'the guard is restored with the table');
+is($dst->safe_psql('copy', q{SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger
+		WHERE tgrelid = 'site'::regclass AND NOT tgisinternal}),
+	'zz_sync_guard,zz_sync_guard_truncate', 'the guard\'s triggers are restored');
+($rc, $out, $err) = $dst->psql('copy', q{ALTER TABLE site DROP CONSTRAINT zz_sync_guard});
+like($err, qr/cannot drop, disable or change the guard of table public\.site/,
+	'and kept in place');
+
 # the event trigger came along too: dropping a table unregisters it
 $dst->safe_psql('copy', 'DROP TABLE trait');
 is($dst->safe_psql('copy', 'SELECT tbl FROM sync_table'),
