@@ -132,13 +132,44 @@ UPDATE parent SET name = 'edited by a superuser' WHERE id = 101;
 RESET session_replication_role;
 SELECT name FROM parent WHERE id = 101;
 
+-- a declared key cannot be renamed from under the guard, nor its triggers
+-- tied to another extension (which would drop them with it)
+CREATE TABLE link (a bigint NOT NULL, b text);
+SELECT tbl FROM sync_add_table('link', key_column => 'a');
+ALTER TABLE link RENAME COLUMN a TO a2;
+ALTER TRIGGER zz_sync_guard ON link DEPENDS ON EXTENSION plpgsql;
+-- a policy cannot hide other machines' rows from the TRUNCATE check
+ALTER TABLE child OWNER TO sync_regress_writer;
+SET ROLE sync_regress_writer;
+ALTER TABLE child ENABLE ROW LEVEL SECURITY;
+ALTER TABLE child FORCE ROW LEVEL SECURITY;
+CREATE POLICY hide_all ON child USING (false);
+TRUNCATE child;
+RESET ROLE;
+-- only a table's owner changes its registration, whatever the grants
+CREATE ROLE sync_regress_registrar;
+GRANT SELECT, INSERT, UPDATE, DELETE ON sync_table TO sync_regress_registrar;
+SET ROLE sync_regress_registrar;
+UPDATE sync_table SET foreign_rows = 'writable' WHERE tbl = 'parent'::regclass;
+DELETE FROM sync_table WHERE tbl = 'parent'::regclass;
+RESET ROLE;
+GRANT SELECT, UPDATE ON sync_table TO sync_regress_writer;
+SET ROLE sync_regress_writer;
+UPDATE sync_table SET foreign_rows = 'writable' WHERE tbl = 'parent'::regclass;
+UPDATE parent SET name = 'curated by its owner' WHERE id = 101;
+UPDATE sync_table SET foreign_rows = 'read-only' WHERE tbl = 'parent'::regclass;
+UPDATE parent SET name = 'two' WHERE id = 101;
+RESET ROLE;
+
 -- sync_init reports only rows no machine owns
 SELECT machine_id FROM sync_init(1);
 INSERT INTO parent VALUES (-7, 'nobody seven');
 SELECT machine_id FROM sync_init(1);
 
 ALTER TABLE parent OWNER TO CURRENT_USER;
-DROP TABLE child, loose, parent, part, curated;
+ALTER TABLE child OWNER TO CURRENT_USER;
+DROP TABLE child, loose, parent, part, curated, link;
 DROP FUNCTION regress_noop();
-DROP ROLE sync_regress_writer;
+REVOKE ALL ON sync_table FROM sync_regress_registrar, sync_regress_writer;
+DROP ROLE sync_regress_writer, sync_regress_registrar;
 DROP EXTENSION sync;

@@ -153,6 +153,20 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'sync_guard_key'
 LANGUAGE C STRICT VOLATILE;
 
+--
+-- A registration (and so what the guard lets through) changes only by the
+-- table's owner, as sync_add_table requires, or a superuser; every change
+-- makes the guard of every session read the registrations again.
+--
+CREATE FUNCTION sync_guard_registration()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'sync_guard_registration'
+LANGUAGE C;
+
+CREATE TRIGGER sync_table_guard
+	BEFORE INSERT OR UPDATE OR DELETE ON sync_table
+	FOR EACH ROW EXECUTE FUNCTION sync_guard_registration();
+
 CREATE TABLE sync_written (
 	tbl				regclass NOT NULL,
 	machine_id		bigint NOT NULL REFERENCES sync_machine (id) ON DELETE CASCADE,
@@ -210,5 +224,6 @@ REVOKE ALL ON FUNCTION
 	sync_pull(text, boolean),
 	sync_verify(bigint),
 	sync_verify(text),
-	sync_keep_guards()
+	sync_keep_guards(),
+	sync_guard_registration()
 	FROM PUBLIC;

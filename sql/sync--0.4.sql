@@ -162,6 +162,20 @@ AS 'MODULE_PATHNAME', 'sync_guard_key'
 LANGUAGE C STRICT VOLATILE;
 
 --
+-- A registration (and so what the guard lets through) changes only by the
+-- table's owner, as sync_add_table requires, or a superuser; every change
+-- makes the guard of every session read the registrations again.
+--
+CREATE FUNCTION sync_guard_registration()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'sync_guard_registration'
+LANGUAGE C;
+
+CREATE TRIGGER sync_table_guard
+	BEFORE INSERT OR UPDATE OR DELETE ON sync_table
+	FOR EACH ROW EXECUTE FUNCTION sync_guard_registration();
+
+--
 -- Rows of other machines written here in tables registered with
 -- foreign_rows 'writable': the next pull of that machine merges the table
 -- again, whatever its checksum, and the owner's version wins.
@@ -621,6 +635,7 @@ REVOKE ALL ON FUNCTION
 	sync_verify(bigint),
 	sync_verify(text),
 	sync_keep_guards(),
+	sync_guard_registration(),
 	sync_schedule(bigint, interval, timestamptz, timestamptz, integer, interval, boolean),
 	sync_unschedule(bigint),
 	sync_job_check_owner()

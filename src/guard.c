@@ -58,7 +58,9 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -72,6 +74,7 @@ PG_FUNCTION_INFO_V1(sync_guard_key);
 PG_FUNCTION_INFO_V1(sync_guard_truncate);
 PG_FUNCTION_INFO_V1(sync_keep_guards);
 PG_FUNCTION_INFO_V1(sync_guard_identity);
+PG_FUNCTION_INFO_V1(sync_guard_registration);
 
 /* pg_trigger.tgtype of the guard's triggers */
 #define GUARD_ROWS_TYPE \
@@ -144,7 +147,21 @@ GuardSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 		guard_valid = false;
 }
 
-/* Have the cache forgotten at the end of every (sub)transaction. */
+/*
+ * Another session committed DDL, or a change of the registry, the identity
+ * or the registrations (which send a relation cache invalidation, see
+ * Broadcast): read them again at the next row.
+ */
+static void
+GuardRelcacheCallback(Datum arg, Oid relid)
+{
+	guard_valid = false;
+}
+
+/*
+ * Have the cache forgotten at the end of every (sub)transaction, and
+ * whenever another session changed what it holds.
+ */
 static void
 RegisterCallbacks(void)
 {
@@ -152,7 +169,19 @@ RegisterCallbacks(void)
 		return;
 	RegisterXactCallback(GuardXactCallback, NULL);
 	RegisterSubXactCallback(GuardSubXactCallback, NULL);
+	CacheRegisterRelcacheCallback(GuardRelcacheCallback, (Datum) 0);
 	callback_registered = true;
+}
+
+/*
+ * rel (sync_machine, sync_instance or sync_table) changed: this session's
+ * guard reads it again, and so do other sessions' once this commits.
+ */
+static void
+Broadcast(Relation rel)
+{
+	guard_valid = false;
+	CacheInvalidateRelcache(rel);
 }
 
 /* sync changed the registry, the identity or the registrations. */
@@ -546,6 +575,9 @@ sync_guard_truncate(PG_FUNCTION_ARGS)
 	Oid			nsp;
 	GuardTable *t;
 	char	   *key;
+	bool		writable;
+	GuardRange *others;
+	int			n;
 	int			i;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
@@ -556,15 +588,24 @@ sync_guard_truncate(PG_FUNCTION_ARGS)
 	if (!OidIsValid(t->registered) || !has_local || t->key == InvalidAttrNumber)
 		return PointerGetDatum(NULL);
 	key = get_attname(relid, t->key, false);
+	writable = t->writable;
+	n = nranges;
+	others = palloc(sizeof(GuardRange) * (n + 1));
+	memcpy(others, ranges, sizeof(GuardRange) * n);
 
-	for (i = 0; i < nranges; i++)
+	for (i = 0; i < n; i++)
 	{
 		Oid			argtypes[2] = {INT8OID, INT8OID};
-		Datum		values[2] = {Int64GetDatum(ranges[i].start), Int64GetDatum(ranges[i].end)};
+		Datum		values[2] = {Int64GetDatum(others[i].start), Int64GetDatum(others[i].end)};
 		int64		rows = 0;
+		int			save_nestlevel;
 
-		if (ranges[i].id == local_id)
+		if (others[i].id == local_id)
 			continue;
+		/* every row counts: a policy hiding some fails the TRUNCATE */
+		save_nestlevel = NewGUCNestLevel();
+		(void) set_config_option("row_security", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 		SPI_connect();
 		SyncExecuteAs(SyncRelationOwner(relid),
 					  psprintf("SELECT pg_catalog.count(*) FROM (SELECT 1 FROM %s"
@@ -573,17 +614,21 @@ sync_guard_truncate(PG_FUNCTION_ARGS)
 					  2, argtypes, values, NULL);
 		SyncGetInt64(0, 1, &rows);
 		SPI_finish();
+		AtEOXact_GUC(true, save_nestlevel);
 		if (rows == 0)
 			continue;
-		if (t->writable)
-			Record(nsp, t, ranges[i].id);
+		if (writable)
+		{
+			nsp = Refresh(fcinfo->flinfo->fn_oid);
+			Record(nsp, TableFor(relid), others[i].id);
+		}
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("cannot truncate table %s, which holds rows of machine " INT64_FORMAT,
-							SyncRelationName(relid), ranges[i].id),
+							SyncRelationName(relid), others[i].id),
 					 errdetail("Only machine " INT64_FORMAT " deletes its rows; this server holds a read-only copy of them.",
-							   ranges[i].id),
+							   others[i].id),
 					 errhint("Delete this server's own rows instead, or unregister the table with sync_remove_table() first.")));
 	}
 	return PointerGetDatum(NULL);
@@ -614,12 +659,49 @@ sync_guard_identity(PG_FUNCTION_ARGS)
 				 errdetail("Ranges and this server's identity decide which keys its sequences hand out; sync keeps the two together."),
 				 errhint("Use sync_register_machine() or sync_init().")));
 	/* the ranges or the identity change: the row guard reads them again */
-	guard_valid = false;
+	Broadcast(rel);
 	if (TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
 		return PointerGetDatum(NULL);
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		return PointerGetDatum(trigdata->tg_newtuple);
 	return PointerGetDatum(trigdata->tg_trigtuple);
+}
+
+/*
+ * sync_guard_registration(): trigger of sync_table.  A registration (and
+ * so what the guard lets through: foreign_rows 'writable', or no guard at
+ * all) changes only by the table's owner, as sync_add_table and
+ * sync_remove_table require, or a superuser; a table dropped meanwhile
+ * may be forgotten by anyone.  Every change makes the guard read the
+ * registrations again, in every session.
+ */
+Datum
+sync_guard_registration(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	HeapTuple	rows[2];
+	int			i;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "sync_guard_registration: not called as a trigger");
+	rel = td->tg_relation;
+	rows[0] = TRIGGER_FIRED_BY_INSERT(td->tg_event) ? NULL : td->tg_trigtuple;
+	rows[1] = TRIGGER_FIRED_BY_INSERT(td->tg_event) ? td->tg_trigtuple :
+		TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : NULL;
+	for (i = 0; i < 2 && !superuser(); i++)
+	{
+		bool		isnull;
+		Oid			relid;
+
+		if (rows[i] == NULL)
+			continue;
+		relid = DatumGetObjectId(heap_getattr(rows[i], 1, RelationGetDescr(rel), &isnull));
+		if (!isnull && get_rel_name(relid) != NULL)
+			SyncCheckTableOwner(relid);
+	}
+	Broadcast(rel);
+	return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple);
 }
 
 /*
@@ -775,6 +857,8 @@ SyncForgetWritten(int64 machine_id, Oid relid)
 						   "   AND ($2 = 0 OR tbl::pg_catalog.oid = $2)",
 						   SyncObject("sync_written")),
 				  2, argtypes, values, NULL);
+	/* what the cache says was recorded is gone */
+	SyncGuardInvalidate();
 }
 
 /* pg_trigger conditions: g is exactly the guard's row or TRUNCATE trigger */
@@ -788,7 +872,8 @@ SyncForgetWritten(int64 machine_id, Oid relid)
 
 /*
  * The first registered table (or partition of one) whose guard (triggers
- * or constraint) the DDL just run dropped, disabled, replaced or renamed, as the table and the
+ * or constraint) the DDL just run dropped, disabled, replaced, renamed,
+ * moved off the registered key, or tied to another extension, as the table and the
  * registered table it belongs to; false if there is none.  A table with
  * no guard trigger at all is passed over here: pg_restore creates tables
  * (and alters them) before their triggers.  The caller is connected to
@@ -835,6 +920,18 @@ GuardTampered(bool dropped, char **table, char **registered)
 					   "    OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c"
 					   "                WHERE c.conrelid = p.relid AND c.conname <> '" SYNC_GUARD_CONSTRAINT "'"
 					   "                  AND pg_catalog.pg_get_expr(c.conbin, c.conrelid) LIKE '%%sync_guard_key(%%')"
+					   /* the constraint on another column than the registered key */
+					   "    OR (p.level = 0 AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c"
+					   "                WHERE c.conrelid = p.relid AND c.conname = '" SYNC_GUARD_CONSTRAINT "'"
+					   "                  AND c.conkey IS DISTINCT FROM ARRAY[(SELECT a.attnum FROM pg_catalog.pg_attribute a"
+					   "                       WHERE a.attrelid = p.relid AND a.attname = t.key_column"
+					   "                         AND NOT a.attisdropped)]::pg_catalog.int2[]))"
+					   /* a trigger that would go with another extension */
+					   "    OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_depend d"
+					   "                 ON d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass"
+					   "                AND d.objid = g.oid AND d.deptype = 'x'"
+					   "                WHERE g.tgrelid = p.relid"
+					   "                  AND g.tgname IN ('" SYNC_GUARD_TRIGGER "', '" SYNC_GUARD_TRUNCATE_TRIGGER "'))"
 					   " ORDER BY 2, 1 LIMIT 1",
 					   SyncObject("sync_table"));
 	if (SyncExecute(sql, 2, argtypes, values, NULL) == 0)

@@ -39,6 +39,7 @@ extern Oid	SyncSchemaOid(void);
 extern char *SyncObject(const char *name);
 extern char *SyncRelationName(Oid relid);
 extern Oid	SyncRelationOwner(Oid relid);
+extern void SyncCheckTableOwner(Oid relid);
 extern int64 SyncMachineIdArg(FunctionCallInfo fcinfo, int argno);
 
 /* running SQL */

@@ -38,21 +38,6 @@
 PG_FUNCTION_INFO_V1(sync_add_table);
 PG_FUNCTION_INFO_V1(sync_remove_table);
 
-/*
- * Only the owner of a table may register or unregister it (sync changes its
- * sequences, as only its owner may).
- */
-static void
-CheckTableOwner(Oid relid)
-{
-#if PG_VERSION_NUM >= 160000
-	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
-#else
-	if (!pg_class_ownercheck(relid, GetUserId()))
-#endif
-		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)),
-					   get_rel_name(relid));
-}
 
 /*
  * The registered table must be an ordinary or partitioned table that the
@@ -79,7 +64,7 @@ CheckTableKind(Relation rel)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("temporary table \"%s\" cannot be registered for sync",
 						RelationGetRelationName(rel))));
-	CheckTableOwner(RelationGetRelid(rel));
+	SyncCheckTableOwner(RelationGetRelid(rel));
 }
 
 /*
@@ -606,7 +591,7 @@ sync_remove_table(PG_FUNCTION_ARGS)
 
 	SyncEnter(fcinfo);
 	if (get_rel_name(relid) != NULL)
-		CheckTableOwner(relid);
+		SyncCheckTableOwner(relid);
 	save_nestlevel = SyncPinSettings(false);
 	SPI_connect();
 	if (SyncExecute(psprintf("SELECT tbl FROM %s WHERE $1 = ANY (depends_on) ORDER BY tbl::text LIMIT 1",
