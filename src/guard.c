@@ -304,20 +304,13 @@ ReadRegistrations(Oid nsp)
 	table_close(rel, AccessShareLock);
 }
 
-/*
- * Make the cache valid; fn_oid is the trigger function, whose schema is
- * the extension's.  Returns that schema.
- */
-static Oid
-Refresh(Oid fn_oid)
+/* Read the cache afresh from the tables of the extension's schema nsp. */
+static void
+Load(Oid nsp)
 {
 	HASHCTL		ctl;
 	MemoryContext oldcxt;
-	Oid			nsp;
 
-	if (guard_valid)
-		return guard_nsp;
-	nsp = get_func_namespace(fn_oid);
 	RegisterCallbacks();
 	if (guard_cxt == NULL)
 		guard_cxt = AllocSetContextCreate(TopMemoryContext, "sync guard",
@@ -336,7 +329,18 @@ Refresh(Oid fn_oid)
 	MemoryContextSwitchTo(oldcxt);
 	guard_nsp = nsp;
 	guard_valid = true;
-	return nsp;
+}
+
+/*
+ * Make the cache valid; fn_oid is the guard's function, whose schema is
+ * the extension's.  Returns that schema.
+ */
+static Oid
+Refresh(Oid fn_oid)
+{
+	if (!guard_valid)
+		Load(get_func_namespace(fn_oid));
+	return guard_nsp;
 }
 
 /*
@@ -426,15 +430,18 @@ TupleKey(Relation rel, HeapTuple tuple, AttrNumber key, int64 *value)
 	return true;
 }
 
-/* Run one statement as the owner of the extension's table name. */
-static void
-ExecuteAsOwnerOf(Oid nsp, const char *name, const char *sql, int nargs,
-				 Oid *argtypes, Datum *values)
+/*
+ * Run one statement on sync_written (in the extension's schema nsp) as its
+ * owner: sql names the table with %s.  Returns the rows processed, with the
+ * rows in SPI_tuptable.  The caller is connected to SPI.
+ */
+static int
+WrittenExecute(Oid nsp, const char *sql, int nargs, Oid *argtypes, Datum *values)
 {
-	SPI_connect();
-	(void) SyncExecuteAs(SyncRelationOwner(get_relname_relid(name, nsp)), sql,
+	return SyncExecuteAs(SyncRelationOwner(get_relname_relid("sync_written", nsp)),
+						 psprintf(sql, psprintf("%s.sync_written",
+												quote_identifier(get_namespace_name(nsp)))),
 						 nargs, argtypes, values, NULL);
-	SPI_finish();
 }
 
 /*
@@ -451,11 +458,10 @@ Record(Oid nsp, GuardTable *t, int64 owner)
 	for (i = 0; i < t->nrecorded; i++)
 		if (t->recorded[i] == owner)
 			return;
-	ExecuteAsOwnerOf(nsp, "sync_written",
-					 psprintf("INSERT INTO %s.sync_written (tbl, machine_id) VALUES ($1, $2)"
-							  " ON CONFLICT DO NOTHING",
-							  quote_identifier(get_namespace_name(nsp))),
-					 2, argtypes, values);
+	SPI_connect();
+	(void) WrittenExecute(nsp, "INSERT INTO %s (tbl, machine_id) VALUES ($1, $2)"
+						  " ON CONFLICT DO NOTHING", 2, argtypes, values);
+	SPI_finish();
 	t->recorded = t->recorded ?
 		repalloc(t->recorded, sizeof(int64) * (t->nrecorded + 1)) :
 		MemoryContextAlloc(guard_cxt, sizeof(int64));
@@ -832,10 +838,8 @@ SyncWrittenTables(int64 machine_id)
 	int			n;
 	int			i;
 
-	n = SyncExecuteAs(SyncRelationOwner(get_relname_relid("sync_written", SyncSchemaOid())),
-					  psprintf("SELECT tbl FROM %s WHERE machine_id = $1",
-							   SyncObject("sync_written")),
-					  1, argtypes, values, NULL);
+	n = WrittenExecute(SyncSchemaOid(), "SELECT tbl FROM %s WHERE machine_id = $1",
+					   1, argtypes, values);
 	for (i = 0; i < n; i++)
 		relids = lappend_oid(relids, SyncGetOid(i, 1));
 	return relids;
@@ -852,11 +856,9 @@ SyncForgetWritten(int64 machine_id, Oid relid)
 	Oid			argtypes[2] = {INT8OID, OIDOID};
 	Datum		values[2] = {Int64GetDatum(machine_id), ObjectIdGetDatum(relid)};
 
-	SyncExecuteAs(SyncRelationOwner(get_relname_relid("sync_written", SyncSchemaOid())),
-				  psprintf("DELETE FROM %s WHERE ($1 < 0 OR machine_id = $1)"
-						   "   AND ($2 = 0 OR tbl::pg_catalog.oid = $2)",
-						   SyncObject("sync_written")),
-				  2, argtypes, values, NULL);
+	(void) WrittenExecute(SyncSchemaOid(), "DELETE FROM %s WHERE ($1 < 0 OR machine_id = $1)"
+						  "   AND ($2 = 0 OR tbl::pg_catalog.oid = $2)",
+						  2, argtypes, values);
 	/* what the cache says was recorded is gone */
 	SyncGuardInvalidate();
 }
@@ -977,26 +979,22 @@ sync_keep_guards(PG_FUNCTION_ARGS)
 }
 
 /*
- * The registry's ranges in order of their starts, read through SPI (the
- * caller is connected).
+ * The registry's ranges in order of their starts, as the guard's cache
+ * holds them (read afresh, seeing this transaction's own changes, if they
+ * changed).  Valid until the next statement.
  */
 static int
 SortedRanges(GuardRange **out)
 {
-	int			n = SyncExecute(psprintf("SELECT id, sync_start, sync_end FROM %s ORDER BY sync_start",
-										 SyncObject("sync_machine")),
-								0, NULL, NULL, NULL);
-	GuardRange *r = palloc(sizeof(GuardRange) * (n + 1));
-	int			i;
-
-	for (i = 0; i < n; i++)
+	if (!guard_valid)
 	{
-		SyncGetInt64(i, 1, &r[i].id);
-		SyncGetInt64(i, 2, &r[i].start);
-		SyncGetInt64(i, 3, &r[i].end);
+		PushCopiedSnapshot(GetActiveSnapshot());
+		UpdateActiveSnapshotCommandId();
+		Load(SyncSchemaOid());
+		PopActiveSnapshot();
 	}
-	*out = r;
-	return n;
+	*out = ranges;
+	return nranges;
 }
 
 /*
