@@ -18,6 +18,7 @@ OBJS = \
 	src/archive.o \
 	src/log.o \
 	src/format.o \
+	src/chain.o \
 	src/fkeys.o \
 	src/registry.o \
 	src/sequences.o \
@@ -30,6 +31,7 @@ OBJS = \
 	src/fetch.o \
 	src/closure.o \
 	src/load.o \
+	src/digest.o \
 	src/dump.o \
 	src/merge.o \
 	src/reach.o \
@@ -39,8 +41,8 @@ OBJS = \
 	src/schedule.o \
 	src/module.o
 
-DATA = sql/sync--0.1.sql sql/sync--0.2.sql sql/sync--0.3.sql sql/sync--0.4.sql \
-	sql/sync--0.1--0.2.sql sql/sync--0.2--0.3.sql sql/sync--0.3--0.4.sql
+DATA = sql/sync--0.1.sql sql/sync--0.2.sql sql/sync--0.3.sql sql/sync--0.4.sql sql/sync--0.5.sql \
+	sql/sync--0.1--0.2.sql sql/sync--0.2--0.3.sql sql/sync--0.3--0.4.sql sql/sync--0.4--0.5.sql
 DOCS =
 
 # pg_regress inputs live in sql/ beside the extension scripts; the scripts

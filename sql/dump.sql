@@ -71,10 +71,12 @@ SELECT kind, machine_id, status, tables, rows, excluded, bytes > 0 AS has_bytes,
 	   details->'unowned' AS unowned
   FROM sync_log ORDER BY id;
 
--- what is on disk: the two newest archives and the index that names the newest
+-- what is on disk: the files the index names and those the previous one
+-- named, the index, and the state the next dump computes its delta from
 SELECT count(*) FILTER (WHERE f LIKE 'sync-1-%.tar.zst') AS archives,
 	   count(*) FILTER (WHERE f = 'sync-index.json') AS index,
-	   count(*) FILTER (WHERE f LIKE '.%') AS temporary
+	   count(*) FILTER (WHERE f LIKE '.%.tmp') AS temporary,
+	   count(*) FILTER (WHERE f LIKE '.%.state') AS state
   FROM pg_ls_dir(:'dumpdir') AS f;
 SELECT d.sha256 = i->>'sha256' AS same_sha, d.bytes = (i->>'size')::bigint AS same_size,
 	   d.path = :'dumpdir' || '/' || (i->>'archive') AS same_archive,
@@ -91,7 +93,8 @@ SELECT * FROM sync_dump();
 \set VERBOSITY default
 SELECT pg_read_file(:'dumpdir' || '/sync-index.json') = :'index_before' AS index_unchanged;
 SELECT count(*) FILTER (WHERE f LIKE 'sync-1-%.tar.zst') AS archives,
-	   count(*) FILTER (WHERE f LIKE '.%') AS temporary
+	   count(*) FILTER (WHERE f LIKE '.%.tmp') AS temporary,
+	   count(*) FILTER (WHERE f LIKE '.%.state') AS state
   FROM pg_ls_dir(:'dumpdir') AS f;
 SELECT status, message FROM sync_log ORDER BY id DESC LIMIT 1;
 SELECT tbl FROM sync_add_table('measurement', 'access_level');

@@ -52,6 +52,7 @@
 #include "utils/syscache.h"
 
 #include "apply.h"
+#include "digest.h"
 #include "fkeys.h"
 #include "keys.h"
 #include "load.h"
@@ -85,7 +86,12 @@ static void
 AddWarning(Pull *pull, const char *msg, const char *detail, const char *hint)
 {
 	MemoryContext oldcxt;
+	ListCell   *lc;
 
+	/* a pull of several archives says it once */
+	foreach(lc, pull->warnings)
+		if (strcmp(lfirst(lc), msg) == 0)
+			return;
 	ereport(WARNING,
 			(errmsg("%s", msg),
 			 detail ? errdetail("%s", detail) : 0,
@@ -209,7 +215,7 @@ CanLoadDirectly(Pull *pull, PullTable *t, List *deps)
 	ListCell   *lc;
 	int			i;
 
-	if (pull->verify)
+	if (pull->verify || pull->delta || pull->folds != NIL)
 		return false;
 	for (i = 0; i < t->at.ncolumns; i++)
 		if (!t->local[i])
@@ -300,6 +306,69 @@ StageTable(Pull *pull, PullTable *t, SyncLoader *loader, int position)
 										 NoLock, false);
 	LoadStage(pull, t, loader);
 	SyncExecute(psprintf("ANALYZE %s", t->stage), 0, NULL, NULL, NULL);
+}
+
+/*
+ * Load the keys a delta deletes from t into a new staging table.
+ */
+static void
+StageDeleted(Pull *pull, PullTable *t, SyncLoader *loader, int position)
+{
+	AttrNumber	attnum = get_attnum(t->relid, t->at.key);
+	char	   *name = psprintf("sync_pull_deleted_%d", position);
+	Oid			typid;
+	int32		typmod;
+	Oid			collid;
+
+	get_atttypetypmodcoll(t->relid, attnum, &typid, &typmod, &collid);
+	SyncExecute(psprintf("CREATE TEMP TABLE %s (%s %s PRIMARY KEY) ON COMMIT DROP",
+						 name, quote_identifier(t->at.key), format_type_with_typemod(typid, typmod)),
+				0, NULL, NULL, NULL);
+	t->mt.deleted = psprintf("pg_temp.%s", name);
+	(void) SyncLoad(loader, t->del->at.dir, t->at.qualname,
+					RangeVarGetRelid(makeRangeVar("pg_temp", name, -1), NoLock, false),
+					list_make1(makeString(t->at.key)), t->at.key, t->del->rows);
+}
+
+/*
+ * Prove that applying a delta to t leaves the copy here equal to what its
+ * publisher published: the digest of the copy before it, less the hashes
+ * of the rows here it replaces or deletes (rendered as a dump renders
+ * them), plus those of its rows, must be the publisher's digest, and the
+ * rows as many.  Only the rows the delta touches are read.
+ */
+static void
+ProveTable(Pull *pull, PullTable *t)
+{
+	StringInfoData cols;
+	const char *k = t->mt.key;
+	uint64		old;
+	int64		old_rows;
+	uint64		digest;
+	int64		rows;
+	int			i;
+
+	initStringInfo(&cols);
+	for (i = 0; i < t->at.ncolumns; i++)
+		appendStringInfo(&cols, "%sx.%s", i ? ", " : "", quote_identifier(t->at.columns[i].name));
+	SyncDigestQuery(psprintf("SELECT %s FROM %s x WHERE x.%s BETWEEN " INT64_FORMAT " AND " INT64_FORMAT
+							 " AND (EXISTS (SELECT 1 FROM %s s WHERE s.%s = x.%s)"
+							 " OR EXISTS (SELECT 1 FROM %s d WHERE d.%s = x.%s))",
+							 cols.data, t->from, k, pull->range.start, pull->range.end,
+							 t->stage, k, k, t->mt.deleted, k, k),
+					&old, &old_rows);
+	digest = t->base_digest - old + t->digest.sum;
+	rows = t->base_rows - old_rows + t->digest.rows;
+	if (digest != t->at.digest || rows != t->at.published)
+	{
+		pull->mismatch = MemoryContextStrdup(pull->cxt, t->at.qualname);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("copy of table %s differs from what machine " INT64_FORMAT " published",
+						t->at.qualname, pull->machine_id),
+				 errdetail("After the delta, the copy here would hold " INT64_FORMAT " rows of digest %016" INT64_MODIFIER "x; the publisher has " INT64_FORMAT " of digest %016" INT64_MODIFIER "x.",
+						   rows, digest, t->at.published, t->at.digest)));
+	}
 }
 
 /*
@@ -690,6 +759,70 @@ ApplyRegistry(Pull *pull, SyncLoader *loader)
 }
 
 /*
+ * Fold a verified delta that follows the full archive of pull into its
+ * staging tables: the rows it has replace those of their keys, the keys it
+ * deletes go.  Its tables are the full archive's, with the same columns (a
+ * delta never follows a full archive of other columns).
+ */
+static void
+FoldDelta(Pull *pull, Pull *delta)
+{
+	SyncLoader	loader;
+	char	   *name;
+	int			i;
+
+	SyncLoaderOpen(&loader, delta->archive_path, delta->unpacked, pull->machine_id,
+				   &pull->range);
+	while (SyncLoaderNext(&loader, &name))
+	{
+		PullTable  *t = NULL;
+		PullTable  *d = NULL;
+		bool		deleted = false;
+		Oid			relid;
+
+		/* the registry of the newest state is the one merged */
+		if (SyncMemberOf(name, delta->registry.at.dir))
+		{
+			if (!pull->verify && delta == llast(pull->folds))
+				ApplyRegistry(delta, &loader);
+			continue;
+		}
+
+		for (i = 0; i < delta->ntables && d == NULL; i++)
+		{
+			if (SyncMemberOf(name, delta->tables[i].at.dir))
+				d = &delta->tables[i];
+			else if (delta->tables[i].del && SyncMemberOf(name, delta->tables[i].del->at.dir))
+			{
+				d = &delta->tables[i];
+				deleted = true;
+			}
+		}
+		for (i = 0; d != NULL && i < pull->ntables && t == NULL; i++)
+			if (strcmp(pull->tables[i].at.qualname, d->at.qualname) == 0)
+				t = &pull->tables[i];
+		if (t == NULL || t->stage == NULL)
+			continue;			/* skipped; its other files too */
+		SyncExecute(psprintf("CREATE TEMP TABLE sync_verify_delta (LIKE %s)", t->stage),
+					0, NULL, NULL, NULL);
+		relid = RangeVarGetRelid(makeRangeVar("pg_temp", "sync_verify_delta", -1), NoLock, false);
+		if (deleted)
+			(void) SyncLoad(&loader, d->del->at.dir, t->at.qualname, relid,
+							list_make1(makeString(t->at.key)), t->at.key, d->del->rows);
+		else
+			(void) SyncLoad(&loader, d->at.dir, t->at.qualname, relid,
+							LocalColumnNames(t, true), t->at.key, d->rows);
+		SyncExecute(psprintf("DELETE FROM %s s USING pg_temp.sync_verify_delta d WHERE s.%s = d.%s",
+							 t->stage, t->mt.key, t->mt.key), 0, NULL, NULL, NULL);
+		if (!deleted)
+			SyncExecute(psprintf("INSERT INTO %s SELECT * FROM pg_temp.sync_verify_delta", t->stage),
+						0, NULL, NULL, NULL);
+		SyncExecute("DROP TABLE pg_temp.sync_verify_delta", 0, NULL, NULL, NULL);
+	}
+	SyncLoaderClose(&loader);
+}
+
+/*
  * Read the archive's data, in archive order: merge the registry, load each
  * table that may be loaded straight into place, stage the others.  Tables
  * not registered here, and those unchanged since the last pull, are
@@ -710,12 +843,22 @@ LoadTables(Pull *pull, List *deps)
 
 		if (SyncMemberOf(name, pull->registry.at.dir))
 		{
-			if (pull->verify)
-				continue;		/* compared: the tables only */
+			/* compared: the tables only; folded: the newest registry wins */
+			if (pull->verify || pull->folds != NIL)
+				continue;
 			SyncReportProgress(pull->machine_id, "registry", NULL, 0, 0);
 			ApplyRegistry(pull, &loader);
 			continue;
 		}
+		for (i = 0; i < pull->ntables && t == NULL; i++)
+			if (pull->tables[i].del && SyncMemberOf(name, pull->tables[i].del->at.dir))
+			{
+				t = &pull->tables[i];
+				if (OidIsValid(t->relid) && !t->unchanged)
+					StageDeleted(pull, t, &loader, i + 1);
+			}
+		if (t != NULL)
+			continue;
 		for (i = 0; i < pull->ntables && t == NULL; i++)
 			if (SyncMemberOf(name, pull->tables[i].at.dir))
 				t = &pull->tables[i];
@@ -841,6 +984,8 @@ Finish(Pull *pull)
 			SyncExecute(psprintf("DROP TABLE %s", t->stage), 0, NULL, NULL, NULL);
 		if (t->mt.skip)
 			SyncExecute(psprintf("DROP TABLE %s", t->mt.skip), 0, NULL, NULL, NULL);
+		if (t->mt.deleted)
+			SyncExecute(psprintf("DROP TABLE %s", t->mt.deleted), 0, NULL, NULL, NULL);
 		pull->inserted += t->inserted;
 		pull->updated += t->updated;
 		pull->deleted += t->deleted;
@@ -863,6 +1008,7 @@ SyncApplyArchive(Pull *pull)
 	int		   *order_pos;
 	bool		uniques = false;
 	int			save_nestlevel;
+	ListCell   *lc;
 	int			i;
 
 	/*
@@ -876,7 +1022,12 @@ SyncApplyArchive(Pull *pull)
 		MapTable(pull, &pull->tables[i]);
 	deps = PulledDependencies(pull);
 	LoadTables(pull, deps);
+	foreach(lc, pull->folds)
+		FoldDelta(pull, lfirst(lc));
 	CheckTables(pull);
+	for (i = 0; i < pull->ntables; i++)
+		if (pull->tables[i].prove && pull->tables[i].stage && pull->tables[i].complete)
+			ProveTable(pull, &pull->tables[i]);
 
 	order = StagedOrder(pull, deps, &order_pos);
 	DeferConstraints(pull, deps, order_pos);
@@ -967,8 +1118,8 @@ CompareTable(Pull *pull, PullTable *t)
 }
 
 /*
- * Compare a verified archive with the copy here, table by table, changing
- * nothing: every registered table is staged (whatever its checksum), the
+ * Compare the staged archive with the copy here, table by table, changing
+ * nothing: every registered table was staged (whatever its checksum), the
  * registry is left alone, and the staging tables are dropped again.  The
  * caller is connected to SPI.
  */
@@ -976,12 +1127,15 @@ void
 SyncVerifyArchive(Pull *pull)
 {
 	int			save_nestlevel = SyncPinInputSettings(pull->session_path);
+	ListCell   *lc;
 	int			i;
 
 	pull->verify = true;
 	for (i = 0; i < pull->ntables; i++)
 		MapTable(pull, &pull->tables[i]);
 	LoadTables(pull, NIL);
+	foreach(lc, pull->folds)
+		FoldDelta(pull, lfirst(lc));
 	CheckTables(pull);
 	for (i = 0; i < pull->ntables; i++)
 	{

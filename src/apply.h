@@ -24,15 +24,21 @@ typedef struct PullTable
 	int64		rows;
 	int64		bytes;
 	bool		seen;			/* its files were in the archive */
+	SyncDigest	digest;			/* of its rows, as read */
+	struct PullTable *del;		/* a delta's: the keys it deletes */
 
 	/* here */
 	char	   *from;			/* qualname, with ONLY where children inherit */
 	Oid			relid;			/* InvalidOid: not registered here */
 	bool		unchanged;		/* same checksum as last applied */
+	bool		folded;			/* a delta folded in changed it */
 	bool		complete;		/* registered here, with all its columns */
 	bool	   *local;			/* per column: the table here has it */
 	bool		direct;			/* loaded straight into the table */
 	char	   *stage;			/* staging table, or NULL */
+	bool		prove;			/* a delta's: prove the copy (digests) */
+	uint64		base_digest;	/* digest of the copy here before it */
+	int64		base_rows;
 	bool		key_unchecked;	/* no index here says the key is unique */
 	bool		skip_conflicts; /* on_conflict = 'skip' */
 	List	   *uniques;		/* SyncUnique: its other unique constraints */
@@ -72,6 +78,10 @@ typedef struct Pull
 	MemoryContext cxt;			/* for what outlives SPI: warnings, skipped */
 	char	   *session_path;	/* the caller's search_path */
 	bool		verify;			/* compare only (sync_verify) */
+	bool		delta;			/* the archive is a delta */
+	List	   *folds;			/* Pulls: deltas that follow a full archive,
+								 * folded into its staged rows */
+	char	   *mismatch;		/* a table a delta did not prove, in cxt */
 } Pull;
 
 extern void SyncApplyArchive(Pull *pull);

@@ -354,6 +354,25 @@ SyncArchiveAbort(SyncArchive *archive)
 }
 
 /*
+ * Give up an archive being written without an error (a dump that found
+ * nothing new): close and remove its file, free what it holds.
+ */
+void
+SyncArchiveDiscard(SyncArchive *archive)
+{
+	if (archive == NULL)
+		return;
+	if (archive->sha != NULL)
+		pg_cryptohash_free(archive->sha);
+	archive->sha = NULL;
+	if (archive->fd >= 0)
+		(void) CloseTransientFile(archive->fd);
+	archive->fd = -1;
+	SyncArchiveAbort(archive);
+	FreeCompressor(archive);
+}
+
+/*
  * Write a small file so that readers see either its old or its new
  * contents: write tmppath, fsync it, rename it to path, fsync the
  * directory.

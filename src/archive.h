@@ -27,6 +27,7 @@ extern void SyncArchiveAddMember(SyncArchive *archive, const char *name,
 extern uint64 SyncArchiveFinish(SyncArchive *archive, const char *path,
 								char *sha256_hex);
 extern void SyncArchiveAbort(SyncArchive *archive);
+extern void SyncArchiveDiscard(SyncArchive *archive);
 
 /* reading */
 typedef struct SyncArchiveReader SyncArchiveReader;

@@ -11,6 +11,16 @@
  * archive and the index beside it hold is format.c's; which rows a table
  * leaves out because they reference left-out rows, closure.c's.
  *
+ * A dump also writes a delta against the previous dump: the rows whose
+ * values changed or that are new, and the keys of the rows no longer
+ * published, whatever the reason (deleted, level, filter, closure or an
+ * anonymize rule).  It knows them from the state the previous dump left
+ * (chain.c): a row whose values hash as before is not even rendered.  A
+ * full archive is written only when the deltas since the last one would
+ * cost a subscriber more (sync.dump_deltas, sync.dump_delta_ratio), when
+ * the state cannot be trusted, or when asked; a dump that changes nothing
+ * writes nothing.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -41,6 +51,7 @@
 #include "utils/timestamp.h"
 
 #include "archive.h"
+#include "chain.h"
 #include "closure.h"
 #include "expr.h"
 #include "fkeys.h"
@@ -63,11 +74,28 @@ PG_FUNCTION_INFO_V1(sync_dump);
 /* One table (or the registry) as it goes into a dump. */
 typedef struct DumpTable
 {
-	SyncArchiveTable at;		/* as the archive describes it */
+	SyncArchiveTable at;		/* as the full archive describes it */
+	SyncArchiveTable dat;		/* as the delta describes it */
+	SyncArchiveTable deleted;	/* the delta's keys no longer published */
 	SyncClosureTable closure;	/* which of its rows are published */
 	char	   *select_sql;		/* the published columns (alias t) */
 	bool		key_unchecked;	/* no index says the key is unique */
+	Oid			key_type;		/* int2, int4 or int8 */
+	uint64		shape;			/* hash of its description */
+	SyncStateTable *prev;		/* what the previous dump published of it */
 } DumpTable;
+
+/* One archive being written (the full one or the delta). */
+typedef struct DumpArchive
+{
+	SyncArchive *archive;		/* NULL: not written by this dump */
+	SyncArchiveHeader header;
+	char	   *name;
+	char	   *path;
+	bool		published;		/* renamed into place */
+	uint64		bytes;
+	char		sha256[SYNC_SHA256_HEX_LEN];
+} DumpArchive;
 
 /* Everything one dump works with. */
 typedef struct DumpState
@@ -75,23 +103,30 @@ typedef struct DumpState
 	int			level;
 	bool		anonymize;
 	bool		unchecked;
+	bool		force_full;		/* write a full archive, whatever changed */
 	SyncMachine machine;		/* this server */
 	bool		has_machine;	/* machine is known */
 	TimestampTz snapshot_time;
 	const char *dir;
-	char	   *archive_name;
-	char	   *archive_path;
 
 	DumpTable  *tables;
 	int			ntables;
 	DumpTable	registry;
-	SyncArchiveHeader header;	/* points into tables and registry */
 
-	/* the archive being written, and what to remove if the dump fails */
-	SyncArchive *archive;
-	pg_cryptohash_ctx *table_sha;	/* of the table being written */
-	bool		archive_published;	/* renamed into place */
-	bool		index_written;	/* the index names it */
+	/* the chain: the previous index and state, and this dump's place */
+	SyncIndex  *prev_index;		/* NULL: none this version reads */
+	SyncState  *prev;			/* NULL: none that can be trusted */
+	char	   *chain;
+	int64		seq;
+	bool		changed;		/* anything differs from the previous dump */
+	uint64		registry_digest;
+
+	/* the archives being written, and what to remove if the dump fails */
+	DumpArchive full;
+	DumpArchive delta;
+	SyncStateWriter *writer;	/* NULL: no state kept (sync.dump_deltas = 0) */
+	bool		index_written;	/* the index names them */
+	const char *kind;			/* what was published */
 
 	/* results */
 	int64		rows;
@@ -102,6 +137,15 @@ typedef struct DumpState
 	char		sha256[SYNC_SHA256_HEX_LEN];
 } DumpState;
 
+/* A table's COPY text on its way into one archive. */
+typedef struct DumpOutput
+{
+	SyncArchive *archive;		/* NULL: not written */
+	SyncArchiveTable *at;		/* its account there */
+	StringInfoData chunk;		/* COPY text not yet in the archive */
+	pg_cryptohash_ctx *sha;
+} DumpOutput;
+
 /* Receives a table's rows from the executor and writes them as COPY text. */
 typedef struct CopyReceiver
 {
@@ -109,9 +153,14 @@ typedef struct CopyReceiver
 	DumpState  *state;
 	DumpTable  *table;
 	FmgrInfo   *out;			/* output function per column */
+	int16	   *typlen;			/* per column, for SyncValueHash */
+	bool	   *typbyval;
 	MemoryContext cxt;			/* for what outlives the query: file names */
 	MemoryContext rowcxt;		/* reset after every row */
-	StringInfoData chunk;		/* COPY text not yet in the archive */
+	StringInfoData row;			/* the row being written */
+	DumpOutput	full;			/* every row */
+	DumpOutput	delta;			/* rows new or changed */
+	uint64		digest;			/* of the rows published */
 } CopyReceiver;
 
 /*
@@ -160,6 +209,7 @@ PrepareTable(DumpState *state, DumpTable *t, const SyncRegisteredTable *reg)
 	List	   *rules = NIL;
 	StringInfoData select;
 	StringInfoData keep;
+	StringInfoData shape;
 	int			i;
 
 	/*
@@ -204,6 +254,8 @@ PrepareTable(DumpState *state, DumpTable *t, const SyncRegisteredTable *reg)
 	}
 
 	initStringInfo(&select);
+	initStringInfo(&shape);
+	appendStringInfo(&shape, "%s key %s:", t->at.qualname, t->at.key);
 	t->at.columns = palloc0(sizeof(SyncColumn) * (desc->natts + 1));
 	for (i = 0; i < desc->natts; i++)
 	{
@@ -231,8 +283,13 @@ PrepareTable(DumpState *state, DumpTable *t, const SyncRegisteredTable *reg)
 		col->anonymized = (value != NULL);
 		appendStringInfo(&select, "%s%s", select.len ? ", " : "",
 						 value ? value : psprintf("t.%s", quote_identifier(col->name)));
+		if (strcmp(col->name, t->at.key) == 0)
+			t->at.key_index = t->at.ncolumns - 1;
+		appendStringInfo(&shape, "%s %s%s,", col->name, col->type, col->anonymized ? " a" : "");
 	}
 	t->select_sql = select.data;
+	t->key_type = TupleDescAttr(desc, key_attnum - 1)->atttypid;
+	t->shape = SyncRowHash(shape.data, shape.len);
 
 	initStringInfo(&keep);
 	if (reg->level_column != NULL)
@@ -246,30 +303,65 @@ PrepareTable(DumpState *state, DumpTable *t, const SyncRegisteredTable *reg)
 }
 
 /*
- * Put the buffered COPY text into the archive as the table's next member
- * (also when empty, if force: every table has at least one file).
+ * Put the buffered COPY text of o into its archive as the table's next
+ * member (also when empty, if force: every table has at least one file).
+ * cxt is for what outlives the query: file names.
  */
 static void
-FlushChunk(CopyReceiver *r, bool force)
+FlushChunk(DumpOutput *o, MemoryContext cxt, bool force)
 {
-	DumpTable  *t = r->table;
+	SyncArchiveTable *at = o->at;
 	MemoryContext oldcxt;
 	char	   *name;
 
-	if (r->chunk.len == 0 && !force)
+	if (o->archive == NULL || (o->chunk.len == 0 && !force))
 		return;
 
 	/* called from inside the executor too, whose memory dies with the query */
-	oldcxt = MemoryContextSwitchTo(r->cxt);
-	name = SyncChunkName(t->at.dir, list_length(t->at.files) + 1);
-	if (pg_cryptohash_update(r->state->table_sha, (uint8 *) r->chunk.data,
-							 r->chunk.len) < 0)
+	oldcxt = MemoryContextSwitchTo(cxt);
+	name = SyncChunkName(at->dir, list_length(at->files) + 1);
+	if (pg_cryptohash_update(o->sha, (uint8 *) o->chunk.data, o->chunk.len) < 0)
 		elog(ERROR, "could not update SHA-256 digest");
-	t->at.files = lappend(t->at.files, name);
-	t->at.bytes += r->chunk.len;
+	at->files = lappend(at->files, name);
+	at->bytes += o->chunk.len;
 	MemoryContextSwitchTo(oldcxt);
-	SyncArchiveAddMember(r->state->archive, name, r->chunk.data, r->chunk.len);
-	resetStringInfo(&r->chunk);
+	SyncArchiveAddMember(o->archive, name, o->chunk.data, o->chunk.len);
+	resetStringInfo(&o->chunk);
+}
+
+/* Start a table's output into archive (NULL: none), accounted in at. */
+static void
+BeginOutput(DumpOutput *o, SyncArchive *archive, SyncArchiveTable *at)
+{
+	o->archive = archive;
+	o->at = at;
+	if (archive == NULL)
+		return;
+	initStringInfo(&o->chunk);
+	o->sha = SyncSha256Begin();
+}
+
+/* Append one row (len bytes, without its newline) to o. */
+static inline void
+OutputRow(CopyReceiver *r, DumpOutput *o, const char *row, int len)
+{
+	if (o->archive == NULL)
+		return;
+	appendBinaryStringInfo(&o->chunk, row, len);
+	appendStringInfoCharMacro(&o->chunk, '\n');
+	if (o->chunk.len >= SYNC_CHUNK_SIZE)
+		FlushChunk(o, r->cxt, false);
+}
+
+/* End a table's output: its last file, and its checksum. */
+static void
+EndOutput(DumpOutput *o, MemoryContext cxt)
+{
+	if (o->archive == NULL)
+		return;
+	FlushChunk(o, cxt, o->at->files == NIL);
+	SyncSha256Finish(o->sha, o->at->sha256);
+	pfree(o->chunk.data);
 }
 
 /* DestReceiver startup: look up the output function of every column. */
@@ -280,6 +372,8 @@ CopyStartup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	int			i;
 
 	r->out = palloc(sizeof(FmgrInfo) * typeinfo->natts);
+	r->typlen = palloc(sizeof(int16) * typeinfo->natts);
+	r->typbyval = palloc(sizeof(bool) * typeinfo->natts);
 	for (i = 0; i < typeinfo->natts; i++)
 	{
 		Oid			func;
@@ -287,51 +381,86 @@ CopyStartup(DestReceiver *self, int operation, TupleDesc typeinfo)
 
 		getTypeOutputInfo(TupleDescAttr(typeinfo, i)->atttypid, &func, &isvarlena);
 		fmgr_info(func, &r->out[i]);
+		r->typlen[i] = TupleDescAttr(typeinfo, i)->attlen;
+		r->typbyval[i] = TupleDescAttr(typeinfo, i)->attbyval;
+	}
+}
+
+/* The key of a published row (column 0 is the keep flag). */
+static inline int64
+RowKey(CopyReceiver *r, TupleTableSlot *slot)
+{
+	Datum		d = slot->tts_values[r->table->at.key_index + 1];
+
+	switch (r->table->key_type)
+	{
+		case INT2OID:
+			return DatumGetInt16(d);
+		case INT4OID:
+			return DatumGetInt32(d);
+		default:
+			return DatumGetInt64(d);
 	}
 }
 
 /*
  * DestReceiver: one row.  Column 1 says whether the row is published; the
- * others are the published values.
+ * others are the published values.  A row goes into the full archive, if
+ * one is written, and into the delta unless the previous dump published
+ * the same values under its key; the state records it.  A row that the
+ * full archive does not need and that did not change is not rendered at
+ * all: its text's hash is the previous dump's.
  */
 static bool
 CopyReceive(TupleTableSlot *slot, DestReceiver *self)
 {
 	CopyReceiver *r = (CopyReceiver *) self;
+	DumpTable  *t = r->table;
+	SyncStateWriter *writer = r->state->writer;
 	MemoryContext oldcxt;
-	int			natts = slot->tts_tupleDescriptor->natts;
-	int			i;
+	SyncStateRow row;
+	int64		pos = -1;
+	bool		same = false;
 
 	slot_getallattrs(slot);
 	if (slot->tts_isnull[0] || !DatumGetBool(slot->tts_values[0]))
 	{
-		r->table->at.excluded++;
+		t->at.excluded++;
 		return true;
 	}
 
 	oldcxt = MemoryContextSwitchTo(r->rowcxt);
-	for (i = 1; i < natts; i++)
+	if (writer != NULL && t != &r->state->registry)
 	{
-		if (i > 1)
-			appendStringInfoCharMacro(&r->chunk, '\t');
-		if (slot->tts_isnull[i])
-			appendBinaryStringInfo(&r->chunk, "\\N", 2);
-		else
+		row.key = RowKey(r, slot);
+		row.value = SyncValueHash(slot, 1, r->typlen, r->typbyval);
+		if (t->prev != NULL && (pos = SyncStateLookup(t->prev, row.key)) >= 0)
 		{
-			char	   *value = OutputFunctionCall(&r->out[i], slot->tts_values[i]);
-
-			/* archives are UTF-8: a no-op in a UTF-8 database */
-			SyncAppendCopyValue(&r->chunk,
-								pg_server_to_any(value, strlen(value), PG_UTF8));
+			t->prev->seen[pos] = 1;
+			same = (t->prev->rows[pos].value == row.value);
 		}
 	}
-	appendStringInfoCharMacro(&r->chunk, '\n');
+	if (!same || r->full.archive != NULL)
+	{
+		resetStringInfo(&r->row);
+		SyncAppendCopyRow(&r->row, slot, 1, r->out);
+		row.text = SyncRowHash(r->row.data, r->row.len);
+		OutputRow(r, &r->full, r->row.data, r->row.len);
+		if (!same && r->delta.archive != NULL)
+		{
+			OutputRow(r, &r->delta, r->row.data, r->row.len);
+			t->dat.rows++;
+		}
+	}
+	else
+		row.text = t->prev->rows[pos].text;
+	if (writer != NULL && t != &r->state->registry)
+		SyncStateAddRow(writer, &row);
+	r->digest += row.text;
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextReset(r->rowcxt);
 
-	r->table->at.rows++;
-	if (r->chunk.len >= SYNC_CHUNK_SIZE)
-		FlushChunk(r, false);
+	t->at.rows++;
 	return true;
 }
 
@@ -377,6 +506,31 @@ RunExport(void *arg)
 	ExportRun  *run = (ExportRun *) arg;
 
 	run->rc = SPI_execute_plan_extended(run->plan, run->options);
+}
+
+/*
+ * Put into the delta the keys of t that the previous dump published and
+ * this one did not meet (deleted, or no longer published).
+ */
+static void
+WriteDeletedKeys(DumpState *state, DumpTable *t, MemoryContext cxt)
+{
+	DumpOutput	o;
+	int64		i;
+
+	BeginOutput(&o, state->delta.archive, &t->deleted);
+	if (o.archive == NULL)
+		return;
+	for (i = 0; t->prev != NULL && i < t->prev->nrows; i++)
+	{
+		if (t->prev->seen[i])
+			continue;
+		appendStringInfo(&o.chunk, INT64_FORMAT "\n", t->prev->rows[i].key);
+		t->deleted.rows++;
+		if (o.chunk.len >= SYNC_CHUNK_SIZE)
+			FlushChunk(&o, cxt, false);
+	}
+	EndOutput(&o, cxt);
 }
 
 /*
@@ -440,10 +594,14 @@ ExportTable(DumpState *state, DumpTable *t, const SyncRange *range,
 	r.cxt = CurrentMemoryContext;
 	r.rowcxt = AllocSetContextCreate(CurrentMemoryContext, "sync_dump row",
 									 ALLOCSET_DEFAULT_SIZES);
-	initStringInfo(&r.chunk);
-	enlargeStringInfo(&r.chunk, SYNC_CHUNK_SIZE);
-
-	state->table_sha = SyncSha256Begin();
+	initStringInfo(&r.row);
+	BeginOutput(&r.full, state->full.archive, &t->at);
+	BeginOutput(&r.delta, state->delta.archive, &t->dat);
+	if (state->writer != NULL && t != &state->registry)
+	{
+		t->prev = SyncStateFind(state->prev, t->at.qualname, true);
+		SyncStateBeginTable(state->writer, t->at.qualname, t->shape);
+	}
 
 	memset(&options, 0, sizeof(options));
 	options.params = params;
@@ -470,11 +628,23 @@ ExportTable(DumpState *state, DumpTable *t, const SyncRange *range,
 			 SPI_result_code_string(rc), sql);
 	SPI_freeplan(plan);
 
-	FlushChunk(&r, t->at.files == NIL);
-	SyncSha256Finish(state->table_sha, t->at.sha256);
-	state->table_sha = NULL;
+	EndOutput(&r.full, r.cxt);
+	EndOutput(&r.delta, r.cxt);
+	t->at.has_digest = t->dat.has_digest = true;
+	t->at.digest = t->dat.digest = r.digest;
+	t->at.published = t->dat.published = t->at.rows;
+	if (t == &state->registry)
+		state->registry_digest = r.digest;
+	else if (state->writer != NULL)
+	{
+		SyncStateEndTable(state->writer, t->at.rows, r.digest);
+		WriteDeletedKeys(state, t, r.cxt);
+		if (t->dat.rows > 0 || t->deleted.rows > 0 || t->prev == NULL)
+			state->changed = true;
+		SyncStateRelease(t->prev);
+	}
 
-	pfree(r.chunk.data);
+	pfree(r.row.data);
 	MemoryContextDelete(r.rowcxt);
 	state->rows += t->at.rows;
 	state->excluded += t->at.excluded;
@@ -522,33 +692,49 @@ RemoveStaleTemporaryFiles(const char *dir)
 }
 
 /*
- * The archive the current index names, or NULL (none, or an index this
- * version cannot read, which names nothing worth keeping).
+ * The index the previous dump left, or NULL (none, or one this version
+ * cannot read, which names nothing worth keeping).
  */
-static char *
-IndexedArchive(DumpState *state)
+static SyncIndex *
+PreviousIndex(DumpState *state)
 {
 	char	   *path = psprintf("%s/%s", state->dir, SYNC_INDEX_NAME);
 	FILE	   *f = AllocateFile(path, "r");
-	char		buf[4096];
+	char	   *buf = palloc(SYNC_MAX_INDEX + 1);
 	size_t		n;
 
 	if (f == NULL)
 		return NULL;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
+	n = fread(buf, 1, SYNC_MAX_INDEX, f);
 	FreeFile(f);
 	buf[n] = '\0';
-	return SyncIndexArchive(buf, n);
+	return SyncIndexOfDump(buf, n, state->machine.id);
+}
+
+/* Is name one of the files index names? */
+static bool
+NamedByIndex(const SyncIndex *index, const char *name)
+{
+	int			i;
+
+	if (index == NULL)
+		return false;
+	if (strcmp(index->archive, name) == 0)
+		return true;
+	for (i = 0; i < index->ndeltas; i++)
+		if (strcmp(index->deltas[i].archive, name) == 0)
+			return true;
+	return false;
 }
 
 /*
- * Remove this machine's archives except the new one and the one the
- * previous index named (a subscriber may still be fetching it).  Archives
- * are told apart by name, never by their times: a clock that went back
- * changes nothing.
+ * Remove this machine's archives and deltas except those the new index
+ * names and those the previous one named (a subscriber may still be
+ * fetching them).  Files are told apart by name, never by their times: a
+ * clock that went back changes nothing.
  */
 static void
-PruneOldArchives(DumpState *state, const char *previous)
+PruneOldArchives(DumpState *state, const SyncIndex *index)
 {
 	DIR		   *d = AllocateDir(state->dir);
 	struct dirent *de;
@@ -558,8 +744,8 @@ PruneOldArchives(DumpState *state, const char *previous)
 	while ((de = ReadDir(d, state->dir)) != NULL)
 	{
 		if (SyncIsArchiveFileOf(de->d_name, state->machine.id) &&
-			strcmp(de->d_name, state->archive_name) != 0 &&
-			(previous == NULL || strcmp(de->d_name, previous) != 0))
+			!NamedByIndex(index, de->d_name) &&
+			!NamedByIndex(state->prev_index, de->d_name))
 			doomed = lappend(doomed, pstrdup(de->d_name));
 	}
 	FreeDir(d);
@@ -575,28 +761,182 @@ PruneOldArchives(DumpState *state, const char *previous)
 	}
 }
 
+/* Bytes of the deltas of index that lead on from its full archive. */
+static uint64
+DeltasAfterFull(const SyncIndex *index, int *count)
+{
+	uint64		bytes = 0;
+	int			i;
+
+	*count = 0;
+	for (i = 0; i < index->ndeltas; i++)
+		if (index->deltas[i].seq > index->full_seq)
+		{
+			bytes += index->deltas[i].size;
+			(*count)++;
+		}
+	return bytes;
+}
+
 /*
- * Write the index, which names the newest archive.
+ * Write the index: the full archive (this dump's, or the previous one's),
+ * and the deltas kept: the previous index's and this dump's, the oldest
+ * dropped while there are more than sync.dump_deltas or while they add up
+ * to more than sync.dump_delta_ratio of the full archive (never those
+ * that lead on from it).  Returns it, for pruning.
  */
-static void
+static SyncIndex *
 WriteIndex(DumpState *state)
 {
-	SyncIndex	index;
+	SyncIndex  *index = palloc0(sizeof(SyncIndex));
+	const SyncIndex *prev = state->prev_index;
+	uint64		total = 0;
+	int			first = 0;
+	int			n = 0;
+	int			i;
 	char	   *text;
 
-	index.machine_id = state->machine.id;
-	index.archive = state->archive_name;
-	index.size = state->bytes;
-	index.sha256 = state->sha256;
-	index.created_at = state->snapshot_time;
-	index.level = state->level;
-	index.anonymized = state->anonymize;
-	index.unchecked = state->unchecked;
-	text = SyncBuildIndex(&index);
+	index->machine_id = state->machine.id;
+	if (state->full.archive != NULL)
+	{
+		index->archive = state->full.name;
+		index->size = state->full.bytes;
+		index->sha256 = state->full.sha256;
+		index->full_seq = state->seq;
+	}
+	else
+	{
+		index->archive = prev->archive;
+		index->size = prev->size;
+		index->sha256 = prev->sha256;
+		index->full_seq = prev->full_seq;
+	}
+	index->created_at = state->snapshot_time;
+	index->level = state->level;
+	index->anonymized = state->anonymize;
+	index->unchecked = state->unchecked;
+	index->chain = state->chain;
+	index->seq = state->seq;
+
+	/* the deltas: the previous ones continue only with this dump's */
+	index->deltas = palloc0(sizeof(SyncIndexDelta) * (SYNC_MAX_DELTAS + 2));
+	if (state->delta.archive != NULL)
+	{
+		for (i = 0; prev != NULL && i < prev->ndeltas; i++)
+			index->deltas[n++] = prev->deltas[i];
+		index->deltas[n].seq = state->seq;
+		index->deltas[n].archive = state->delta.name;
+		index->deltas[n].size = state->delta.bytes;
+		index->deltas[n].sha256 = state->delta.sha256;
+		n++;
+	}
+	for (i = 0; i < n; i++)
+		total += index->deltas[i].size;
+	while (first < n && index->deltas[first].seq <= index->full_seq &&
+		   (n - first > sync_dump_deltas ||
+			(double) total > sync_dump_delta_ratio * (double) index->size))
+		total -= index->deltas[first++].size;
+	index->deltas += first;
+	index->ndeltas = n - first;
+
+	text = SyncBuildIndex(index);
 	SyncWriteFileDurably(psprintf("%s/%s-%d-index.tmp", state->dir,
 								  TempPrefix(), MyProcPid),
 						 psprintf("%s/%s", state->dir, SYNC_INDEX_NAME),
 						 text, strlen(text));
+	return index;
+}
+
+/* Path of this database's state in the dump directory. */
+static char *
+StatePath(DumpState *state)
+{
+	return psprintf("%s/.sync-" UINT64_FORMAT "-%u.state", state->dir,
+					GetSystemIdentifier(), MyDatabaseId);
+}
+
+/*
+ * Where this dump stands in the chain: the previous index and state, this
+ * dump's number, and what it writes.  A delta needs a state that is the
+ * one the index names, and tables described as they were; a full archive
+ * is written when there can be no delta, when asked, or when the deltas
+ * since the last one would cost a subscriber more than a new one.
+ */
+static void
+PrepareChain(DumpState *state, MemoryContext outer)
+{
+	SyncIndex  *prev = PreviousIndex(state);
+	bool		delta = false;
+	bool		full = true;
+	MemoryContext oldcxt;
+	int			i;
+
+	/* the index outlives SPI (pruning, and cleanup after an error) */
+	oldcxt = MemoryContextSwitchTo(outer);
+	state->prev_index = prev;
+	state->chain = (prev != NULL && prev->chain != NULL) ? pstrdup(prev->chain) : SyncNewChainName();
+	state->seq = ((prev != NULL && prev->chain != NULL) ? prev->seq : 0) + 1;
+	MemoryContextSwitchTo(oldcxt);
+
+	if (sync_dump_deltas > 0)
+		state->prev = SyncStateRead(StatePath(state));
+	if (state->prev != NULL &&
+		(prev == NULL || prev->chain == NULL || strcmp(state->prev->chain, prev->chain) != 0 ||
+		 state->prev->seq != prev->seq))
+		state->prev = NULL;		/* not the state of the index there */
+
+	if (state->prev != NULL)
+	{
+		bool		added = false;
+
+		delta = true;
+		for (i = 0; i < state->ntables; i++)
+		{
+			SyncStateTable *p = SyncStateFind(state->prev, state->tables[i].at.qualname, false);
+
+			if (p != NULL && p->shape != state->tables[i].shape)
+				delta = false;	/* columns, types or rules changed */
+			added |= (p == NULL);
+		}
+		if (delta)
+		{
+			int			count;
+			uint64		bytes = DeltasAfterFull(prev, &count);
+
+			/*
+			 * A table registered since is in a new full archive too: deltas
+			 * that follow a full archive have its tables.
+			 */
+			full = (state->force_full || added || count >= sync_dump_deltas ||
+					(double) bytes >= sync_dump_delta_ratio * (double) prev->size);
+		}
+	}
+	if (!delta)
+		state->prev = NULL;
+	state->changed = !delta || state->force_full;
+
+	oldcxt = MemoryContextSwitchTo(outer);
+	if (full)
+	{
+		state->full.name = SyncArchiveFileName(state->machine.id, state->snapshot_time, false);
+		state->full.path = psprintf("%s/%s", state->dir, state->full.name);
+		state->full.archive = SyncArchiveCreate(psprintf("%s/%s-%d.tmp", state->dir,
+														 TempPrefix(), MyProcPid),
+												SYNC_ZSTD_LEVEL);
+	}
+	if (delta)
+	{
+		state->delta.name = SyncArchiveFileName(state->machine.id, state->snapshot_time, true);
+		state->delta.path = psprintf("%s/%s", state->dir, state->delta.name);
+		state->delta.archive = SyncArchiveCreate(psprintf("%s/%s-%d-delta.tmp", state->dir,
+														  TempPrefix(), MyProcPid),
+												 SYNC_ZSTD_LEVEL);
+	}
+	if (sync_dump_deltas > 0)
+		state->writer = SyncStateBegin(psprintf("%s/%s-%d-state.tmp", state->dir,
+												TempPrefix(), MyProcPid),
+									   state->chain, state->seq, state->ntables);
+	MemoryContextSwitchTo(oldcxt);
 }
 
 /*
@@ -675,12 +1015,12 @@ PrepareRegistry(DumpState *state)
 }
 
 /*
- * Describe the archive in its header: source, options, and its tables.
+ * Describe an archive in its header: source, options, chain, and its
+ * tables (each table's description in it, at offset within DumpTable).
  */
 static void
-PrepareHeader(DumpState *state)
+PrepareHeader(DumpState *state, SyncArchiveHeader *h, size_t offset, bool delta)
 {
-	SyncArchiveHeader *h = &state->header;
 	int			i;
 
 	h->machine_id = state->machine.id;
@@ -691,11 +1031,40 @@ PrepareHeader(DumpState *state)
 	h->anonymized = state->anonymize;
 	h->unchecked = state->unchecked;
 	h->snapshot_time = state->snapshot_time;
-	h->registry = &state->registry.at;
+	h->chain = state->chain;
+	h->seq = state->seq;
+	h->delta = delta;
+	h->base = state->seq - 1;
+	h->registry = (SyncArchiveTable *) ((char *) &state->registry + offset);
 	h->ntables = state->ntables;
 	h->tables = palloc(sizeof(SyncArchiveTable *) * (state->ntables + 1));
 	for (i = 0; i < state->ntables; i++)
-		h->tables[i] = &state->tables[i].at;
+		h->tables[i] = (SyncArchiveTable *) ((char *) &state->tables[i] + offset);
+}
+
+/*
+ * The delta's description of each table: the full archive's, with the
+ * keys it deletes beside.
+ */
+static void
+PrepareDeltaTables(DumpState *state)
+{
+	int			i;
+
+	for (i = -1; i < state->ntables; i++)
+	{
+		DumpTable  *t = (i < 0) ? &state->registry : &state->tables[i];
+
+		t->dat = t->at;
+		if (i < 0)
+			continue;
+		t->deleted = t->at;
+		t->deleted.dir = SyncDeletedDirectory(t->at.dir);
+		t->deleted.ncolumns = 1;
+		t->deleted.columns = &t->at.columns[t->at.key_index];
+		t->deleted.key_index = 0;
+		t->dat.deleted = &t->deleted;
+	}
 }
 
 /* Compute which rows the closure leaves out of each table. */
@@ -711,33 +1080,59 @@ ComputeClosure(DumpState *state, Snapshot snapshot)
 					state->level, snapshot);
 }
 
+/* Start an archive being written with its header. */
+static void
+StartArchive(DumpArchive *a)
+{
+	char	   *header;
+
+	if (a->archive == NULL)
+		return;
+	header = SyncBuildManifest(&a->header, false);
+	SyncArchiveAddMember(a->archive, SYNC_HEADER_MEMBER, header, strlen(header));
+}
+
+/* End an archive with its manifest, and put it in place. */
+static void
+FinishArchive(DumpArchive *a)
+{
+	char	   *manifest;
+
+	if (a->archive == NULL)
+		return;
+	manifest = SyncBuildManifest(&a->header, true);
+	SyncArchiveAddMember(a->archive, SYNC_MANIFEST_MEMBER, manifest, strlen(manifest));
+	a->bytes = SyncArchiveFinish(a->archive, a->path, a->sha256);
+	a->published = true;
+}
+
 /*
- * Write the archive: header, registry, tables, manifest; then publish it
- * and the index that names it, and prune the archives no longer named.
+ * Write the archives: header, registry, tables, manifest, for the full
+ * archive and the delta at once; then, unless nothing changed, publish
+ * them, the state and the index that names them, and prune the files no
+ * longer named.
  */
 static void
 WriteArchive(DumpState *state, Snapshot snapshot, MemoryContext outer)
 {
 	SyncRange	everything = {PG_INT64_MIN, PG_INT64_MAX};
-	char	   *manifest;
-	char	   *previous;
-	MemoryContext oldcxt;
+	SyncIndex  *index;
 	int			i;
 
 	RemoveStaleTemporaryFiles(state->dir);
-	/* these outlive SPI_finish (and, on error, the subtransaction) */
-	oldcxt = MemoryContextSwitchTo(outer);
-	state->archive_name = SyncArchiveFileName(state->machine.id, state->snapshot_time);
-	state->archive_path = psprintf("%s/%s", state->dir, state->archive_name);
-	state->archive = SyncArchiveCreate(psprintf("%s/%s-%d.tmp", state->dir,
-												TempPrefix(), MyProcPid),
-									   SYNC_ZSTD_LEVEL);
-	MemoryContextSwitchTo(oldcxt);
+	PrepareChain(state, outer);
+	PrepareHeader(state, &state->full.header, offsetof(DumpTable, at), false);
+	PrepareDeltaTables(state);
+	PrepareHeader(state, &state->delta.header, offsetof(DumpTable, dat), true);
 
-	manifest = SyncBuildManifest(&state->header, false);
-	SyncArchiveAddMember(state->archive, SYNC_HEADER_MEMBER, manifest, strlen(manifest));
+	StartArchive(&state->full);
+	StartArchive(&state->delta);
 	ExportTable(state, &state->registry, &everything, snapshot);
 	state->rows -= state->registry.at.rows; /* count table rows only */
+	if (state->prev != NULL && state->registry_digest != state->prev->registry)
+		state->changed = true;
+	if (state->prev != NULL && state->prev->ntables != state->ntables)
+		state->changed = true;	/* a table no longer registered */
 	for (i = 0; i < state->ntables; i++)
 	{
 		if (state->tables[i].key_unchecked)
@@ -745,15 +1140,45 @@ WriteArchive(DumpState *state, Snapshot snapshot, MemoryContext outer)
 		ExportTable(state, &state->tables[i], &state->machine.range, snapshot);
 	}
 
-	manifest = SyncBuildManifest(&state->header, true);
-	SyncArchiveAddMember(state->archive, SYNC_MANIFEST_MEMBER, manifest, strlen(manifest));
-	previous = IndexedArchive(state);
-	state->bytes = SyncArchiveFinish(state->archive, state->archive_path,
-									 state->sha256);
-	state->archive_published = true;
-	WriteIndex(state);
+	if (!state->changed)
+	{
+		/* the same as the previous dump: nothing new is published */
+		SyncArchiveDiscard(state->full.archive);
+		SyncArchiveDiscard(state->delta.archive);
+		SyncStateAbort(state->writer, true);
+		state->full.archive = state->delta.archive = NULL;
+		state->delta.name = state->delta.path = NULL;
+		state->writer = NULL;
+		state->kind = "unchanged";
+		state->seq--;
+		state->full.name = state->prev_index->archive;
+		state->full.path = psprintf("%s/%s", state->dir, state->full.name);
+		state->full.bytes = state->prev_index->size;
+		strlcpy(state->full.sha256, state->prev_index->sha256, SYNC_SHA256_HEX_LEN);
+		PruneOldArchives(state, state->prev_index);
+		/* the newest file the index names: the delta to its state, if any */
+		if (state->prev_index->ndeltas > 0 &&
+			state->prev_index->deltas[state->prev_index->ndeltas - 1].seq == state->prev_index->seq)
+		{
+			SyncIndexDelta *d = &state->prev_index->deltas[state->prev_index->ndeltas - 1];
+
+			state->delta.name = d->archive;
+			state->delta.path = psprintf("%s/%s", state->dir, d->archive);
+			state->delta.bytes = d->size;
+			strlcpy(state->delta.sha256, d->sha256, SYNC_SHA256_HEX_LEN);
+		}
+		return;
+	}
+
+	FinishArchive(&state->full);
+	FinishArchive(&state->delta);
+	if (state->writer != NULL)
+		SyncStateFinish(state->writer, state->registry_digest, StatePath(state));
+	index = WriteIndex(state);
 	state->index_written = true;
-	PruneOldArchives(state, previous);
+	PruneOldArchives(state, index);
+	state->kind = (state->full.archive && state->delta.archive) ? "full and delta" :
+		state->full.archive ? "full" : "delta";
 }
 
 /*
@@ -840,7 +1265,6 @@ RunDump(DumpState *state)
 
 	PrepareTables(state);
 	PrepareRegistry(state);
-	PrepareHeader(state);
 	ComputeClosure(state, snapshot);
 	WriteArchive(state, snapshot, outer);
 
@@ -883,17 +1307,27 @@ static void
 DumpCleanup(void *arg)
 {
 	DumpState  *state = (DumpState *) arg;
+	DumpArchive *archives[2] = {&state->full, &state->delta};
+	int			i;
 
-	SyncArchiveAbort(state->archive);
-	if (state->archive_published && !state->index_written &&
-		unlink(state->archive_path) != 0 && errno != ENOENT)
-		elog(WARNING, "could not remove unpublished dump archive \"%s\": %m",
-			 state->archive_path);
+	SyncStateAbort(state->writer, false);
+	for (i = 0; i < 2; i++)
+	{
+		DumpArchive *a = archives[i];
+
+		SyncArchiveAbort(a->archive);
+		if (a->published && !state->index_written &&
+			unlink(a->path) != 0 && errno != ENOENT)
+			elog(WARNING, "could not remove unpublished dump archive \"%s\": %m",
+				 a->path);
+	}
 }
 
 /*
- * sync_dump(level, anonymize, unchecked) returns (path, tables, rows,
- * excluded, bytes, sha256, duration)
+ * sync_dump(level, anonymize, unchecked, full) returns (path, tables, rows,
+ * excluded, bytes, sha256, duration, kind, seq, changed, deleted): the
+ * file written (the delta, if one was), what it holds, and what was
+ * published ('full', 'delta', 'full and delta' or 'unchanged').
  *
  * The dump runs in a subtransaction: if it fails, its files are removed,
  * the failure is recorded in sync_log (in a transaction of its own), and
@@ -905,14 +1339,19 @@ sync_dump(PG_FUNCTION_ARGS)
 	DumpState  *state = palloc0(sizeof(DumpState));
 	SyncLogEntry *log = palloc(sizeof(SyncLogEntry));
 	ErrorData  *edata;
-	Datum		values[7];
-	bool		nulls[7] = {false};
+	DumpArchive *written;
+	Datum		values[11];
+	bool		nulls[11] = {false};
 	Interval   *duration;
+	int64		changed = 0;
+	int64		deleted = 0;
+	int			i;
 
 	SyncEnter(fcinfo);
 	state->level = PG_GETARG_INT32(0);
 	state->anonymize = PG_GETARG_BOOL(1);
 	state->unchecked = PG_GETARG_BOOL(2);
+	state->force_full = PG_GETARG_BOOL(3);
 	SyncLogInit(log, "dump");
 
 	edata = SyncRunInSubtransaction(DumpBody, DumpCleanup, state);
@@ -922,29 +1361,44 @@ sync_dump(PG_FUNCTION_ARGS)
 		SyncLogFailure(log, edata);
 	}
 
+	written = (state->full.archive != NULL || state->delta.name == NULL) ?
+		&state->full : &state->delta;
+	for (i = 0; i < state->ntables && state->delta.name != NULL; i++)
+	{
+		changed += state->tables[i].dat.rows;
+		deleted += state->tables[i].deleted.rows;
+	}
 	log->machine_id = state->machine.id;
 	log->finished_at = GetCurrentTimestamp();
 	log->status = "ok";
 	log->tables = state->ntables;
 	log->rows = state->rows;
 	log->excluded = state->excluded;
-	log->bytes = (int64) state->bytes;
-	log->message = state->archive_path;
-	log->details = psprintf("{\"level\": %d, \"anonymized\": %s, \"unchecked\": %s, \"sha256\": \"%s\"%s%s}",
+	log->bytes = (int64) written->bytes;
+	log->message = written->path;
+	log->details = psprintf("{\"level\": %d, \"anonymized\": %s, \"unchecked\": %s, \"sha256\": \"%s\", "
+							"\"published\": \"%s\", \"chain\": \"%s\", \"seq\": " INT64_FORMAT
+							", \"changed\": " INT64_FORMAT ", \"deleted\": " INT64_FORMAT "%s%s}",
 							state->level, state->anonymize ? "true" : "false",
-							state->unchecked ? "true" : "false", state->sha256,
+							state->unchecked ? "true" : "false", written->sha256,
+							state->kind, state->chain, state->seq, changed, deleted,
 							state->unowned_json ? ", \"unowned\": " : "",
 							state->unowned_json ? state->unowned_json : "");
 	SyncLogWrite(log);
 
 	duration = palloc0(sizeof(Interval));
 	duration->time = log->finished_at - log->started_at;
-	values[0] = CStringGetTextDatum(state->archive_path);
+	values[0] = CStringGetTextDatum(written->path);
 	values[1] = Int32GetDatum(state->ntables);
 	values[2] = Int64GetDatum(state->rows);
 	values[3] = Int64GetDatum(state->excluded);
-	values[4] = Int64GetDatum((int64) state->bytes);
-	values[5] = CStringGetTextDatum(state->sha256);
+	values[4] = Int64GetDatum((int64) written->bytes);
+	values[5] = CStringGetTextDatum(written->sha256);
 	values[6] = IntervalPGetDatum(duration);
+	values[7] = CStringGetTextDatum(state->kind);
+	values[8] = Int64GetDatum(state->seq);
+	values[9] = Int64GetDatum(changed);
+	values[10] = Int64GetDatum(deleted);
+	nulls[9] = nulls[10] = (state->delta.name == NULL);
 	PG_RETURN_DATUM(SyncResultRow(fcinfo, values, nulls));
 }

@@ -7,10 +7,13 @@
  *	  sync-<machine>-<time>.tar.zst	an archive (tar + zstd, archive.c)
  *	  sync-index.json				names the newest archive, its size and
  *									SHA-256, for subscribers to poll
+ * and, since revision 2, deltas beside the archives:
+ *	  sync-<machine>-<time>-delta.tar.zst the changes from one state to the next
  * and an archive holds, as tar members, in this order:
  *	  header.json					what follows: source, tables, columns, keys
  *	  registry/000001.copy			the machine registry
  *	  tables/NNNN-<name>/NNNNNN.copy each table's rows, parents first
+ *	  deleted/NNNN-<name>/NNNNNN.copy a delta's: the keys each table lost
  *	  manifest.json					the header plus files, counts, checksums
  * Everything is UTF-8, whatever the publisher's database encoding: rows
  * are COPY text in the output formats helpers.c pins (SyncPinSettings).
@@ -30,6 +33,7 @@
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "pgtime.h"
+#include "port/pg_bswap.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -63,12 +67,15 @@ SyncFormatTime(TimestampTz ts, bool compact)
 	return psprintf(compact ? "%s%06dZ" : "%s.%06dZ", buf, usec);
 }
 
-/* File name of a machine's archive of a snapshot. */
+/*
+ * File name of a machine's archive of a snapshot, or (delta) of the delta
+ * that leads to it.
+ */
 char *
-SyncArchiveFileName(int64 machine_id, TimestampTz snapshot_time)
+SyncArchiveFileName(int64 machine_id, TimestampTz snapshot_time, bool delta)
 {
-	return psprintf("sync-" INT64_FORMAT "-%s.tar.zst", machine_id,
-					SyncFormatTime(snapshot_time, true));
+	return psprintf("sync-" INT64_FORMAT "-%s%s.tar.zst", machine_id,
+					SyncFormatTime(snapshot_time, true), delta ? "-delta" : "");
 }
 
 /*
@@ -102,6 +109,14 @@ SyncTableDirectory(int position, const char *schema, const char *name)
 		if (!isalnum((unsigned char) *p) && *p != '_' && *p != '.' && *p != '-')
 			*p = '_';
 	return psprintf("tables/%04d-%s", position, qual);
+}
+
+/* Directory of the keys a delta deletes from the table in dir. */
+char *
+SyncDeletedDirectory(const char *dir)
+{
+	Assert(strncmp(dir, "tables/", 7) == 0);
+	return psprintf("deleted/%s", dir + 7);
 }
 
 /* Name of the n-th file (from 1) of a table's COPY text. */
@@ -176,6 +191,117 @@ SyncAppendCopyValue(StringInfo buf, const char *s)
 	}
 }
 
+/*
+ * Append the values of slot from column first on as one row of COPY text,
+ * with out the output function of every column: what a dump publishes,
+ * and what a subscriber renders of its copy to compare digests.  Values
+ * are converted to UTF-8 (a no-op in a UTF-8 database).
+ */
+void
+SyncAppendCopyRow(StringInfo buf, TupleTableSlot *slot, int first, FmgrInfo *out)
+{
+	int			natts = slot->tts_tupleDescriptor->natts;
+	int			i;
+
+	for (i = first; i < natts; i++)
+	{
+		if (i > first)
+			appendStringInfoCharMacro(buf, '\t');
+		if (slot->tts_isnull[i])
+			appendBinaryStringInfo(buf, "\\N", 2);
+		else
+		{
+			char	   *value = OutputFunctionCall(&out[i], slot->tts_values[i]);
+
+			SyncAppendCopyValue(buf, pg_server_to_any(value, strlen(value), PG_UTF8));
+		}
+	}
+}
+
+/* multipliers of the row hash (odd 64-bit constants with mixed bits) */
+#define ROW_HASH_M1 UINT64CONST(0x9E3779B97F4A7C15)
+#define ROW_HASH_M2 UINT64CONST(0xC2B2AE3D27D4EB4F)
+#define ROW_HASH_M3 UINT64CONST(0x165667B19E3779F9)
+
+static inline uint64
+RotateLeft64(uint64 x, int r)
+{
+	return (x << r) | (x >> (64 - r));
+}
+
+/*
+ * The hash of one row of COPY text (without its newline): 64 bits, the
+ * same on every platform (bytes are read as little-endian words).  A
+ * table's digest is the sum of its rows' hashes modulo 2^64, which does
+ * not depend on their order and is updated row by row: a subscriber takes
+ * off the hashes of the rows it replaces and adds those of the new ones.
+ * It detects accidents (a copy that drifted, a delta applied to the wrong
+ * state); the archive's SHA-256 is what detects tampering.
+ */
+uint64
+SyncRowHash(const char *data, size_t len)
+{
+	const unsigned char *p = (const unsigned char *) data;
+	uint64		h = ROW_HASH_M3 ^ ((uint64) len * ROW_HASH_M1);
+	uint64		w;
+
+	while (len >= 8)
+	{
+		memcpy(&w, p, 8);
+#ifdef WORDS_BIGENDIAN
+		w = pg_bswap64(w);
+#endif
+		w = RotateLeft64(w * ROW_HASH_M2, 31) * ROW_HASH_M1;
+		h = RotateLeft64(h ^ w, 27) * ROW_HASH_M1 + ROW_HASH_M3;
+		p += 8;
+		len -= 8;
+	}
+	w = 0;
+	while (len > 0)
+		w = (w << 8) | p[--len];
+	h ^= RotateLeft64(w * ROW_HASH_M2, 31) * ROW_HASH_M1;
+
+	/* mix the last bits into all of them */
+	h ^= h >> 33;
+	h *= ROW_HASH_M2;
+	h ^= h >> 29;
+	h *= ROW_HASH_M3;
+	h ^= h >> 32;
+	return h;
+}
+
+/*
+ * Add the hashes of the rows in len bytes of COPY text to *digest, counting
+ * them in *rows; a row cut at the end of data waits in partial for the
+ * next call.  (Rows end at a raw newline: COPY text escapes any other.)
+ */
+void
+SyncDigestData(SyncDigest *d, const char *data, size_t len)
+{
+	const char *end = data + len;
+
+	while (data < end)
+	{
+		const char *nl = memchr(data, '\n', end - data);
+
+		if (nl == NULL)
+		{
+			appendBinaryStringInfo(&d->partial, data, end - data);
+			return;
+		}
+		if (d->partial.len > 0)
+		{
+			appendBinaryStringInfo(&d->partial, data, nl - data);
+			d->sum += SyncRowHash(d->partial.data, d->partial.len);
+			resetStringInfo(&d->partial);
+		}
+		else
+			d->sum += SyncRowHash(data, nl - data);
+		d->rows++;
+		data = nl + 1;
+	}
+}
+
 /* Append a JSON string value, or null. */
 static void
 JsonString(StringInfo buf, const char *s)
@@ -186,6 +312,24 @@ JsonString(StringInfo buf, const char *s)
 		escape_json(buf, s);
 }
 
+/* Append the files, counts, size and checksum of a table's data. */
+static void
+ManifestAccount(StringInfo buf, const SyncArchiveTable *t)
+{
+	ListCell   *lc;
+
+	appendStringInfoString(buf, ", \"files\": [");
+	foreach(lc, t->files)
+	{
+		if (lc != list_head(t->files))
+			appendStringInfoString(buf, ", ");
+		JsonString(buf, lfirst(lc));
+	}
+	appendStringInfo(buf, "], \"rows\": " INT64_FORMAT ", \"excluded\": " INT64_FORMAT
+					 ", \"bytes\": " INT64_FORMAT ", \"sha256\": \"%s\"",
+					 t->rows, t->excluded, t->bytes, t->sha256);
+}
+
 /*
  * Append the manifest entry of one table; with results, also its files,
  * counts and checksum (the header, written first, has no results yet).
@@ -193,7 +337,6 @@ JsonString(StringInfo buf, const char *s)
 static void
 ManifestTable(StringInfo buf, const SyncArchiveTable *t, bool results)
 {
-	ListCell   *lc;
 	int			i;
 
 	appendStringInfoString(buf, "{\"schema\": ");
@@ -215,21 +358,29 @@ ManifestTable(StringInfo buf, const SyncArchiveTable *t, bool results)
 	}
 	appendStringInfo(buf, "], \"dir\": ");
 	JsonString(buf, t->dir);
+	if (t->deleted != NULL && !results)
+	{
+		appendStringInfoString(buf, ", \"deleted\": {\"dir\": ");
+		JsonString(buf, t->deleted->dir);
+		appendStringInfoChar(buf, '}');
+	}
 	if (!results)
 	{
 		appendStringInfoChar(buf, '}');
 		return;
 	}
-	appendStringInfoString(buf, ", \"files\": [");
-	foreach(lc, t->files)
+	ManifestAccount(buf, t);
+	if (t->has_digest)
+		appendStringInfo(buf, ", \"digest\": \"%016" INT64_MODIFIER "x\", \"published\": " INT64_FORMAT,
+						 t->digest, t->published);
+	if (t->deleted != NULL)
 	{
-		if (lc != list_head(t->files))
-			appendStringInfoString(buf, ", ");
-		JsonString(buf, lfirst(lc));
+		appendStringInfoString(buf, ", \"deleted\": {\"dir\": ");
+		JsonString(buf, t->deleted->dir);
+		ManifestAccount(buf, t->deleted);
+		appendStringInfoChar(buf, '}');
 	}
-	appendStringInfo(buf, "], \"rows\": " INT64_FORMAT ", \"excluded\": " INT64_FORMAT
-					 ", \"bytes\": " INT64_FORMAT ", \"sha256\": \"%s\"}",
-					 t->rows, t->excluded, t->bytes, t->sha256);
+	appendStringInfoChar(buf, '}');
 }
 
 /*
@@ -248,6 +399,13 @@ SyncBuildManifest(const SyncArchiveHeader *h, bool results)
 					 SYNC_FORMAT_VERSION);
 	JsonString(&buf, SYNC_EXTENSION_VERSION);
 	appendStringInfo(&buf, ",\n  \"server_version_num\": %d", PG_VERSION_NUM);
+	if (h->chain != NULL)
+	{
+		appendStringInfo(&buf, ",\n  \"revision\": %d,\n  \"kind\": \"%s\",\n  \"chain\": \"%s\",\n  \"seq\": " INT64_FORMAT,
+						 SYNC_FORMAT_REVISION, h->delta ? "delta" : "full", h->chain, h->seq);
+		if (h->delta)
+			appendStringInfo(&buf, ",\n  \"base\": " INT64_FORMAT, h->base);
+	}
 	appendStringInfoString(&buf, ",\n  \"encoding\": ");
 	JsonString(&buf, h->encoding);
 	appendStringInfo(&buf, ",\n  \"source\": {\"machine\": " INT64_FORMAT ", \"hostname\": ",
@@ -287,9 +445,27 @@ SyncBuildIndex(const SyncIndex *index)
 	appendStringInfo(&buf, ", \"size\": " UINT64_FORMAT ", \"sha256\": \"%s\", \"created_at\": ",
 					 index->size, index->sha256);
 	JsonString(&buf, SyncFormatTime(index->created_at, false));
-	appendStringInfo(&buf, ", \"level\": %d, \"anonymized\": %s, \"unchecked\": %s}\n",
+	appendStringInfo(&buf, ", \"level\": %d, \"anonymized\": %s, \"unchecked\": %s",
 					 index->level, index->anonymized ? "true" : "false",
 					 index->unchecked ? "true" : "false");
+	if (index->chain != NULL)
+	{
+		int			i;
+
+		appendStringInfo(&buf, ",\n \"revision\": %d, \"chain\": \"%s\", \"seq\": " INT64_FORMAT
+						 ", \"full_seq\": " INT64_FORMAT ", \"deltas\": [",
+						 SYNC_FORMAT_REVISION, index->chain, index->seq, index->full_seq);
+		for (i = 0; i < index->ndeltas; i++)
+		{
+			appendStringInfo(&buf, "%s\n  {\"seq\": " INT64_FORMAT ", \"archive\": ",
+							 i ? "," : "", index->deltas[i].seq);
+			JsonString(&buf, index->deltas[i].archive);
+			appendStringInfo(&buf, ", \"size\": " UINT64_FORMAT ", \"sha256\": \"%s\"}",
+							 index->deltas[i].size, index->deltas[i].sha256);
+		}
+		appendStringInfoChar(&buf, ']');
+	}
+	appendStringInfoString(&buf, "}\n");
 	return pg_server_to_any(buf.data, buf.len, PG_UTF8);
 }
 
@@ -330,20 +506,21 @@ DocumentText(const char *raw, size_t *len, int64 machine_id, const char *what)
 }
 
 /*
- * The archive an index of len bytes names, or NULL if it is not an index
- * this version reads: a dump keeps what the previous index named, if
- * anything.
+ * The index of len bytes that a dump finds in its directory, or NULL if it
+ * is not one this version reads: a dump keeps the files the previous index
+ * named, and continues its chain.
  */
-char *
-SyncIndexArchive(const char *text, size_t len)
+SyncIndex *
+SyncIndexOfDump(const char *text, size_t len, int64 machine_id)
 {
-	SyncIndex	index;
+	SyncIndex  *index = palloc(sizeof(SyncIndex));
 
 	if (!pg_verify_mbstr(PG_UTF8, text, (int) len, true) ||
-		SyncParseIndex(text, len, &index) != NULL ||
-		index.format != SYNC_FORMAT_VERSION)
+		SyncParseIndex(text, len, index) != NULL ||
+		index->format != SYNC_FORMAT_VERSION || index->machine_id != machine_id ||
+		index->archive == NULL || !SyncIsArchiveFileOf(index->archive, machine_id))
 		return NULL;
-	return index.archive;
+	return index;
 }
 
 /*
@@ -355,6 +532,7 @@ void
 SyncReadIndex(const char *text, size_t len, int64 machine_id, const char *url,
 			  SyncIndex *index)
 {
+	int			i;
 	char	   *doc = DocumentText(text, &len, machine_id, "index");
 	const char *error = SyncParseIndex(doc, len, index);
 
@@ -383,6 +561,14 @@ SyncReadIndex(const char *text, size_t len, int64 machine_id, const char *url,
 				 errmsg("index of machine " INT64_FORMAT " is not valid", machine_id),
 				 errdetail("It must name an archive sync-" INT64_FORMAT "-*.tar.zst with its size and SHA-256.",
 						   machine_id)));
+	for (i = 0; i < index->ndeltas; i++)
+		if (!SyncIsArchiveFileOf(index->deltas[i].archive, machine_id) ||
+			strlen(index->deltas[i].sha256) != SYNC_SHA256_HEX_LEN - 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("index of machine " INT64_FORMAT " is not valid", machine_id),
+					 errdetail("Each delta it lists must be a file sync-" INT64_FORMAT "-*.tar.zst with its size and SHA-256.",
+							   machine_id)));
 }
 
 /*

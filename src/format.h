@@ -12,6 +12,8 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 
@@ -20,6 +22,12 @@
 
 /* version of the published files; a reader refuses any other */
 #define SYNC_FORMAT_VERSION 1
+
+/*
+ * What this version adds to format 1 without breaking its readers (they
+ * ignore what they do not know): 2 adds deltas, chains and digests.
+ */
+#define SYNC_FORMAT_REVISION 2
 
 /* the index beside the archives, and the archive's fixed members */
 #define SYNC_INDEX_NAME "sync-index.json"
@@ -33,22 +41,37 @@ extern const char *const sync_registry_columns[SYNC_REGISTRY_NCOLUMNS][2];
 
 /* names */
 extern char *SyncFormatTime(TimestampTz ts, bool compact);
-extern char *SyncArchiveFileName(int64 machine_id, TimestampTz snapshot_time);
+extern char *SyncArchiveFileName(int64 machine_id, TimestampTz snapshot_time,
+								 bool delta);
 extern bool SyncIsArchiveFileOf(const char *filename, int64 machine_id);
 extern char *SyncTableDirectory(int position, const char *schema,
 								const char *name);
+extern char *SyncDeletedDirectory(const char *dir);
 extern char *SyncChunkName(const char *dir, int n);
 extern bool SyncMemberOf(const char *member, const char *dir);
 
 /* writing */
+/* Digests of COPY text: rows hashed as they stream by (SyncDigestData). */
+typedef struct SyncDigest
+{
+	uint64		sum;
+	int64		rows;
+	StringInfoData partial;		/* a row cut between two calls */
+} SyncDigest;
+
 extern void SyncAppendCopyValue(StringInfo buf, const char *value);
+extern void SyncAppendCopyRow(StringInfo buf, TupleTableSlot *slot, int first,
+							  FmgrInfo *out);
+extern uint64 SyncRowHash(const char *data, size_t len);
+extern void SyncDigestData(SyncDigest *digest, const char *data, size_t len);
 extern char *SyncBuildManifest(const SyncArchiveHeader *header, bool results);
 extern char *SyncBuildIndex(const SyncIndex *index);
 
 /* reading */
 extern void SyncBadArchive(int64 machine_id, const char *what,
 						   const char *detail) pg_attribute_noreturn();
-extern char *SyncIndexArchive(const char *text, size_t len);
+extern SyncIndex *SyncIndexOfDump(const char *text, size_t len,
+								  int64 machine_id);
 extern void SyncReadIndex(const char *text, size_t len, int64 machine_id,
 						  const char *url, SyncIndex *index);
 extern void SyncReadHeader(const char *text, size_t len, int64 machine_id,

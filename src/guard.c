@@ -556,10 +556,26 @@ sync_guard_key(PG_FUNCTION_ARGS)
 	Oid			nsp;
 	GuardTable *t;
 
-	/* replica mode: as for every ordinary trigger, nothing is checked */
-	if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA)
-		PG_RETURN_BOOL(true);
 	nsp = Refresh(fcinfo->flinfo->fn_oid);
+
+	/*
+	 * Replica mode: as for every ordinary trigger, nothing is refused; but
+	 * another machine's row written here leaves its copy different from
+	 * what it published, so its next pull merges the table whole.
+	 */
+	if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA)
+	{
+		if (has_local && pulling < 0 &&
+			(key < local_range.start || key > local_range.end))
+		{
+			int64		owner = Owner(key);
+
+			t = TableFor(relid);
+			if (owner >= 0 && OidIsValid(t->registered))
+				Record(nsp, t, owner);
+		}
+		PG_RETURN_BOOL(true);
+	}
 	if (!has_local || (key >= local_range.start && key <= local_range.end && pulling < 0))
 		PG_RETURN_BOOL(true);
 	t = TableFor(relid);

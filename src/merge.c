@@ -62,6 +62,10 @@ SyncDeletedRowsSql(const SyncMergeTarget *t, const char *alias)
 					 " AND NOT EXISTS (SELECT 1 FROM %s s WHERE s.%s = %s.%s)",
 					 alias, t->key, t->range.start, t->range.end,
 					 t->stage, t->key, alias, t->key);
+	/* a delta names the rows it deletes */
+	if (t->deleted)
+		appendStringInfo(&sql, " AND EXISTS (SELECT 1 FROM %s d WHERE d.%s = %s.%s)",
+						 t->deleted, t->key, alias, t->key);
 	/* rows that rows left out still reference stay until they are applied */
 	foreach(lc, t->keepers)
 	{

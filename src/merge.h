@@ -37,6 +37,8 @@ struct SyncMergeTarget
 	const char *stage;			/* staging table: the archive's rows */
 	Oid			stage_relid;
 	const char *skip;			/* keys on_conflict left out, or NULL */
+	const char *deleted;		/* a delta's keys deleted, or NULL: a full
+								 * archive deletes the rows it lacks */
 	List	   *keepers;		/* SyncKeeper */
 };
 

@@ -423,6 +423,55 @@ TableFromNode(const JsonNode *node, SyncArchiveTable *t)
 }
 
 /*
+ * Read an index's chain (revision 2): its name, the newest state, the full
+ * archive's state, and the deltas, which must follow each other from one
+ * state to the next, end at the newest, and reach back to the full
+ * archive's state or further.
+ */
+static const char *
+ChainFromNode(const JsonNode *root, SyncIndex *index)
+{
+	JsonNode   *deltas = Member(root, "deltas");
+	int			i;
+
+	index->chain = GetName(Member(root, "chain"));
+	if (index->chain == NULL || strlen(index->chain) > 64 ||
+		strspn(index->chain, "0123456789abcdef") != strlen(index->chain) ||
+		!GetInt64(Member(root, "seq"), &index->seq) || index->seq < 1 ||
+		!GetInt64(Member(root, "full_seq"), &index->full_seq) ||
+		index->full_seq < 1 || index->full_seq > index->seq)
+		return "Its chain, state or full archive's state is missing or wrong.";
+	if (deltas == NULL || deltas->kind != J_ARRAY)
+		return "It has no list of deltas.";
+	if (deltas->n > SYNC_MAX_DELTAS)
+		return psprintf("It lists more than %d deltas.", SYNC_MAX_DELTAS);
+	index->ndeltas = deltas->n;
+	index->deltas = palloc0(sizeof(SyncIndexDelta) * (deltas->n + 1));
+	for (i = 0; i < deltas->n; i++)
+	{
+		SyncIndexDelta *d = &index->deltas[i];
+		int64		size;
+
+		d->archive = GetName(Member(deltas->items[i], "archive"));
+		d->sha256 = GetName(Member(deltas->items[i], "sha256"));
+		if (!GetInt64(Member(deltas->items[i], "seq"), &d->seq) ||
+			!GetInt64(Member(deltas->items[i], "size"), &size) || size < 0 ||
+			d->archive == NULL || d->sha256 == NULL)
+			return "A delta lacks its state, file, size or checksum.";
+		d->size = (uint64) size;
+		if (i > 0 && d->seq != index->deltas[i - 1].seq + 1)
+			return "Its deltas do not follow each other.";
+	}
+	if (index->ndeltas > 0 &&
+		(index->deltas[index->ndeltas - 1].seq != index->seq ||
+		 index->deltas[0].seq > index->full_seq + 1))
+		return "Its deltas do not lead from the full archive to the newest state.";
+	if (index->ndeltas == 0 && index->full_seq != index->seq)
+		return "Its full archive is not the newest state, and it lists no deltas.";
+	return NULL;
+}
+
+/*
  * Parse an index (sync-index.json).  Fields it lacks are left -1 or NULL,
  * for the caller to judge.
  */
@@ -447,6 +496,62 @@ SyncParseIndex(const char *text, size_t len, SyncIndex *index)
 		index->size = (uint64) size;
 	else
 		index->archive = NULL;	/* an archive whose size is not known */
+	if (!GetInt64(Member(root, "revision"), &index->revision))
+		index->revision = 1;
+	index->seq = index->full_seq = -1;
+	if (index->revision >= 2)
+		return ChainFromNode(root, index);
+	return NULL;
+}
+
+/*
+ * Read what a header of revision 2 says of its chain: the chain and the
+ * state the archive results in; a delta also the state it applies to, and
+ * per table the directory of the keys it deletes.
+ */
+static const char *
+HeaderChain(const JsonNode *root, SyncArchiveHeader *h)
+{
+	JsonNode   *tables = Member(root, "tables");
+	const char *kind = GetText(Member(root, "kind"));
+	int			i;
+
+	h->seq = h->base = -1;
+	h->chain = GetName(Member(root, "chain"));
+	if (h->chain != NULL && !GetInt64(Member(root, "seq"), &h->seq))
+		return "It names a chain but no state.";
+	h->delta = (kind != NULL && strcmp(kind, "delta") == 0);
+	if (kind != NULL && !h->delta && strcmp(kind, "full") != 0)
+		return "Its kind is neither full nor delta.";
+	if (!h->delta)
+		return NULL;
+	if (h->chain == NULL || !GetInt64(Member(root, "base"), &h->base) ||
+		h->base + 1 != h->seq)
+		return "A delta must name its chain, and the state it applies to, one before the state it results in.";
+	for (i = 0; i < h->ntables; i++)
+	{
+		SyncArchiveTable *t = h->tables[i];
+		SyncArchiveTable *d = palloc0(sizeof(SyncArchiveTable));
+		int			j;
+
+		d->dir = GetName(Member(Member(tables->items[i], "deleted"), "dir"));
+		if (d->dir == NULL || strncmp(d->dir, "deleted/", 8) != 0 ||
+			d->dir[8] == '\0' || strchr(d->dir + 8, '/') != NULL ||
+			strstr(d->dir, "..") != NULL)
+			return psprintf("Table %s.%s of a delta has no directory of deleted keys.",
+							t->schema, t->name);
+		for (j = 0; j < i; j++)
+			if (strcmp(h->tables[j]->deleted->dir, d->dir) == 0)
+				return "Two tables of a delta share their directory of deleted keys.";
+		d->schema = t->schema;
+		d->name = t->name;
+		d->key = t->key;
+		d->key_index = 0;
+		d->ncolumns = 1;
+		d->columns = &t->columns[t->key_index];
+		d->rows = d->excluded = d->bytes = -1;
+		t->deleted = d;
+	}
 	return NULL;
 }
 
@@ -504,6 +609,8 @@ SyncParseHeader(const char *text, size_t len, SyncArchiveHeader *h)
 				 strcmp(all[i].name, all[j].name) == 0))
 				return psprintf("It lists %s.%s twice.", all[i].schema, all[i].name);
 	}
+	if ((error = HeaderChain(root, h)) != NULL)
+		return error;
 	h->registry = &all[h->ntables];
 	if (Member(root, "registry") == NULL)
 		return "It describes no registry.";
@@ -519,6 +626,7 @@ static const char *
 AccountFromNode(const JsonNode *node, SyncArchiveTable *t)
 {
 	char	   *sha256 = GetText(Member(node, "sha256"));
+	char	   *digest;
 
 	if (!GetInt64(Member(node, "rows"), &t->rows) || t->rows < 0)
 		t->rows = -1;
@@ -530,6 +638,29 @@ AccountFromNode(const JsonNode *node, SyncArchiveTable *t)
 		strlcpy(t->sha256, sha256, sizeof(t->sha256));
 	else
 		t->sha256[0] = '\0';
+
+	/* revision 2: the digest of the published rows, and their count */
+	digest = GetText(Member(node, "digest"));
+	t->has_digest = false;
+	if (digest != NULL)
+	{
+		char	   *end;
+
+		if (strlen(digest) != 16 || strspn(digest, "0123456789abcdef") != 16 ||
+			!GetInt64(Member(node, "published"), &t->published) || t->published < 0)
+			return "A table's digest or count of published rows is not valid.";
+		t->digest = strtou64(digest, &end, 16);
+		t->has_digest = true;
+	}
+	if (t->deleted != NULL)
+	{
+		JsonNode   *deleted = Member(node, "deleted");
+		char	   *dir = GetText(Member(deleted, "dir"));
+
+		if (dir == NULL || strcmp(dir, t->deleted->dir) != 0)
+			return "A table's deleted keys are not where the header says.";
+		return AccountFromNode(deleted, t->deleted);
+	}
 	return NULL;
 }
 

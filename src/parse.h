@@ -31,6 +31,9 @@
 #define SYNC_MAX_HEADER (1024 * 1024)
 #define SYNC_MAX_MANIFEST (4 * 1024 * 1024)
 
+/* the most deltas an index lists */
+#define SYNC_MAX_DELTAS 200
+
 /* the deepest nesting of a document (the header's is 4) */
 #define SYNC_MAX_JSON_DEPTH 8
 
@@ -70,6 +73,17 @@ typedef struct SyncArchiveTable
 	int64		excluded;
 	int64		bytes;			/* of its files together */
 	char		sha256[SYNC_SHA256_HEX_LEN];
+
+	/*
+	 * Revision 2: the digest of the table's published rows once this
+	 * archive is applied (the sum of their row hashes, format.c) and their
+	 * count; in a delta, the keys it deletes, described as a table of one
+	 * column (NULL in a full archive).
+	 */
+	bool		has_digest;
+	uint64		digest;
+	int64		published;
+	struct SyncArchiveTable *deleted;
 } SyncArchiveTable;
 
 /* What an archive says about itself: where from, and what it holds. */
@@ -87,7 +101,25 @@ typedef struct SyncArchiveHeader
 	SyncArchiveTable *registry;
 	SyncArchiveTable **tables;	/* parents first */
 	int			ntables;
+
+	/*
+	 * Revision 2: the chain of states the archive belongs to (NULL: none),
+	 * the state it results in, and for a delta the state it applies to.
+	 */
+	char	   *chain;
+	int64		seq;
+	bool		delta;
+	int64		base;
 } SyncArchiveHeader;
+
+/* A delta an index lists: the file that takes state seq - 1 to seq. */
+typedef struct SyncIndexDelta
+{
+	int64		seq;
+	char	   *archive;
+	uint64		size;
+	char	   *sha256;
+} SyncIndexDelta;
 
 /* What an index says: the newest archive of a machine. */
 typedef struct SyncIndex
@@ -101,6 +133,18 @@ typedef struct SyncIndex
 	int			level;
 	bool		anonymized;
 	bool		unchecked;
+
+	/*
+	 * Revision 2: the chain, the newest state (seq), the state the full
+	 * archive holds (full_seq), and the deltas kept, oldest first, the last
+	 * one resulting in seq.  A reader of revision 1 sees the full archive.
+	 */
+	int64		revision;
+	char	   *chain;
+	int64		seq;
+	int64		full_seq;
+	SyncIndexDelta *deltas;
+	int			ndeltas;
 } SyncIndex;
 
 /*

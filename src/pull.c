@@ -70,7 +70,6 @@ PG_FUNCTION_INFO_V1(sync_verify_name);
  */
 #define SYNC_DOWNLOAD_PREFIX PG_TEMP_FILE_PREFIX "_sync_pull_"
 
-/* the largest header and manifest read */
 
 /* What one call of sync_pull works with. */
 typedef struct PullRun
@@ -81,14 +80,38 @@ typedef struct PullRun
 	bool		full;			/* merge every table, whatever its checksum */
 	int64		local_changed;	/* this server's rows its triggers changed */
 	uint64		bytes;
-	char	   *tmp_path;		/* downloaded archive, while it exists */
+	char	   *tmp_path;		/* the last archive downloaded */
+	List	   *downloads;		/* every download, while it exists */
 	char	   *archive_sha256;
 	MemoryContext cxt;			/* outlives SPI and the subtransaction */
 	bool		by_name;		/* what sync_pull was asked for */
 	int64		id;
 	const char *hostname;
 	TimestampTz duration;		/* of the whole call, once logged */
+
+	/* the publisher's chain: what was applied of it, and how */
+	SyncIndex	index;
+	char	   *chain;			/* as applied here before, or NULL */
+	int64		seq;
+	List	   *digests;		/* ChainTable, per table */
+	const char *path;			/* 'delta' or 'full' */
+	char	   *fallback;		/* why a delta path fell back to full */
+	int			archives;		/* files applied */
+	char	   *hdr_chain;		/* what the archive being read says */
+	int64		hdr_seq;
 } PullRun;
+
+/* One table's digest, as applied here of a publisher's chain. */
+typedef struct ChainTable
+{
+	char	   *qualname;
+	uint64		digest;
+	int64		rows;
+	bool		applied;		/* registered here with all its columns */
+} ChainTable;
+
+static void MarkUnchanged(Pull *pull, List *written);
+static void RemoveDownload(void *arg);
 
 /* the download of this backend, removed at exit if an error did not */
 static char current_download[MAXPGPATH];
@@ -160,7 +183,7 @@ WorkDirectory(void)
  * Download the archive the index names, and check it against the index.
  */
 static void
-Download(PullRun *run, const SyncIndex *index)
+Download(PullRun *run, const char *archive, uint64 size, const char *sha256)
 {
 	SyncFetchResult result;
 	char		got[SYNC_SHA256_HEX_LEN];
@@ -173,9 +196,9 @@ Download(PullRun *run, const SyncIndex *index)
 		exit_hook = true;
 	}
 	run->tmp_path = MemoryContextStrdup(run->cxt,
-										psprintf("%s/" SYNC_DOWNLOAD_PREFIX UINT64_FORMAT "_%d_" INT64_FORMAT,
+										psprintf("%s/" SYNC_DOWNLOAD_PREFIX UINT64_FORMAT "_%d_" INT64_FORMAT "_%d",
 												 WorkDirectory(), GetSystemIdentifier(), MyProcPid,
-												 run->pull.machine_id));
+												 run->pull.machine_id, list_length(run->downloads)));
 	(void) unlink(run->tmp_path);
 	strlcpy(current_download, run->tmp_path, sizeof(current_download));
 	fd = OpenTransientFilePerm(run->tmp_path, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY,
@@ -187,31 +210,37 @@ Download(PullRun *run, const SyncIndex *index)
 				(errcode_for_file_access(),
 				 errmsg("could not create file in sync.work_directory: %m")));
 	}
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(run->cxt);
+
+		run->downloads = lappend(run->downloads, run->tmp_path);
+		MemoryContextSwitchTo(oldcxt);
+	}
 
 	SyncReportProgress(run->pull.machine_id, "downloading", NULL, 0, 0);
-	SyncFetchArchive(&run->remote, index->archive, fd, got, &result);
+	SyncFetchArchive(&run->remote, archive, fd, got, &result);
 	run->bytes += result.bytes;
 	if (CloseTransientFile(fd) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not write downloaded archive \"%s\": %m", run->tmp_path)));
 
-	if (result.bytes != index->size)
+	if (result.bytes != size)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("archive of machine " INT64_FORMAT " has " UINT64_FORMAT " bytes, not the " UINT64_FORMAT " its index gives",
-						run->pull.machine_id, result.bytes, index->size),
+						run->pull.machine_id, result.bytes, size),
 				 errdetail("The download of %s was truncated, or the archive changed meanwhile.",
-						   SyncRemoteUrl(&run->remote, index->archive)),
+						   SyncRemoteUrl(&run->remote, archive)),
 				 errhint("Pull again; if it persists, check the web server of machine " INT64_FORMAT ".",
 						 run->pull.machine_id)));
-	if (strcmp(got, index->sha256) != 0)
+	if (strcmp(got, sha256) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("checksum of the archive of machine " INT64_FORMAT " does not match its index",
 						run->pull.machine_id),
 				 errdetail("SHA-256 of %s is %s; the index says %s.",
-						   SyncRemoteUrl(&run->remote, index->archive), got, index->sha256)));
+						   SyncRemoteUrl(&run->remote, archive), got, sha256)));
 	run->pull.archive_path = run->tmp_path;
 }
 
@@ -230,6 +259,14 @@ TakeTables(Pull *pull, SyncArchiveHeader *header)
 	{
 		pull->tables[i].at = *header->tables[i];
 		header->tables[i] = &pull->tables[i].at;
+		if (pull->tables[i].at.deleted)
+		{
+			pull->tables[i].del = palloc0(sizeof(PullTable));
+			pull->tables[i].del->at = *pull->tables[i].at.deleted;
+			pull->tables[i].at.deleted = &pull->tables[i].del->at;
+			pull->tables[i].del->at.qualname =
+				psprintf("the deleted keys of %s", pull->tables[i].at.qualname);
+		}
 	}
 	pull->registry.at = *header->registry;
 	header->registry = &pull->registry.at;
@@ -244,8 +281,12 @@ MemberTable(Pull *pull, const char *name)
 	if (SyncMemberOf(name, pull->registry.at.dir))
 		return &pull->registry;
 	for (i = 0; i < pull->ntables; i++)
+	{
 		if (SyncMemberOf(name, pull->tables[i].at.dir))
 			return &pull->tables[i];
+		if (pull->tables[i].del && SyncMemberOf(name, pull->tables[i].del->at.dir))
+			return pull->tables[i].del;
+	}
 	SyncBadArchive(pull->machine_id, "archive",
 				   psprintf("It holds \"%s\", which its header does not describe.",
 							SyncPrintable(name, strlen(name))));
@@ -260,10 +301,20 @@ CheckAgainstManifest(Pull *pull)
 {
 	int			i;
 
-	for (i = -1; i < pull->ntables; i++)
+	for (i = -1; i < 2 * pull->ntables; i++)
 	{
-		PullTable  *t = (i < 0) ? &pull->registry : &pull->tables[i];
+		PullTable  *t = (i < 0) ? &pull->registry :
+			(i < pull->ntables) ? &pull->tables[i] : pull->tables[i - pull->ntables].del;
 
+		if (t == NULL)
+			continue;
+		/* a full archive's rows must make up the digest it gives */
+		if (!pull->delta && t->at.has_digest &&
+			(t->at.digest != t->digest.sum || t->at.published != t->digest.rows))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("digest of table %s in the archive of machine " INT64_FORMAT " does not match its manifest",
+							t->at.qualname, pull->machine_id)));
 		/* an empty table has an empty file; so this is damage */
 		if (!t->seen)
 			SyncBadArchive(pull->machine_id, "archive",
@@ -301,6 +352,8 @@ EndTable(Pull *pull, PullTable *t, SyncRowScan *scan, pg_cryptohash_ctx *sha)
 	SyncSha256Finish(sha, t->sha256);
 	t->rows = scan->rows;
 	t->bytes = scan->bytes;
+	/* rows are hashed whole: a row cut at the end was refused above */
+	Assert(t->digest.partial.len == 0);
 }
 
 /*
@@ -330,6 +383,9 @@ ValidateArchive(PullRun *run)
 		SyncBadArchive(pull->machine_id, "archive", "It does not start with " SYNC_HEADER_MEMBER ".");
 	text = SyncArchiveReadAll(reader, size, SYNC_MAX_HEADER, "header");
 	SyncReadHeader(text, size, pull->machine_id, &pull->range, &header);
+	pull->delta = header.delta;
+	run->hdr_chain = header.chain;
+	run->hdr_seq = header.seq;
 	TakeTables(pull, &header);
 
 	while (SyncArchiveNext(reader, &name, &size))
@@ -358,6 +414,7 @@ ValidateArchive(PullRun *run)
 			t->seen = true;
 			sha = SyncSha256Begin();
 			memset(&scan, 0, sizeof(scan));
+			initStringInfo(&t->digest.partial);
 			SyncReportProgress(pull->machine_id, "verifying", t->at.qualname, 0, 0);
 		}
 		while ((n = SyncArchiveRead(reader, buf, 65536)) > 0)
@@ -369,6 +426,7 @@ ValidateArchive(PullRun *run)
 			if ((error = SyncRowScanData(&scan, buf, n)) != NULL)
 				SyncBadArchive(pull->machine_id, "archive",
 							   psprintf("The data of %s: %s", t->at.qualname, error));
+			SyncDigestData(&t->digest, buf, n);
 		}
 	}
 	if (current)
@@ -383,16 +441,21 @@ ValidateArchive(PullRun *run)
 
 /*
  * Record what this pull applied, for the next one to skip what is
- * unchanged.
+ * unchanged: the last full archive and its tables' checksums (nothing, if
+ * deltas followed it), and of a chain the state reached and the digests of
+ * its tables.
  */
 static void
 SavePullState(PullRun *run)
 {
 	Pull	   *pull = &run->pull;
 	StringInfoData shas;
-	Oid			argtypes[3] = {INT8OID, TEXTOID, TEXTOID};
-	Datum		values[3];
-	char		nulls[3] = "   ";
+	StringInfoData digests;
+	Oid			argtypes[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = "      ";
+	bool		whole = (pull->skipped == 0);
+	ListCell   *lc;
 	int			i;
 
 	initStringInfo(&shas);
@@ -401,6 +464,9 @@ SavePullState(PullRun *run)
 	{
 		/* a table skipped, or applied without some columns, is applied again */
 		if (!pull->tables[i].complete)
+			whole = false;
+		/* (nor is a table whose copy is not the archive's: a delta followed) */
+		if (!pull->tables[i].complete || pull->delta || pull->tables[i].folded)
 			continue;
 		if (shas.len > 1)
 			appendStringInfoString(&shas, ", ");
@@ -409,23 +475,367 @@ SavePullState(PullRun *run)
 	}
 	appendStringInfoChar(&shas, '}');
 
+	initStringInfo(&digests);
+	appendStringInfoChar(&digests, '{');
+	foreach(lc, run->digests)
+	{
+		ChainTable *c = lfirst(lc);
+
+		if (digests.len > 1)
+			appendStringInfoString(&digests, ", ");
+		escape_json(&digests, c->qualname);
+		appendStringInfo(&digests, ": {\"digest\": \"%016" INT64_MODIFIER "x\", \"rows\": " INT64_FORMAT
+						 ", \"applied\": %s}", c->digest, c->rows, c->applied ? "true" : "false");
+	}
+	appendStringInfoChar(&digests, '}');
+
 	/*
 	 * The archive counts as applied only if every table of it was: else the
 	 * next pull reads it again (tables applied whole are still skipped).
+	 * Likewise a chain's state: the next pull takes the full archive.
 	 */
 	values[0] = Int64GetDatum(pull->machine_id);
 	values[1] = CStringGetTextDatum(run->archive_sha256);
 	values[2] = CStringGetTextDatum(shas.data);
-	for (i = 0; i < pull->ntables; i++)
-		if (!pull->tables[i].complete)
-			nulls[1] = 'n';
-	SyncExecute(psprintf("INSERT INTO %s AS s (machine_id, archive_sha256, table_sha256, applied_at)"
-						 " VALUES ($1, $2, $3::pg_catalog.jsonb, pg_catalog.now())"
+	if (!whole || pull->delta)
+		nulls[1] = 'n';
+	nulls[3] = nulls[4] = nulls[5] = 'n';
+	if (run->index.chain != NULL)
+	{
+		values[3] = CStringGetTextDatum(run->index.chain);
+		values[4] = Int64GetDatum(run->index.seq);
+		values[5] = CStringGetTextDatum(digests.data);
+		nulls[3] = nulls[5] = ' ';
+		/* tables not applied whole are in the digests; rows left out are not */
+		nulls[4] = (pull->skipped == 0) ? ' ' : 'n';
+	}
+	SyncExecute(psprintf("INSERT INTO %s AS s (machine_id, archive_sha256, table_sha256, applied_at, chain, seq, digests)"
+						 " VALUES ($1, $2, $3::pg_catalog.jsonb, pg_catalog.now(), $4, $5, $6::pg_catalog.jsonb)"
 						 " ON CONFLICT (machine_id) DO UPDATE SET"
 						 "   archive_sha256 = EXCLUDED.archive_sha256,"
-						 "   table_sha256 = EXCLUDED.table_sha256, applied_at = EXCLUDED.applied_at",
+						 "   table_sha256 = EXCLUDED.table_sha256, applied_at = EXCLUDED.applied_at,"
+						 "   chain = EXCLUDED.chain, seq = EXCLUDED.seq, digests = EXCLUDED.digests",
 						 SyncObject("sync_pull_state")),
-				3, argtypes, values, nulls);
+				6, argtypes, values, nulls);
+}
+
+/*
+ * Read what was applied here of the machine's chain: its name, the state
+ * reached (-1: none, or one not to be continued) and the digests.
+ */
+static void
+LoadChainState(PullRun *run)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run->pull.machine_id)};
+	char	   *digests;
+	MemoryContext oldcxt;
+	int			n;
+	int			i;
+
+	run->seq = -1;
+	if (SyncExecute(psprintf("SELECT chain, seq, digests::pg_catalog.text FROM %s WHERE machine_id = $1",
+							 SyncObject("sync_pull_state")),
+					1, argtypes, values, NULL) == 0)
+		return;
+	oldcxt = MemoryContextSwitchTo(run->cxt);
+	run->chain = SyncGetText(0, 1);
+	if (!SyncGetInt64(0, 2, &run->seq))
+		run->seq = -1;
+	digests = SyncGetText(0, 3);
+	MemoryContextSwitchTo(oldcxt);
+	if (digests == NULL)
+		return;
+
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		args[1] = {CStringGetTextDatum(digests)};
+
+		/*
+		 * A table not applied whole (not registered, or lacking columns) that
+		 * is registered here now: the next pull merges the full archive, as
+		 * a full pull would every time.
+		 */
+		if (SyncExecute(psprintf("SELECT 1 FROM pg_catalog.jsonb_each($1::pg_catalog.jsonb) j"
+								 " WHERE NOT coalesce((j.value->>'applied')::pg_catalog.bool, false)"
+								 " AND EXISTS (SELECT 1 FROM %s t JOIN pg_catalog.pg_class c ON c.oid = t.tbl"
+								 " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+								 " WHERE pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'"
+								 " OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname) OPERATOR(pg_catalog.=) j.key)"
+								 " LIMIT 1", SyncObject("sync_table")),
+						1, types, args, NULL) > 0)
+			run->seq = -1;
+		n = SyncExecute("SELECT key, value->>'digest', (value->>'rows')::pg_catalog.int8,"
+						" (value->>'applied')::pg_catalog.bool"
+						" FROM pg_catalog.jsonb_each($1::pg_catalog.jsonb)",
+						1, types, args, NULL);
+	}
+	oldcxt = MemoryContextSwitchTo(run->cxt);
+	for (i = 0; i < n; i++)
+	{
+		ChainTable *c = palloc0(sizeof(ChainTable));
+		char	   *hex = SyncGetText(i, 2);
+
+		c->qualname = SyncGetText(i, 1);
+		c->digest = hex ? strtou64(hex, NULL, 16) : 0;
+		if (!SyncGetInt64(i, 3, &c->rows))
+			c->rows = -1;
+		c->applied = SyncGetBool(i, 4);
+		run->digests = lappend(run->digests, c);
+	}
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* The digest entry of table qualname, made if asked, or NULL. */
+static ChainTable *
+ChainEntry(PullRun *run, const char *qualname, bool make)
+{
+	ListCell   *lc;
+	ChainTable *c;
+
+	foreach(lc, run->digests)
+	{
+		c = lfirst(lc);
+		if (strcmp(c->qualname, qualname) == 0)
+			return c;
+	}
+	if (!make)
+		return NULL;
+	c = MemoryContextAllocZero(run->cxt, sizeof(ChainTable));
+	c->qualname = MemoryContextStrdup(run->cxt, qualname);
+	run->digests = lappend(run->digests, c);
+	return c;
+}
+
+/*
+ * After an archive of a chain was applied: its tables' digests are now
+ * the copy's (those applied here; the others are the publisher's, kept
+ * to know where its chain stands).
+ */
+static void
+NoteDigests(PullRun *run, Pull *pull, bool folded)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(run->cxt);
+	int			i;
+
+	for (i = 0; i < pull->ntables; i++)
+	{
+		PullTable  *t = &pull->tables[i];
+		ChainTable *c;
+
+		if (!t->at.has_digest)
+			continue;
+		c = ChainEntry(run, t->at.qualname, true);
+		c->digest = t->at.digest;
+		c->rows = t->at.published;
+		/* a delta leaves a table applied as it found it */
+		if (!folded)
+			c->applied = pull->delta ? (c->applied && (t->complete || t->unchanged)) : t->complete;
+	}
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * Before a delta is applied: its tables without changes are skipped, and
+ * the others, with prove, are proven against the digests of the copy
+ * here (a table that was not applied whole here has none to prove
+ * against: its proof fails, and the pull takes the full archive).
+ */
+static void
+PrepareDelta(PullRun *run, bool prove)
+{
+	Pull	   *pull = &run->pull;
+	int			i;
+
+	for (i = 0; i < pull->ntables; i++)
+	{
+		PullTable  *t = &pull->tables[i];
+		ChainTable *c = ChainEntry(run, t->at.qualname, false);
+
+		t->prove = prove;
+		t->base_digest = c ? c->digest : 0;
+		t->base_rows = (c == NULL) ? 0 : c->applied ? c->rows : -1;
+		/* a table not applied whole before is staged, to fail its proof */
+		if (t->rows == 0 && t->del->rows == 0 && !(prove && t->base_rows < 0))
+			t->unchanged = true;
+	}
+}
+
+/* Forget the archive pull read last, to read another. */
+static void
+ForgetArchive(Pull *pull)
+{
+	pull->tables = NULL;
+	pull->ntables = 0;
+	pull->folds = NIL;
+	memset(&pull->registry, 0, sizeof(PullTable));
+}
+
+/*
+ * The archive just read must be the one the index names: of its chain, a
+ * delta or not, leading to state seq.
+ */
+static void
+CheckChainHeader(PullRun *run, bool delta, int64 seq)
+{
+	Pull	   *pull = &run->pull;
+
+	if (run->index.chain != NULL &&
+		(run->hdr_chain == NULL || strcmp(run->hdr_chain, run->index.chain) != 0 ||
+		 run->hdr_seq != seq || pull->delta != delta))
+		SyncBadArchive(pull->machine_id, "archive",
+					   psprintf("It is not the %s of state " INT64_FORMAT " of chain %s that the index names.",
+								delta ? "delta" : "full archive", seq, run->index.chain));
+	if (run->index.chain == NULL && pull->delta)
+		SyncBadArchive(pull->machine_id, "archive", "It is a delta, but the index names a full archive.");
+}
+
+/*
+ * Download and check delta d, which is folded into the staged rows of the
+ * full archive being applied (its file is kept until the pull ends).
+ */
+static Pull *
+FetchDelta(PullRun *run, const SyncIndexDelta *d)
+{
+	Pull		full = run->pull;
+	Pull	   *delta = MemoryContextAlloc(run->cxt, sizeof(Pull));
+
+	ForgetArchive(&run->pull);
+	Download(run, d->archive, d->size, d->sha256);
+	ValidateArchive(run);
+	CheckChainHeader(run, true, d->seq);
+	*delta = run->pull;
+	run->pull = full;
+	return delta;
+}
+
+/*
+ * The deltas the full path folds into the full archive: those that follow
+ * it, each downloaded and checked.
+ */
+static List *
+FetchFolds(PullRun *run)
+{
+	List	   *folds = NIL;
+	int			i;
+
+	for (i = 0; run->index.chain != NULL && i < run->index.ndeltas; i++)
+		if (run->index.deltas[i].seq > run->index.full_seq)
+			folds = lappend(folds, FetchDelta(run, &run->index.deltas[i]));
+	return folds;
+}
+
+/*
+ * Download, check and apply one archive of the machine: a full one, with
+ * the deltas that follow it folded in (one merge, whatever their number),
+ * or a delta (proven against the copy here, with prove).
+ */
+static void
+ApplyFile(PullRun *run, const char *archive, uint64 size, const char *sha256,
+		  bool delta, int64 seq, bool prove, List *written)
+{
+	Pull	   *pull = &run->pull;
+	ListCell   *lc;
+
+	ForgetArchive(pull);
+	Download(run, archive, size, sha256);
+	ValidateArchive(run);
+	CheckChainHeader(run, delta, seq);
+	if (delta)
+		PrepareDelta(run, prove);
+	else
+	{
+		List	   *folds = FetchFolds(run);
+
+		if (!run->full)
+			MarkUnchanged(pull, written);
+		/* a table a delta changes is merged, whatever its checksum */
+		foreach(lc, folds)
+		{
+			Pull	   *d = lfirst(lc);
+			int			i;
+			int			j;
+
+			for (i = 0; i < d->ntables; i++)
+				for (j = 0; j < pull->ntables; j++)
+					if ((d->tables[i].rows > 0 || d->tables[i].del->rows > 0) &&
+						strcmp(d->tables[i].at.qualname, pull->tables[j].at.qualname) == 0)
+					{
+						pull->tables[j].unchanged = false;
+						pull->tables[j].folded = true;
+					}
+		}
+		pull->folds = folds;
+	}
+
+	/* the guard lets this pull write the machine's rows, and counts ours */
+	SyncGuardBeginPull(pull->machine_id);
+	SyncApplyArchive(pull);
+	run->local_changed += SyncGuardEndPull();
+	NoteDigests(run, pull, false);
+	foreach(lc, pull->folds)
+		NoteDigests(run, lfirst(lc), true);
+	RemoveDownload(run);
+	run->archives += 1 + list_length(pull->folds);
+}
+
+/* The deltas of the index a subscriber at state seq lacks, and their bytes. */
+static uint64
+DeltasFrom(const SyncIndex *index, int64 seq, int *first)
+{
+	uint64		bytes = 0;
+	int			i;
+
+	*first = -1;
+	for (i = 0; i < index->ndeltas; i++)
+		if (index->deltas[i].seq > seq)
+		{
+			if (*first < 0)
+				*first = i;
+			bytes += index->deltas[i].size;
+		}
+	return bytes;
+}
+
+/* The delta path, run in a subtransaction: the deltas since the state here. */
+static void
+DeltaBody(void *arg)
+{
+	PullRun    *run = (PullRun *) arg;
+	int			first;
+	int			i;
+
+	(void) DeltasFrom(&run->index, run->seq, &first);
+	for (i = first; i < run->index.ndeltas; i++)
+	{
+		SyncIndexDelta *d = &run->index.deltas[i];
+
+		ApplyFile(run, d->archive, d->size, d->sha256, true, d->seq, true, NIL);
+	}
+}
+
+/*
+ * May the pull take the delta path: the state here is in the index's
+ * chain and the copy is not known to differ (nothing written here, no
+ * full pull asked)?  It does unless the full archive is the newest state
+ * and smaller than the deltas: a full path that also needs the deltas
+ * after its archive costs more than those deltas alone.
+ */
+static bool
+DeltaPathAllowed(PullRun *run, List *written)
+{
+	const SyncIndex *index = &run->index;
+	int			first;
+	int			after_full;
+	uint64		bytes;
+
+	if (run->full || written != NIL || run->chain == NULL || index->ndeltas == 0 ||
+		strcmp(run->chain, index->chain) != 0 || run->seq < index->deltas[0].seq - 1 ||
+		run->seq >= index->seq)
+		return false;
+	bytes = DeltasFrom(index, run->seq, &first);
+	return index->full_seq < index->seq ||
+		bytes < index->size + DeltasFrom(index, index->full_seq, &after_full);
 }
 
 /*
@@ -516,26 +926,62 @@ RunPull(PullRun *run)
 	run->bytes += result.bytes;
 	SyncReadIndex(index_text, index_len, pull->machine_id,
 				  SyncRemoteUrl(&run->remote, SYNC_INDEX_NAME), &index);
+	run->index = index;
 	run->archive_sha256 = MemoryContextStrdup(run->cxt, index.sha256);
-	if (last_sha && written == NIL && strcmp(last_sha, run->archive_sha256) == 0)
+	if (!pull->verify && index.chain != NULL)
+		LoadChainState(run);
+	if (index.chain == NULL && last_sha && written == NIL &&
+		strcmp(last_sha, run->archive_sha256) == 0)
+		run->status = "unchanged";
+	else if (index.chain != NULL && !run->full && written == NIL &&
+			 run->chain != NULL && strcmp(run->chain, index.chain) == 0 &&
+			 run->seq == index.seq)
 		run->status = "unchanged";
 	else if (pull->verify)
 	{
-		Download(run, &index);
+		/* the full archive, with the deltas since folded in */
+		Download(run, index.archive, index.size, index.sha256);
 		ValidateArchive(run);
+		CheckChainHeader(run, false, index.full_seq);
+		pull->folds = FetchFolds(run);
 		SyncVerifyArchive(pull);
 	}
 	else
 	{
-		Download(run, &index);
-		ValidateArchive(run);
-		if (!run->full)
-			MarkUnchanged(pull, written);
+		bool		done = false;
 
-		/* the guard lets this pull write the machine's rows, and counts ours */
-		SyncGuardBeginPull(pull->machine_id);
-		SyncApplyArchive(pull);
-		run->local_changed = SyncGuardEndPull();
+		/* the delta path: only what changed since the state here */
+		if (index.chain != NULL && DeltaPathAllowed(run, written))
+		{
+			Pull		before = *pull;
+			List	   *digests = list_copy(run->digests);
+			ErrorData  *edata;
+
+			run->path = "delta";
+			edata = SyncRunInSubtransaction(DeltaBody, RemoveDownload, run);
+			if (edata == NULL)
+				done = true;
+			else if (pull->mismatch == NULL)
+				ReThrowError(edata);
+			else
+			{
+				/* the copy here is not what the delta expects: start again */
+				(void) SyncGuardEndPull();
+				run->fallback = MemoryContextStrdup(run->cxt, edata->message);
+				*pull = before;
+				run->digests = digests;
+				run->local_changed = 0;
+				run->archives = 0;
+			}
+		}
+
+		/* the full path: the full archive, then the deltas since */
+		if (!done)
+		{
+			run->path = "full";
+			ApplyFile(run, index.archive, index.size, index.sha256, false,
+					  index.full_seq, false, written);
+		}
 		SyncForgetWritten(pull->machine_id, InvalidOid);
 		SavePullState(run);
 		/* rows on_conflict left out: the pull succeeded, not whole */
@@ -553,14 +999,16 @@ static void
 RemoveDownload(void *arg)
 {
 	PullRun    *run = (PullRun *) arg;
+	ListCell   *lc;
 
-	if (run->tmp_path)
+	foreach(lc, run->downloads)
 	{
-		if (unlink(run->tmp_path) != 0 && errno != ENOENT)
-			elog(WARNING, "could not remove downloaded archive \"%s\": %m", run->tmp_path);
-		run->tmp_path = NULL;
-		current_download[0] = '\0';
+		if (unlink(lfirst(lc)) != 0 && errno != ENOENT)
+			elog(WARNING, "could not remove downloaded archive \"%s\": %m", (char *) lfirst(lc));
 	}
+	run->downloads = NIL;
+	run->tmp_path = NULL;
+	current_download[0] = '\0';
 }
 
 /* The pull, run in a subtransaction by DoPull. */
@@ -638,6 +1086,18 @@ LogApplied(PullRun *run, SyncLogEntry *log)
 		log->local_changed = run->local_changed;
 		if (run->full)
 			appendStringInfoString(&details, ", \"full\": true");
+		if (run->path)
+		{
+			appendStringInfo(&details, ", \"path\": \"%s\", \"archives\": %d", run->path, run->archives);
+			if (run->index.chain)
+				appendStringInfo(&details, ", \"chain\": \"%s\", \"seq\": " INT64_FORMAT,
+								 run->index.chain, run->index.seq);
+		}
+		if (run->fallback)
+		{
+			appendStringInfoString(&details, ", \"fallback\": ");
+			escape_json(&details, run->fallback);
+		}
 	}
 	if (pull->skipped_json)
 		appendStringInfo(&details, ", \"skipped\": %s", pull->skipped_json);

@@ -16,6 +16,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "parse.h"
 #include "settings.h"
 
 char	   *sync_dump_directory = NULL;
@@ -29,6 +30,8 @@ int			sync_max_redirects = 5;
 char	   *sync_database = NULL;
 int			sync_max_workers = 2;
 int			sync_log_retention = 30 * 24 * 60;	/* minutes */
+int			sync_dump_deltas = 100;
+double		sync_dump_delta_ratio = 1.0;
 
 /*
  * Define every setting.  Only a library loaded by shared_preload_libraries
@@ -115,4 +118,14 @@ SyncDefineSettings(void)
 							"How long rows of sync_log are kept.",
 							NULL, &sync_log_retention, 30 * 24 * 60, 1, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MIN, NULL, NULL, NULL);
+	DefineCustomIntVariable("sync.dump_deltas",
+							"Most deltas a dump's index keeps; 0 writes a full archive at every dump.",
+							"A dump writes a new full archive once this many deltas follow the last one.",
+							&sync_dump_deltas, 100, 0, SYNC_MAX_DELTAS - 1,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("sync.dump_delta_ratio",
+							 "Size of the deltas a dump's index keeps, as a fraction of the full archive.",
+							 "A dump writes a new full archive once the deltas that follow the last one add up to this fraction of its size.",
+							 &sync_dump_delta_ratio, 1.0, 0.01, 100.0,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
 }

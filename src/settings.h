@@ -29,6 +29,8 @@ extern int	sync_max_redirects;
 extern char *sync_database;
 extern int	sync_max_workers;
 extern int	sync_log_retention;
+extern int	sync_dump_deltas;
+extern double sync_dump_delta_ratio;
 
 extern void SyncDefineSettings(void);
 

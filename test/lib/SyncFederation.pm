@@ -121,6 +121,8 @@ sub fake_publication
 	make_path($dir);
 	my $index = decode_json(slurp_file("$www/m$machine/sync-index.json"));
 	copy("$www/m$machine/$index->{archive}", "$dir/$index->{archive}") or die "copy: $!";
+	# the full archive alone, as a publisher without deltas names it
+	delete @$index{qw(revision chain seq full_seq deltas)};
 	$edit->($dir, $index);
 	open(my $fh, '>', "$dir/sync-index.json") or die;
 	print $fh encode_json($index);
@@ -167,6 +169,8 @@ sub rewrite_member
 	$t->{rows} = () = $text =~ /\n/g;
 	$t->{bytes} = length($text);
 	$t->{sha256} = sha256_hex($text);
+	# (a forger drops the digest, which a manifest of revision 1 lacks)
+	delete @$t{qw(digest published)};
 }
 
 1;

@@ -396,7 +396,8 @@ SKIP:
 	opendir(my $dh, $small) or die;
 	my @left = sort grep { !/^\.\.?$/ } readdir($dh);
 	closedir($dh);
-	is_deeply(\@left, [ (split m{/}, $first)[-1], 'sync-index.json' ],
+	ok((grep { /^\.sync-\d+-\d+\.state$/ } @left) == 1, 'the state of the previous dump is kept');
+	is_deeply([ grep { !/\.state$/ } @left ], [ (split m{/}, $first)[-1], 'sync-index.json' ],
 		'no partial or temporary file left');
 	is($node->safe_psql('diskfull',
 			q{SELECT status || ': ' || (message LIKE '%No space left on device%')

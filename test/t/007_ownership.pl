@@ -96,8 +96,8 @@ sql(3, q{SET session_replication_role = replica; DELETE FROM trait WHERE id = 10
 # A writable table takes local edits; the owner's next pull puts its
 # version back, although its archive did not change.
 sql(3, q{UPDATE curated SET label = 'curated on three' WHERE id = 1000000001});
-is(sql(3, 'SELECT tbl::text || machine_id FROM sync_written'), 'curated1',
-	'the local edit of machine 1\'s row is recorded');
+is(sql(3, 'SELECT tbl::text || machine_id FROM sync_written ORDER BY 1'), "curated1\ntrait1",
+	'the local edit of machine 1\'s row is recorded, and so is the row written in replica mode');
 is(sql(3, q{SELECT status, inserted, updated, deleted FROM sync_pull(1)}), 'applied|0|1|0',
 	'the next pull of machine 1 merges the written table again');
 is(sql(3, 'SELECT label FROM curated WHERE id = 1000000001'), "one's label",
@@ -106,7 +106,9 @@ is(sql(3, 'SELECT count(*) FROM sync_written'), '0', 'and nothing is left record
 is(pull(3, 1), 'unchanged|0|0|0', 'the pull after that is unchanged');
 
 # Drift behind the guard's back (a superuser in replica mode): sync_verify
-# finds it, an ordinary pull does not see it, a full pull repairs it.
+# finds it; a row inserted or updated is recorded, so the next ordinary
+# pull merges the tables whole; a delete is not (no trigger fires in
+# replica mode): a full pull repairs it.
 sql(3, q{
 	SET session_replication_role = replica;
 	UPDATE site SET name = 'drifted' WHERE id = 1000000002;
@@ -124,9 +126,14 @@ is(sql(3, q{SELECT kind || ' ' || status || ' ' || (details->'differs')::text FR
 	'the verification is logged');
 is(sql(3, q{SELECT count(*) FROM sync_verify('m1.example.org') WHERE missing + extra + changed > 0}), '2',
 	'sync_verify takes a hostname too');
-is(pull(3, 1), 'unchanged|0|0|0', 'an ordinary pull skips the unchanged archive');
-is(sql(3, q{SELECT status, inserted, updated, deleted FROM sync_pull(1, full => true)}), 'applied|1|1|2',
-	'a full pull repairs the drift');
+is(pull(3, 1), 'applied|1|1|2', 'an ordinary pull merges the tables written in replica mode whole, and repairs them');
+is(pull(3, 1), 'unchanged|0|0|0', 'the next one skips the unchanged archive');
+sql(3, q{SET session_replication_role = replica; DELETE FROM trait WHERE id = 1000000003});
+is(sql(3, 'SELECT count(*) FROM sync_written'), '0', 'a delete in replica mode is not recorded');
+is(pull(3, 1), 'unchanged|0|0|0', 'so an ordinary pull does not see it');
+is(sql(3, q{SELECT missing FROM sync_verify(1) WHERE tbl = 'trait'::regclass}), '1', 'sync_verify does');
+is(sql(3, q{SELECT status, inserted, updated, deleted FROM sync_pull(1, full => true)}), 'applied|1|0|0',
+	'a full pull repairs it');
 is(sql(3, q{SELECT count(*) FROM sync_verify(1) WHERE missing + extra + changed > 0}), '0',
 	'sync_verify then finds nothing');
 is(sql(3, q{SELECT status FROM sync_log WHERE kind = 'verify' ORDER BY id DESC LIMIT 1}), 'same',
