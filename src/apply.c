@@ -62,6 +62,9 @@
 #include "settings.h"
 #include "tables.h"
 
+/* a table loaded straight into place with this many rows is analyzed */
+#define SYNC_ANALYZE_ROWS 10000
+
 /* the most rounds in which unique values moving along a chain are written */
 #define SYNC_MAX_ROUNDS 100
 
@@ -143,6 +146,7 @@ MapTable(Pull *pull, PullTable *t)
 						pull->machine_id),
 				 errhint("Rows are matched by key: the key columns must have the same name on both servers.")));
 	t->key_unchecked = !SyncKeyIsUnique(rel, key);
+	t->mt.keyed = !t->key_unchecked;
 	t->skip_conflicts = reg.skip_conflicts;
 	t->uniques = SyncUniquesOf(relid, key);
 
@@ -328,6 +332,8 @@ StageDeleted(Pull *pull, PullTable *t, SyncLoader *loader, int position)
 	(void) SyncLoad(loader, t->del->at.dir, t->at.qualname,
 					RangeVarGetRelid(makeRangeVar("pg_temp", name, -1), NoLock, false),
 					list_make1(makeString(t->at.key)), t->at.key, t->del->rows);
+	/* few keys, as the planner must know: their rows are found by index */
+	SyncExecute(psprintf("ANALYZE %s", t->mt.deleted), 0, NULL, NULL, NULL);
 }
 
 /*
@@ -346,17 +352,20 @@ ProveTable(Pull *pull, PullTable *t)
 	int64		old_rows;
 	uint64		digest;
 	int64		rows;
+	int			lookups;
 	int			i;
 
 	initStringInfo(&cols);
 	for (i = 0; i < t->at.ncolumns; i++)
 		appendStringInfo(&cols, "%sx.%s", i ? ", " : "", quote_identifier(t->at.columns[i].name));
-	SyncDigestQuery(psprintf("SELECT %s FROM %s x WHERE x.%s BETWEEN " INT64_FORMAT " AND " INT64_FORMAT
-							 " AND (EXISTS (SELECT 1 FROM %s s WHERE s.%s = x.%s)"
-							 " OR EXISTS (SELECT 1 FROM %s d WHERE d.%s = x.%s))",
-							 cols.data, t->from, k, pull->range.start, pull->range.end,
-							 t->stage, k, k, t->mt.deleted, k, k),
+	lookups = SyncBeginKeyLookups(&t->mt);
+	SyncDigestQuery(psprintf("SELECT %s FROM (SELECT s.%s FROM %s s UNION SELECT d.%s FROM %s d) k"
+							 " JOIN %s x ON x.%s = k.%s"
+							 " WHERE x.%s BETWEEN " INT64_FORMAT " AND " INT64_FORMAT,
+							 cols.data, k, t->stage, k, t->mt.deleted,
+							 t->from, k, k, k, pull->range.start, pull->range.end),
 					&old, &old_rows);
+	SyncEndKeyLookups(lookups);
 	digest = t->base_digest - old + t->digest.sum;
 	rows = t->base_rows - old_rows + t->digest.rows;
 	if (digest != t->at.digest || rows != t->at.published)
@@ -873,6 +882,14 @@ LoadTables(Pull *pull, List *deps)
 			SyncReportProgress(pull->machine_id, "loading", t->at.qualname, 0, 0);
 			t->inserted += SyncLoad(&loader, t->at.dir, t->at.qualname, t->relid,
 									LocalColumnNames(t, false), t->at.key, t->rows);
+
+			/*
+			 * Statistics of what was just loaded, as after a restore: the
+			 * next pulls, which find rows by key, are planned on them.
+			 */
+			if (t->rows >= SYNC_ANALYZE_ROWS)
+				(void) SyncExecuteAs(SyncRelationOwner(t->relid),
+									 psprintf("ANALYZE %s", t->at.qualname), 0, NULL, NULL, NULL);
 		}
 		else
 		{

@@ -160,8 +160,8 @@ SyncStateRead(const char *path)
 		memcpy(&th, data + pos, sizeof(th));
 		pos += sizeof(th);
 		if (th.namelen <= 0 || th.nrows < 0 ||
-			pos + MAXALIGN64(th.namelen) > end ||
-			(uint64) th.nrows > (end - pos - MAXALIGN64(th.namelen)) / sizeof(SyncStateRow))
+			pos + TYPEALIGN64(8, th.namelen) > end ||
+			(uint64) th.nrows > (end - pos - TYPEALIGN64(8, th.namelen)) / sizeof(SyncStateRow))
 			return NULL;
 		t->qualname = pnstrdup(data + pos, th.namelen);
 		pos += TYPEALIGN64(8, th.namelen);

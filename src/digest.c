@@ -17,7 +17,6 @@
 #include "executor/spi.h"
 #include "tcop/dest.h"
 #include "utils/guc.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "digest.h"
@@ -39,18 +38,7 @@ typedef struct DigestReceiver
 static void
 DigestStartup(DestReceiver *self, int operation, TupleDesc typeinfo)
 {
-	DigestReceiver *r = (DigestReceiver *) self;
-	int			i;
-
-	r->out = palloc(sizeof(FmgrInfo) * typeinfo->natts);
-	for (i = 0; i < typeinfo->natts; i++)
-	{
-		Oid			func;
-		bool		isvarlena;
-
-		getTypeOutputInfo(TupleDescAttr(typeinfo, i)->atttypid, &func, &isvarlena);
-		fmgr_info(func, &r->out[i]);
-	}
+	((DigestReceiver *) self)->out = SyncOutputFunctions(typeinfo);
 }
 
 /* DestReceiver: one row, rendered and hashed. */

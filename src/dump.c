@@ -371,16 +371,11 @@ CopyStartup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	CopyReceiver *r = (CopyReceiver *) self;
 	int			i;
 
-	r->out = palloc(sizeof(FmgrInfo) * typeinfo->natts);
+	r->out = SyncOutputFunctions(typeinfo);
 	r->typlen = palloc(sizeof(int16) * typeinfo->natts);
 	r->typbyval = palloc(sizeof(bool) * typeinfo->natts);
 	for (i = 0; i < typeinfo->natts; i++)
 	{
-		Oid			func;
-		bool		isvarlena;
-
-		getTypeOutputInfo(TupleDescAttr(typeinfo, i)->atttypid, &func, &isvarlena);
-		fmgr_info(func, &r->out[i]);
 		r->typlen[i] = TupleDescAttr(typeinfo, i)->attlen;
 		r->typbyval[i] = TupleDescAttr(typeinfo, i)->attbyval;
 	}
@@ -1080,28 +1075,26 @@ ComputeClosure(DumpState *state, Snapshot snapshot)
 					state->level, snapshot);
 }
 
-/* Start an archive being written with its header. */
+/* Add the header (first) or the manifest (last) to an archive being written. */
 static void
-StartArchive(DumpArchive *a)
+AddDocument(DumpArchive *a, bool manifest)
 {
-	char	   *header;
+	char	   *text;
 
 	if (a->archive == NULL)
 		return;
-	header = SyncBuildManifest(&a->header, false);
-	SyncArchiveAddMember(a->archive, SYNC_HEADER_MEMBER, header, strlen(header));
+	text = SyncBuildManifest(&a->header, manifest);
+	SyncArchiveAddMember(a->archive, manifest ? SYNC_MANIFEST_MEMBER : SYNC_HEADER_MEMBER,
+						 text, strlen(text));
 }
 
 /* End an archive with its manifest, and put it in place. */
 static void
 FinishArchive(DumpArchive *a)
 {
-	char	   *manifest;
-
 	if (a->archive == NULL)
 		return;
-	manifest = SyncBuildManifest(&a->header, true);
-	SyncArchiveAddMember(a->archive, SYNC_MANIFEST_MEMBER, manifest, strlen(manifest));
+	AddDocument(a, true);
 	a->bytes = SyncArchiveFinish(a->archive, a->path, a->sha256);
 	a->published = true;
 }
@@ -1125,8 +1118,8 @@ WriteArchive(DumpState *state, Snapshot snapshot, MemoryContext outer)
 	PrepareDeltaTables(state);
 	PrepareHeader(state, &state->delta.header, offsetof(DumpTable, dat), true);
 
-	StartArchive(&state->full);
-	StartArchive(&state->delta);
+	AddDocument(&state->full, false);
+	AddDocument(&state->delta, false);
 	ExportTable(state, &state->registry, &everything, snapshot);
 	state->rows -= state->registry.at.rows; /* count table rows only */
 	if (state->prev != NULL && state->registry_digest != state->prev->registry)

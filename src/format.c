@@ -37,6 +37,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "format.h"
@@ -189,6 +190,24 @@ SyncAppendCopyValue(StringInfo buf, const char *s)
 		appendBinaryStringInfo(buf, esc, 2);
 		start = ++s;
 	}
+}
+
+/* The output function of every column of desc, for SyncAppendCopyRow. */
+FmgrInfo *
+SyncOutputFunctions(TupleDesc desc)
+{
+	FmgrInfo   *out = palloc(sizeof(FmgrInfo) * (desc->natts + 1));
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Oid			func;
+		bool		isvarlena;
+
+		getTypeOutputInfo(TupleDescAttr(desc, i)->atttypid, &func, &isvarlena);
+		fmgr_info(func, &out[i]);
+	}
+	return out;
 }
 
 /*
@@ -457,8 +476,8 @@ SyncBuildIndex(const SyncIndex *index)
 						 SYNC_FORMAT_REVISION, index->chain, index->seq, index->full_seq);
 		for (i = 0; i < index->ndeltas; i++)
 		{
-			appendStringInfo(&buf, "%s\n  {\"seq\": " INT64_FORMAT ", \"archive\": ",
-							 i ? "," : "", index->deltas[i].seq);
+			appendStringInfo(&buf, "%s\n  {\"base\": " INT64_FORMAT ", \"seq\": " INT64_FORMAT ", \"archive\": ",
+							 i ? "," : "", index->deltas[i].seq - 1, index->deltas[i].seq);
 			JsonString(&buf, index->deltas[i].archive);
 			appendStringInfo(&buf, ", \"size\": " UINT64_FORMAT ", \"sha256\": \"%s\"}",
 							 index->deltas[i].size, index->deltas[i].sha256);

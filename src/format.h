@@ -60,6 +60,7 @@ typedef struct SyncDigest
 } SyncDigest;
 
 extern void SyncAppendCopyValue(StringInfo buf, const char *value);
+extern FmgrInfo *SyncOutputFunctions(TupleDesc desc);
 extern void SyncAppendCopyRow(StringInfo buf, TupleTableSlot *slot, int first,
 							  FmgrInfo *out);
 extern uint64 SyncRowHash(const char *data, size_t len);

@@ -31,6 +31,7 @@
 #include "rewrite/prs2lock.h"
 #include "rewrite/rewriteDefine.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/rel.h"
 
 #include "keys.h"
@@ -58,14 +59,16 @@ SyncDeletedRowsSql(const SyncMergeTarget *t, const char *alias)
 	ListCell   *lc;
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "(%s.%s BETWEEN " INT64_FORMAT " AND " INT64_FORMAT
+	/* a delta names the rows it deletes: they are found by key, not by scan */
+	if (t->deleted)
+		appendStringInfo(&sql, "(%s.%s IN (SELECT d.%s FROM %s d) AND ",
+						 alias, t->key, t->key, t->deleted);
+	else
+		appendStringInfoChar(&sql, '(');
+	appendStringInfo(&sql, "%s.%s BETWEEN " INT64_FORMAT " AND " INT64_FORMAT
 					 " AND NOT EXISTS (SELECT 1 FROM %s s WHERE s.%s = %s.%s)",
 					 alias, t->key, t->range.start, t->range.end,
 					 t->stage, t->key, alias, t->key);
-	/* a delta names the rows it deletes */
-	if (t->deleted)
-		appendStringInfo(&sql, " AND EXISTS (SELECT 1 FROM %s d WHERE d.%s = %s.%s)",
-						 t->deleted, t->key, alias, t->key);
 	/* rows that rows left out still reference stay until they are applied */
 	foreach(lc, t->keepers)
 	{
@@ -157,6 +160,39 @@ CheckRules(const SyncMergeTarget *t, CmdType cmd, const char *operation,
 }
 
 /*
+ * Before a statement that finds a delta's rows in target t: rows are to be
+ * found by key, one index lookup each, rather than by reading the whole
+ * table for a hash join (a plan the planner may well prefer when the few
+ * rows of a delta meet a large table).  SyncEndKeyLookups(returned level)
+ * ends it; an error's abort does too.  Nothing for a full archive, nor for
+ * a table without an index on its key (where a lookup is a scan).
+ */
+int
+SyncBeginKeyLookups(const SyncMergeTarget *t)
+{
+	int			level;
+
+	if (t->deleted == NULL || !t->keyed)
+		return -1;
+	level = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+/* End what SyncBeginKeyLookups began. */
+void
+SyncEndKeyLookups(int level)
+{
+	if (level >= 0)
+		AtEOXact_GUC(true, level);
+}
+
+/*
  * Run a planned statement (of type cmd): plan is a query over the target (alias x) or the
  * staging table (alias s) that yields the rows to change, with the key
  * column among them; change is the statement that changes them, reading
@@ -172,10 +208,21 @@ RunPlanned(const SyncMergeTarget *t, CmdType cmd, const char *operation,
 	char	   *missing;
 	char	   *unplanned;
 	Oid			ruleid = RewritingRule(t, cmd);
+	int			lookups;
+	bool		staged = (t->deleted != NULL);
 
 	if (OidIsValid(ruleid) && !CheckRules(t, cmd, operation, plan, ruleid))
 		return 0;
 
+	/* a delta's rows, found by key first; the change then joins them by ctid */
+	if (staged)
+	{
+		lookups = SyncBeginKeyLookups(t);
+		SyncExecute(psprintf("CREATE TEMP TABLE sync_pull_plan ON COMMIT DROP AS %s", plan),
+					0, NULL, NULL, NULL);
+		SyncEndKeyLookups(lookups);
+		plan = "SELECT * FROM pg_temp.sync_pull_plan";
+	}
 	SyncExecute(psprintf("WITH plan AS MATERIALIZED (%s),"
 						 " done AS (%s)"
 						 " SELECT (SELECT pg_catalog.count(*) FROM plan),"
@@ -205,6 +252,8 @@ RunPlanned(const SyncMergeTarget *t, CmdType cmd, const char *operation,
 						   unplanned) :
 				 errdetail("A trigger, rule or other session changed what the statement did; nothing was applied."),
 				 errhint("Sync does not disable triggers: a BEFORE trigger that returns NULL for another machine's rows keeps its copy from matching what its owner published. Let such rows through, for example when their key is outside this machine's range.")));
+	if (staged)
+		SyncExecute("DROP TABLE pg_temp.sync_pull_plan", 0, NULL, NULL, NULL);
 	return done;
 }
 
@@ -283,10 +332,13 @@ char *
 SyncDoom(const SyncMergeTarget *t, const char *condition, const char *name,
 		 int64 *rows)
 {
+	int			lookups = SyncBeginKeyLookups(t);
+
 	*rows = SyncExecute(psprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS"
 								 " SELECT " PLAN_ADDRESS ", x.%s FROM %s x WHERE %s FOR UPDATE OF x",
 								 name, t->key, t->from, condition),
 						0, NULL, NULL, NULL);
+	SyncEndKeyLookups(lookups);
 	return psprintf("pg_temp.%s", name);
 }
 

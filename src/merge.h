@@ -39,9 +39,12 @@ struct SyncMergeTarget
 	const char *skip;			/* keys on_conflict left out, or NULL */
 	const char *deleted;		/* a delta's keys deleted, or NULL: a full
 								 * archive deletes the rows it lacks */
+	bool		keyed;			/* a unique index on the key finds rows */
 	List	   *keepers;		/* SyncKeeper */
 };
 
+extern int	SyncBeginKeyLookups(const SyncMergeTarget *t);
+extern void SyncEndKeyLookups(int level);
 extern char *SyncDeletedRowsSql(const SyncMergeTarget *t, const char *alias);
 extern char *SyncNotSkippedSql(const SyncMergeTarget *t, const char *alias);
 extern int64 SyncMergeInsert(const SyncMergeTarget *t, const char *columns,

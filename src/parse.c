@@ -451,13 +451,15 @@ ChainFromNode(const JsonNode *root, SyncIndex *index)
 	{
 		SyncIndexDelta *d = &index->deltas[i];
 		int64		size;
+		int64		base;
 
 		d->archive = GetName(Member(deltas->items[i], "archive"));
 		d->sha256 = GetName(Member(deltas->items[i], "sha256"));
 		if (!GetInt64(Member(deltas->items[i], "seq"), &d->seq) ||
+			!GetInt64(Member(deltas->items[i], "base"), &base) || base + 1 != d->seq ||
 			!GetInt64(Member(deltas->items[i], "size"), &size) || size < 0 ||
 			d->archive == NULL || d->sha256 == NULL)
-			return "A delta lacks its state, file, size or checksum.";
+			return "A delta lacks its states, file, size or checksum.";
 		d->size = (uint64) size;
 		if (i > 0 && d->seq != index->deltas[i - 1].seq + 1)
 			return "Its deltas do not follow each other.";

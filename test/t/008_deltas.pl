@@ -215,6 +215,28 @@ sql(42, q{DELETE FROM trait WHERE id > 42000000000});
 like(pull(42, 0), qr/^applied\|0\|0\|\d+$/, 'with 42\'s row gone, the delta applies');
 is(same(), 0, 'the copy equals what 0 publishes');
 
+# a filter that leaves a row out, and then lets it in again
+sql(0, q{SELECT sync_add_table('trait', 'access_level', 'note IS DISTINCT FROM ''hidden''')});
+sql(0, q{UPDATE trait SET note = 'hidden' WHERE id = 12});
+like(publish(), qr/^delta\|\d+\|0\|1$/, 'a row the filter now leaves out is a deleted key of the delta');
+is(pull(42, 0), 'applied|0|0|1', 'it goes');
+sql(0, q{SELECT sync_add_table('trait', 'access_level')});
+like(publish(), qr/^delta\|\d+\|1\|0$/, 'without the filter, it is a new row of the delta');
+is(pull(42, 0), 'applied|1|0|0', 'it comes back');
+is(sql(42, q{SELECT note FROM trait WHERE id = 12}), 'hidden', 'with its values');
+is(same(), 0, 'the copy equals what 0 publishes');
+
+# what a subscriber of 0.4 reads: format 1, and a full archive of format 1
+$index = index_of();
+is("$index->{format}|" . (-f "$www/m0/$index->{archive}" ? 'there' : 'missing') . '|' . length($index->{sha256}),
+	'1|there|64', 'the index names a full archive of format 1, with its size and checksum, as 0.4 reads it');
+{
+	my $x = PostgreSQL::Test::Utils::tempdir();
+	system_or_bail('tar', '--zstd', '-xf', "$www/m0/$index->{archive}", '-C', $x, 'header.json');
+	my $header = decode_json(slurp_file("$x/header.json"));
+	is("$header->{format}|$header->{kind}", '1|full', 'and the full archive is of format 1');
+}
+
 ###########################################################################
 # Retention: a subscriber whose deltas were pruned takes the full path
 ###########################################################################
