@@ -177,8 +177,8 @@ SyncStateRead(const char *path)
 }
 
 /*
- * The table qualname of state, or NULL; with index, its hash index is
- * built (for SyncStateLookup).
+ * The table qualname of state, or NULL; with index, ready for
+ * SyncStateLookup (which builds a hash index of its rows when it needs one).
  */
 SyncStateTable *
 SyncStateFind(SyncState *state, const char *qualname, bool index)
@@ -190,55 +190,80 @@ SyncStateFind(SyncState *state, const char *qualname, bool index)
 	for (i = 0; i < state->ntables; i++)
 	{
 		SyncStateTable *t = &state->tables[i];
-		uint64		nslots = 16;
-		int64		r;
 
 		if (strcmp(t->qualname, qualname) != 0)
 			continue;
-		if (!index || t->slots != NULL)
+		if (!index || t->seen != NULL)
 			return t;
-		while (nslots < (uint64) t->nrows * 2)
-			nslots <<= 1;
-		t->slots = palloc_extended(nslots * sizeof(int32), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-		t->mask = nslots - 1;
+		t->cursor = 0;
 		t->seen = palloc_extended(t->nrows + 1, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-		for (r = 0; r < t->nrows; r++)
-		{
-			uint64		s = MixKey(t->rows[r].key) & t->mask;
-
-			while (t->slots[s] != 0)
-				s = (s + 1) & t->mask;
-			t->slots[s] = (int32) (r + 1);
-		}
 		return t;
 	}
 	return NULL;
 }
 
-/* Position of the row with key in t, or -1. */
+/*
+ * Build the hash index of t's rows by key, at the first row met out of
+ * order (a table whose rows come in the order they came last time needs
+ * none).
+ */
+static void
+BuildIndex(SyncStateTable *t)
+{
+	uint64		nslots = 16;
+	int64		r;
+
+	while (nslots < (uint64) t->nrows * 2)
+		nslots <<= 1;
+	t->slots = palloc_extended(nslots * sizeof(int32), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	t->mask = nslots - 1;
+	for (r = 0; r < t->nrows; r++)
+	{
+		uint64		s = MixKey(t->rows[r].key) & t->mask;
+
+		while (t->slots[s] != 0)
+			s = (s + 1) & t->mask;
+		t->slots[s] = (int32) (r + 1);
+	}
+}
+
+/*
+ * Position of the row with key in t, or -1.  Rows come in about the order
+ * the previous dump met them (the table's physical order): the row after
+ * the last one met is tried first, in memory order, before the hash index.
+ */
 int64
 SyncStateLookup(SyncStateTable *t, int64 key)
 {
-	uint64		s = MixKey(key) & t->mask;
+	uint64		s;
 
+	if (t->cursor < t->nrows && t->rows[t->cursor].key == key)
+		return t->cursor++;
+	if (t->slots == NULL)
+		BuildIndex(t);
+	s = MixKey(key) & t->mask;
 	while (t->slots[s] != 0)
 	{
 		int64		r = t->slots[s] - 1;
 
 		if (t->rows[r].key == key)
+		{
+			t->cursor = r + 1;
 			return r;
+		}
 		s = (s + 1) & t->mask;
 	}
 	return -1;
 }
 
-/* Free what SyncStateFind built for t. */
+/* Free what SyncStateFind and SyncStateLookup built for t. */
 void
 SyncStateRelease(SyncStateTable *t)
 {
-	if (t == NULL || t->slots == NULL)
+	if (t == NULL || t->seen == NULL)
 		return;
-	pfree(t->slots);
+	if (t->slots)
+		pfree(t->slots);
 	pfree(t->seen);
 	t->slots = NULL;
 	t->seen = NULL;

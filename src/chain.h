@@ -32,6 +32,7 @@ typedef struct SyncStateTable
 	int32	   *slots;			/* hash index: positions + 1, 0 = empty */
 	uint64		mask;			/* slots - 1 */
 	uint8	   *seen;			/* per row: met again by the running dump */
+	int64		cursor;			/* the row after the last one met */
 } SyncStateTable;
 
 /* What the last dump of this database into a directory published. */

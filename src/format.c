@@ -220,6 +220,7 @@ void
 SyncAppendCopyRow(StringInfo buf, TupleTableSlot *slot, int first, FmgrInfo *out)
 {
 	int			natts = slot->tts_tupleDescriptor->natts;
+	bool		utf8 = (GetDatabaseEncoding() == PG_UTF8);
 	int			i;
 
 	for (i = first; i < natts; i++)
@@ -232,7 +233,8 @@ SyncAppendCopyRow(StringInfo buf, TupleTableSlot *slot, int first, FmgrInfo *out
 		{
 			char	   *value = OutputFunctionCall(&out[i], slot->tts_values[i]);
 
-			SyncAppendCopyValue(buf, pg_server_to_any(value, strlen(value), PG_UTF8));
+			SyncAppendCopyValue(buf, utf8 ? value :
+								pg_server_to_any(value, strlen(value), PG_UTF8));
 		}
 	}
 }
