@@ -334,6 +334,15 @@ StageDeleted(Pull *pull, PullTable *t, SyncLoader *loader, int position)
 					list_make1(makeString(t->at.key)), t->at.key, t->del->rows);
 	/* few keys, as the planner must know: their rows are found by index */
 	SyncExecute(psprintf("ANALYZE %s", t->mt.deleted), 0, NULL, NULL, NULL);
+	/* a key a delta both has and deletes: which would it be? */
+	if (SyncExecute(psprintf("SELECT 1 FROM %s d JOIN %s s ON s.%s = d.%s LIMIT 1",
+							 t->mt.deleted, t->stage, quote_identifier(t->at.key),
+							 quote_identifier(t->at.key)), 0, NULL, NULL, NULL) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("delta of machine " INT64_FORMAT " both has and deletes rows of table %s",
+						pull->machine_id, t->at.qualname),
+				 errdetail("A delta deletes only keys whose rows it does not have; nothing was applied.")));
 }
 
 /*
@@ -355,6 +364,9 @@ ProveTable(Pull *pull, PullTable *t)
 	int			lookups;
 	int			i;
 
+	/* a table new to the chain: the copy here must have none of its rows */
+	if (t->base_rows == SYNC_BASE_UNKNOWN)
+		t->base_rows = HasRowsInRange(pull, t) ? -1 : 0;
 	initStringInfo(&cols);
 	for (i = 0; i < t->at.ncolumns; i++)
 		appendStringInfo(&cols, "%sx.%s", i ? ", " : "", quote_identifier(t->at.columns[i].name));

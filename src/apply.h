@@ -37,6 +37,7 @@ typedef struct PullTable
 	bool		direct;			/* loaded straight into the table */
 	char	   *stage;			/* staging table, or NULL */
 	bool		prove;			/* a delta's: prove the copy (digests) */
+#define SYNC_BASE_UNKNOWN (-2)	/* base_rows: no digest of the copy known */
 	uint64		base_digest;	/* digest of the copy here before it */
 	int64		base_rows;
 	bool		key_unchecked;	/* no index here says the key is unique */

@@ -98,6 +98,16 @@ MixKey(int64 key)
 	return h;
 }
 
+/* A state that is not whole: its memory is given back, and NULL returned. */
+static SyncState *
+Distrust(SyncState *state, char *data)
+{
+	pfree(state->tables);
+	pfree(state);
+	pfree(data);
+	return NULL;
+}
+
 /*
  * Read the state file at path, or NULL if there is none or it is not one
  * this server wrote whole (a state that cannot be trusted is not used: the
@@ -124,11 +134,17 @@ SyncStateRead(const char *path)
 		return NULL;
 	}
 	data = palloc_extended(st.st_size, MCXT_ALLOC_HUGE);
-	if (read(fd, data, st.st_size) != st.st_size)
+	for (pos = 0; pos < (size_t) st.st_size;)
 	{
-		CloseTransientFile(fd);
-		pfree(data);
-		return NULL;
+		ssize_t		n = pg_pread(fd, data + pos, Min((size_t) st.st_size - pos, 1024 * 1024 * 1024), pos);
+
+		if (n <= 0)
+		{
+			CloseTransientFile(fd);
+			pfree(data);
+			return NULL;
+		}
+		pos += n;
 	}
 	CloseTransientFile(fd);
 
@@ -156,14 +172,15 @@ SyncStateRead(const char *path)
 		size_t		end = st.st_size - sizeof(trailer);
 
 		if (pos + sizeof(th) > end)
-			return NULL;
+			return Distrust(state, data);
 		memcpy(&th, data + pos, sizeof(th));
 		pos += sizeof(th);
 		if (th.namelen <= 0 || th.nrows < 0 ||
 			pos + TYPEALIGN64(8, th.namelen) > end ||
 			(uint64) th.nrows > (end - pos - TYPEALIGN64(8, th.namelen)) / sizeof(SyncStateRow))
-			return NULL;
+			return Distrust(state, data);
 		t->qualname = pnstrdup(data + pos, th.namelen);
+		t->cxt = CurrentMemoryContext;
 		pos += TYPEALIGN64(8, th.namelen);
 		t->shape = th.shape;
 		t->nrows = th.nrows;
@@ -172,7 +189,7 @@ SyncStateRead(const char *path)
 		pos += th.nrows * sizeof(SyncStateRow);
 	}
 	if (pos != st.st_size - sizeof(trailer))
-		return NULL;
+		return Distrust(state, data);
 	return state;
 }
 
@@ -215,7 +232,9 @@ BuildIndex(SyncStateTable *t)
 
 	while (nslots < (uint64) t->nrows * 2)
 		nslots <<= 1;
-	t->slots = palloc_extended(nslots * sizeof(int32), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	/* (built while a row is read, in the row's context: not there) */
+	t->slots = MemoryContextAllocExtended(t->cxt, nslots * sizeof(int32),
+										  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	t->mask = nslots - 1;
 	for (r = 0; r < t->nrows; r++)
 	{

@@ -33,6 +33,7 @@ typedef struct SyncStateTable
 	uint64		mask;			/* slots - 1 */
 	uint8	   *seen;			/* per row: met again by the running dump */
 	int64		cursor;			/* the row after the last one met */
+	MemoryContext cxt;			/* where the state was read, for the index */
 } SyncStateTable;
 
 /* What the last dump of this database into a directory published. */

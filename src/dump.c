@@ -902,6 +902,8 @@ PrepareChain(DumpState *state, MemoryContext outer)
 			 * A table registered since is in a new full archive too: deltas
 			 * that follow a full archive have its tables.
 			 */
+			/* and one no longer registered: a new subscriber gets none of it */
+			added |= (state->prev->ntables != state->ntables);
 			full = (state->force_full || added || count >= sync_dump_deltas ||
 					(double) bytes >= sync_dump_delta_ratio * (double) prev->size);
 		}

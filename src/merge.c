@@ -25,6 +25,7 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "commands/trigger.h"
@@ -32,6 +33,7 @@
 #include "rewrite/rewriteDefine.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/syscache.h"
 #include "utils/rel.h"
 
 #include "keys.h"
@@ -159,20 +161,40 @@ CheckRules(const SyncMergeTarget *t, CmdType cmd, const char *operation,
 	return true;				/* not reached */
 }
 
+/* the largest share of a table a delta's rows are looked up in by key */
+#define SYNC_LOOKUP_SHARE 0.1
+
+/* The rows the planner believes target t has. */
+static double
+TargetRows(const SyncMergeTarget *t)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(t->relid));
+	double		rows = 0;
+
+	if (HeapTupleIsValid(tuple))
+	{
+		rows = ((Form_pg_class) GETSTRUCT(tuple))->reltuples;
+		ReleaseSysCache(tuple);
+	}
+	return rows;
+}
+
 /*
  * Before a statement that finds a delta's rows in target t: rows are to be
  * found by key, one index lookup each, rather than by reading the whole
  * table for a hash join (a plan the planner may well prefer when the few
  * rows of a delta meet a large table).  SyncEndKeyLookups(returned level)
- * ends it; an error's abort does too.  Nothing for a full archive, nor for
- * a table without an index on its key (where a lookup is a scan).
+ * ends it; an error's abort does too.  Nothing for a full archive, for a
+ * table without an index on its key (where a lookup is a scan), nor for a
+ * delta that touches a large share of its table.
  */
 int
 SyncBeginKeyLookups(const SyncMergeTarget *t)
 {
 	int			level;
 
-	if (t->deleted == NULL || !t->keyed)
+	if (t->deleted == NULL || !t->keyed ||
+		(double) t->touched > SYNC_LOOKUP_SHARE * TargetRows(t))
 		return -1;
 	level = NewGUCNestLevel();
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,

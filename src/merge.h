@@ -40,6 +40,7 @@ struct SyncMergeTarget
 	const char *deleted;		/* a delta's keys deleted, or NULL: a full
 								 * archive deletes the rows it lacks */
 	bool		keyed;			/* a unique index on the key finds rows */
+	int64		touched;		/* a delta's rows and deleted keys */
 	List	   *keepers;		/* SyncKeeper */
 };
 

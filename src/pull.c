@@ -97,6 +97,7 @@ typedef struct PullRun
 	const char *path;			/* 'delta' or 'full' */
 	char	   *fallback;		/* why a delta path fell back to full */
 	int			archives;		/* files applied */
+	uint64		unpacked_total; /* of the archives of this pull, so far */
 	char	   *hdr_chain;		/* what the archive being read says */
 	int64		hdr_seq;
 } PullRun;
@@ -378,7 +379,15 @@ ValidateArchive(PullRun *run)
 	bool		have_manifest = false;
 
 	SyncReportProgress(pull->machine_id, "verifying", NULL, 0, 0);
-	reader = SyncArchiveOpen(pull->archive_path, (uint64) sync_max_unpacked_kb * 1024);
+	/* sync.max_unpacked_bytes bounds all the archives of a pull together */
+	if (run->unpacked_total >= (uint64) sync_max_unpacked_kb * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("archives of machine " INT64_FORMAT " unpack to more than sync.max_unpacked_bytes together",
+						pull->machine_id),
+				 errhint("Raise sync.max_unpacked_bytes, or pull with full => true.")));
+	reader = SyncArchiveOpen(pull->archive_path,
+							 (uint64) sync_max_unpacked_kb * 1024 - run->unpacked_total);
 	if (!SyncArchiveNext(reader, &name, &size) || strcmp(name, SYNC_HEADER_MEMBER) != 0)
 		SyncBadArchive(pull->machine_id, "archive", "It does not start with " SYNC_HEADER_MEMBER ".");
 	text = SyncArchiveReadAll(reader, size, SYNC_MAX_HEADER, "header");
@@ -432,6 +441,7 @@ ValidateArchive(PullRun *run)
 	if (current)
 		EndTable(pull, current, &scan, sha);
 	pull->unpacked = SyncArchiveUnpacked(reader);
+	run->unpacked_total += pull->unpacked;
 	SyncArchiveClose(reader);
 
 	if (!have_manifest)
@@ -586,6 +596,25 @@ LoadChainState(PullRun *run)
 	MemoryContextSwitchTo(oldcxt);
 }
 
+/* A copy of the digest entries, to go back to (in run->cxt). */
+static List *
+CopyDigests(PullRun *run)
+{
+	List	   *copy = NIL;
+	ListCell   *lc;
+	MemoryContext oldcxt = MemoryContextSwitchTo(run->cxt);
+
+	foreach(lc, run->digests)
+	{
+		ChainTable *c = palloc(sizeof(ChainTable));
+
+		*c = *(ChainTable *) lfirst(lc);
+		copy = lappend(copy, c);
+	}
+	MemoryContextSwitchTo(oldcxt);
+	return copy;
+}
+
 /* The digest entry of table qualname, made if asked, or NULL. */
 static ChainTable *
 ChainEntry(PullRun *run, const char *qualname, bool make)
@@ -616,6 +645,7 @@ static void
 NoteDigests(PullRun *run, Pull *pull, bool folded)
 {
 	MemoryContext oldcxt = MemoryContextSwitchTo(run->cxt);
+	bool		known;
 	int			i;
 
 	for (i = 0; i < pull->ntables; i++)
@@ -625,12 +655,14 @@ NoteDigests(PullRun *run, Pull *pull, bool folded)
 
 		if (!t->at.has_digest)
 			continue;
+		known = (ChainEntry(run, t->at.qualname, false) != NULL);
 		c = ChainEntry(run, t->at.qualname, true);
 		c->digest = t->at.digest;
 		c->rows = t->at.published;
 		/* a delta leaves a table applied as it found it */
 		if (!folded)
-			c->applied = pull->delta ? (c->applied && (t->complete || t->unchanged)) : t->complete;
+			c->applied = (pull->delta && known) ?
+				(c->applied && (t->complete || t->unchanged)) : t->complete;
 	}
 	MemoryContextSwitchTo(oldcxt);
 }
@@ -654,10 +686,19 @@ PrepareDelta(PullRun *run, bool prove)
 
 		t->prove = prove;
 		t->base_digest = c ? c->digest : 0;
-		t->base_rows = (c == NULL) ? 0 : c->applied ? c->rows : -1;
-		/* a table not applied whole before is staged, to fail its proof */
-		if (t->rows == 0 && t->del->rows == 0 && !(prove && t->base_rows < 0))
+		/* none known: the copy here must hold no row (apply.c checks) */
+		t->base_rows = (c == NULL) ? SYNC_BASE_UNKNOWN : c->applied ? c->rows : -1;
+
+		/*
+		 * Skipped only if the delta leaves the table as the copy here is;
+		 * any other is staged (if need be empty) and proven, and a table
+		 * not applied whole before fails its proof.
+		 */
+		if (t->rows == 0 && t->del->rows == 0 &&
+			(!prove || (c != NULL && c->applied && c->digest == t->at.digest &&
+						c->rows == t->at.published)))
 			t->unchanged = true;
+		t->mt.touched = t->rows + t->del->rows;
 	}
 }
 
@@ -758,7 +799,8 @@ ApplyFile(PullRun *run, const char *archive, uint64 size, const char *sha256,
 
 			for (i = 0; i < d->ntables; i++)
 				for (j = 0; j < pull->ntables; j++)
-					if ((d->tables[i].rows > 0 || d->tables[i].del->rows > 0) &&
+					if ((d->tables[i].rows > 0 || d->tables[i].del->rows > 0 ||
+						 d->tables[i].at.digest != pull->tables[j].at.digest) &&
 						strcmp(d->tables[i].at.qualname, pull->tables[j].at.qualname) == 0)
 					{
 						pull->tables[j].unchanged = false;
@@ -954,7 +996,7 @@ RunPull(PullRun *run)
 		if (index.chain != NULL && DeltaPathAllowed(run, written))
 		{
 			Pull		before = *pull;
-			List	   *digests = list_copy(run->digests);
+			List	   *digests = CopyDigests(run);
 			ErrorData  *edata;
 
 			run->path = "delta";
