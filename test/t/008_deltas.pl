@@ -175,10 +175,14 @@ is(same(), 0, 'the copy equals what 0 publishes');
 sql(0, q{UPDATE trait SET note = 'hostile' WHERE id = 41});
 is(publish(), 'delta|10|1|0', 'a delta to forge');
 $saved = slurp_file("$www/m0/sync-index.json");
-for my $forge (['tables', "7000000099\t1\t1\t\\N\tsmuggled\t4\n", 'row'],
-	['deleted', "7000000001\n", 'deleted key'])
+for my $forge (['tables', "7000000099\t1\t1\t\\N\tsmuggled\t4\n", 'a row outside the range',
+		qr/archive of machine 0 has a row of table public\.trait with key 7000000099, outside the machine's range/],
+	['deleted', "7000000001\n", 'a deleted key outside the range',
+		qr/archive of machine 0 has a row of table public\.trait with key 7000000001, outside the machine's range/],
+	['deleted', "41\n", 'a key both in its rows and deleted',
+		qr/delta of machine 0 both has and deletes rows of table public\.trait/])
 {
-	my ($where, $line, $what) = @$forge;
+	my ($where, $line, $what, $re) = @$forge;
 	my $fake = index_of();
 	my $d = $fake->{deltas}[-1];
 	my $orig = slurp_file("$www/m0/$d->{archive}");
@@ -198,8 +202,7 @@ for my $forge (['tables', "7000000099\t1\t1\t\\N\tsmuggled\t4\n", 'row'],
 	$d->{sha256} = $pseudo{sha256};
 	$d->{size} = $pseudo{size};
 	{ open(my $fh, '>', "$www/m0/sync-index.json") or die; print $fh encode_json($fake); close $fh; }
-	pull_fails(42, 0, qr/archive of machine 0 has a row of table public\.trait with key 7000000\d+, outside the machine's range/,
-		"a $what outside the range in a delta");
+	pull_fails(42, 0, $re, "a delta with $what");
 	{ open(my $fh, '>', "$www/m0/$d->{archive}") or die; binmode $fh; print $fh $orig; close $fh; }
 	{ open(my $fh, '>', "$www/m0/sync-index.json") or die; print $fh $saved; close $fh; }
 }
