@@ -185,7 +185,7 @@ Compress(SyncArchive *archive, const char *data, size_t len, bool end)
  * removes what was created.
  */
 SyncArchive *
-SyncArchiveCreate(const char *tmppath, int level)
+SyncArchiveCreate(const char *tmppath, int level, int workers)
 {
 	SyncArchive *archive = palloc0(sizeof(SyncArchive));
 	size_t		rc;
@@ -211,6 +211,14 @@ SyncArchiveCreate(const char *tmppath, int level)
 		rc = ZSTD_CCtx_setParameter(archive->zstd, ZSTD_c_checksumFlag, 1);
 	if (ZSTD_isError(rc))
 		elog(ERROR, "could not set zstd parameters: %s", ZSTD_getErrorName(rc));
+
+	/*
+	 * Compression in a thread of zstd's own, beside the backend that renders
+	 * the rows (as PostgreSQL's server-side base backups do); a library
+	 * built without threads compresses in the backend, as before.
+	 */
+	if (workers > 0)
+		(void) ZSTD_CCtx_setParameter(archive->zstd, ZSTD_c_nbWorkers, workers);
 	archive->sha = SyncSha256Begin();
 
 	archive->fd = OpenTransientFile(tmppath, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY);

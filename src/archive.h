@@ -21,7 +21,8 @@
 
 typedef struct SyncArchive SyncArchive;
 
-extern SyncArchive *SyncArchiveCreate(const char *tmppath, int level);
+extern SyncArchive *SyncArchiveCreate(const char *tmppath, int level,
+									  int workers);
 extern void SyncArchiveAddMember(SyncArchive *archive, const char *name,
 								 const char *data, size_t len);
 extern uint64 SyncArchiveFinish(SyncArchive *archive, const char *path,

@@ -71,6 +71,9 @@ PG_FUNCTION_INFO_V1(sync_dump);
 /* zstd level: fast, with a ratio close to gzip's (see doc/dump.md) */
 #define SYNC_ZSTD_LEVEL 1
 
+/* zstd threads compressing a full archive beside the backend */
+#define SYNC_ZSTD_WORKERS 1
+
 /* One table (or the registry) as it goes into a dump. */
 typedef struct DumpTable
 {
@@ -919,7 +922,7 @@ PrepareChain(DumpState *state, MemoryContext outer)
 		state->full.path = psprintf("%s/%s", state->dir, state->full.name);
 		state->full.archive = SyncArchiveCreate(psprintf("%s/%s-%d.tmp", state->dir,
 														 TempPrefix(), MyProcPid),
-												SYNC_ZSTD_LEVEL);
+												SYNC_ZSTD_LEVEL, SYNC_ZSTD_WORKERS);
 	}
 	if (delta)
 	{
@@ -927,7 +930,7 @@ PrepareChain(DumpState *state, MemoryContext outer)
 		state->delta.path = psprintf("%s/%s", state->dir, state->delta.name);
 		state->delta.archive = SyncArchiveCreate(psprintf("%s/%s-%d-delta.tmp", state->dir,
 														  TempPrefix(), MyProcPid),
-												 SYNC_ZSTD_LEVEL);
+												 SYNC_ZSTD_LEVEL, 0);
 	}
 	if (sync_dump_deltas > 0)
 		state->writer = SyncStateBegin(psprintf("%s/%s-%d-state.tmp", state->dir,
