@@ -163,6 +163,7 @@ typedef struct CopyReceiver
 	StringInfoData row;			/* the row being written */
 	DumpOutput	full;			/* every row */
 	DumpOutput	delta;			/* rows new or changed */
+	bool		tracked;		/* the state records its rows (not the registry's) */
 	uint64		digest;			/* of the rows published */
 } CopyReceiver;
 
@@ -414,7 +415,6 @@ CopyReceive(TupleTableSlot *slot, DestReceiver *self)
 {
 	CopyReceiver *r = (CopyReceiver *) self;
 	DumpTable  *t = r->table;
-	SyncStateWriter *writer = r->state->writer;
 	MemoryContext oldcxt;
 	SyncStateRow row;
 	int64		pos = -1;
@@ -428,7 +428,7 @@ CopyReceive(TupleTableSlot *slot, DestReceiver *self)
 	}
 
 	oldcxt = MemoryContextSwitchTo(r->rowcxt);
-	if (writer != NULL && t != &r->state->registry)
+	if (r->tracked)
 	{
 		row.key = RowKey(r, slot);
 		row.value = SyncValueHash(slot, 1, r->typlen, r->typbyval);
@@ -452,8 +452,8 @@ CopyReceive(TupleTableSlot *slot, DestReceiver *self)
 	}
 	else
 		row.text = t->prev->rows[pos].text;
-	if (writer != NULL && t != &r->state->registry)
-		SyncStateAddRow(writer, &row);
+	if (r->tracked)
+		SyncStateAddRow(r->state->writer, &row);
 	r->digest += row.text;
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextReset(r->rowcxt);
@@ -595,7 +595,8 @@ ExportTable(DumpState *state, DumpTable *t, const SyncRange *range,
 	initStringInfo(&r.row);
 	BeginOutput(&r.full, state->full.archive, &t->at);
 	BeginOutput(&r.delta, state->delta.archive, &t->dat);
-	if (state->writer != NULL && t != &state->registry)
+	r.tracked = (state->writer != NULL && t != &state->registry);
+	if (r.tracked)
 	{
 		t->prev = SyncStateFind(state->prev, t->at.qualname, true);
 		SyncStateBeginTable(state->writer, t->at.qualname, t->shape);
@@ -759,23 +760,6 @@ PruneOldArchives(DumpState *state, const SyncIndex *index)
 	}
 }
 
-/* Bytes of the deltas of index that lead on from its full archive. */
-static uint64
-DeltasAfterFull(const SyncIndex *index, int *count)
-{
-	uint64		bytes = 0;
-	int			i;
-
-	*count = 0;
-	for (i = 0; i < index->ndeltas; i++)
-		if (index->deltas[i].seq > index->full_seq)
-		{
-			bytes += index->deltas[i].size;
-			(*count)++;
-		}
-	return bytes;
-}
-
 /*
  * Write the index: the full archive (this dump's, or the previous one's),
  * and the deltas kept: the previous index's and this dump's, the oldest
@@ -898,8 +882,8 @@ PrepareChain(DumpState *state, MemoryContext outer)
 		}
 		if (delta)
 		{
-			int			count;
-			uint64		bytes = DeltasAfterFull(prev, &count);
+			uint64		bytes;
+			int			count = prev->ndeltas - SyncDeltasAfter(prev, prev->full_seq, &bytes);
 
 			/*
 			 * A table registered since is in a new full archive too: deltas

@@ -491,6 +491,28 @@ SyncBuildIndex(const SyncIndex *index)
 }
 
 /*
+ * The position in index of the first delta after state seq (ndeltas if
+ * none; they follow each other), and in *bytes, if asked, the size of
+ * those deltas together.
+ */
+int
+SyncDeltasAfter(const SyncIndex *index, int64 seq, uint64 *bytes)
+{
+	int			first = 0;
+	int			i;
+
+	while (first < index->ndeltas && index->deltas[first].seq <= seq)
+		first++;
+	if (bytes)
+	{
+		*bytes = 0;
+		for (i = first; i < index->ndeltas; i++)
+			*bytes += index->deltas[i].size;
+	}
+	return first;
+}
+
+/*
  * Report an archive, or a document of it (what), that is not what this
  * version writes.
  */

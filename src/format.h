@@ -67,6 +67,7 @@ extern uint64 SyncRowHash(const char *data, size_t len);
 extern void SyncDigestData(SyncDigest *digest, const char *data, size_t len);
 extern char *SyncBuildManifest(const SyncArchiveHeader *header, bool results);
 extern char *SyncBuildIndex(const SyncIndex *index);
+extern int	SyncDeltasAfter(const SyncIndex *index, int64 seq, uint64 *bytes);
 
 /* reading */
 extern void SyncBadArchive(int64 machine_id, const char *what,

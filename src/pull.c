@@ -561,23 +561,15 @@ LoadChainState(PullRun *run)
 		Oid			types[1] = {TEXTOID};
 		Datum		args[1] = {CStringGetTextDatum(digests)};
 
-		/*
-		 * A table not applied whole (not registered, or lacking columns) that
-		 * is registered here now: the next pull merges the full archive, as
-		 * a full pull would every time.
-		 */
-		if (SyncExecute(psprintf("SELECT 1 FROM pg_catalog.jsonb_each($1::pg_catalog.jsonb) j"
-								 " WHERE NOT coalesce((j.value->>'applied')::pg_catalog.bool, false)"
-								 " AND EXISTS (SELECT 1 FROM %s t JOIN pg_catalog.pg_class c ON c.oid = t.tbl"
+		/* each table, and whether it is registered here */
+		n = SyncExecute(psprintf("SELECT j.key, j.value->>'digest', (j.value->>'rows')::pg_catalog.int8,"
+								 " (j.value->>'applied')::pg_catalog.bool,"
+								 " EXISTS (SELECT 1 FROM %s t JOIN pg_catalog.pg_class c ON c.oid = t.tbl"
 								 " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 								 " WHERE pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'"
 								 " OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname) OPERATOR(pg_catalog.=) j.key)"
-								 " LIMIT 1", SyncObject("sync_table")),
-						1, types, args, NULL) > 0)
-			run->seq = -1;
-		n = SyncExecute("SELECT key, value->>'digest', (value->>'rows')::pg_catalog.int8,"
-						" (value->>'applied')::pg_catalog.bool"
-						" FROM pg_catalog.jsonb_each($1::pg_catalog.jsonb)",
+								 " FROM pg_catalog.jsonb_each($1::pg_catalog.jsonb) j",
+								 SyncObject("sync_table")),
 						1, types, args, NULL);
 	}
 	oldcxt = MemoryContextSwitchTo(run->cxt);
@@ -592,6 +584,14 @@ LoadChainState(PullRun *run)
 			c->rows = -1;
 		c->applied = SyncGetBool(i, 4);
 		run->digests = lappend(run->digests, c);
+
+		/*
+		 * A table not applied whole (not registered, or lacking columns) that
+		 * is registered here now: the next pull merges the full archive, as
+		 * a full pull would every time.
+		 */
+		if (!c->applied && SyncGetBool(i, 5))
+			run->seq = -1;
 	}
 	MemoryContextSwitchTo(oldcxt);
 }
@@ -760,9 +760,10 @@ FetchFolds(PullRun *run)
 	List	   *folds = NIL;
 	int			i;
 
-	for (i = 0; run->index.chain != NULL && i < run->index.ndeltas; i++)
-		if (run->index.deltas[i].seq > run->index.full_seq)
-			folds = lappend(folds, FetchDelta(run, &run->index.deltas[i]));
+	if (run->index.chain == NULL)
+		return NIL;
+	for (i = SyncDeltasAfter(&run->index, run->index.full_seq, NULL); i < run->index.ndeltas; i++)
+		folds = lappend(folds, FetchDelta(run, &run->index.deltas[i]));
 	return folds;
 }
 
@@ -821,34 +822,14 @@ ApplyFile(PullRun *run, const char *archive, uint64 size, const char *sha256,
 	run->archives += 1 + list_length(pull->folds);
 }
 
-/* The deltas of the index a subscriber at state seq lacks, and their bytes. */
-static uint64
-DeltasFrom(const SyncIndex *index, int64 seq, int *first)
-{
-	uint64		bytes = 0;
-	int			i;
-
-	*first = -1;
-	for (i = 0; i < index->ndeltas; i++)
-		if (index->deltas[i].seq > seq)
-		{
-			if (*first < 0)
-				*first = i;
-			bytes += index->deltas[i].size;
-		}
-	return bytes;
-}
-
 /* The delta path, run in a subtransaction: the deltas since the state here. */
 static void
 DeltaBody(void *arg)
 {
 	PullRun    *run = (PullRun *) arg;
-	int			first;
 	int			i;
 
-	(void) DeltasFrom(&run->index, run->seq, &first);
-	for (i = first; i < run->index.ndeltas; i++)
+	for (i = SyncDeltasAfter(&run->index, run->seq, NULL); i < run->index.ndeltas; i++)
 	{
 		SyncIndexDelta *d = &run->index.deltas[i];
 
@@ -867,17 +848,14 @@ static bool
 DeltaPathAllowed(PullRun *run, List *written)
 {
 	const SyncIndex *index = &run->index;
-	int			first;
-	int			after_full;
 	uint64		bytes;
 
 	if (run->full || written != NIL || run->chain == NULL || index->ndeltas == 0 ||
 		strcmp(run->chain, index->chain) != 0 || run->seq < index->deltas[0].seq - 1 ||
 		run->seq >= index->seq)
 		return false;
-	bytes = DeltasFrom(index, run->seq, &first);
-	return index->full_seq < index->seq ||
-		bytes < index->size + DeltasFrom(index, index->full_seq, &after_full);
+	(void) SyncDeltasAfter(index, run->seq, &bytes);
+	return index->full_seq < index->seq || bytes < index->size;
 }
 
 /*
