@@ -981,11 +981,18 @@ RunPull(PullRun *run)
 			edata = SyncRunInSubtransaction(DeltaBody, RemoveDownload, run);
 			if (edata == NULL)
 				done = true;
-			else if (pull->mismatch == NULL)
+			else if (pull->mismatch == NULL &&
+					 ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION)
 				ReThrowError(edata);
 			else
 			{
-				/* the copy here is not what the delta expects: start again */
+				/*
+				 * The copy here is not what the delta expects, or a
+				 * constraint here refuses a state on the way (two values of
+				 * a unique key swapped by one delta and moved on by the
+				 * next): start again on the full path, which goes to the
+				 * newest state in one merge, and fails if that fails.
+				 */
 				(void) SyncGuardEndPull();
 				run->fallback = MemoryContextStrdup(run->cxt, edata->message);
 				*pull = before;

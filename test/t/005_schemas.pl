@@ -360,6 +360,7 @@ is(pull(2, 1), 'applied|1|2|0', 'labels that move along a chain are written in r
 is(rows_of(2, 'plots', 1, 'id, label'), rows_of(1, 'plots', 1, 'id, label'), 'the copy matches');
 
 sql(1, q{
+	SET sync.dump_delta_ratio = 100;
 	UPDATE plots SET label = 'tmp' WHERE label = 'p1';
 	UPDATE plots SET label = 'p1' WHERE label = 'p2';
 	UPDATE plots SET label = 'p2' WHERE label = 'tmp';
@@ -367,8 +368,12 @@ sql(1, q{
 });
 pull_fails(2, 1, qr/ERROR:  cannot apply the rows of machine 1 to table public\.plots: values of plots_label_key move between its rows in a cycle\n.*\nHINT:  Make plots_label_key DEFERRABLE, or allow NULL in one of its columns/s,
 	'a swap through a NOT NULL, immediate unique constraint');
-sql(1, q{UPDATE plots SET label = 'p4' WHERE label = 'p1'; SELECT sync_dump();});
+sql(1, q{SET sync.dump_delta_ratio = 100; UPDATE plots SET label = 'p4' WHERE label = 'p1'; SELECT sync_dump();});
 like(pull(2, 1), qr/^applied\|0\|\d\|0$/, 'once the publisher breaks the cycle, the pull applies');
+like(sql(2, q{SELECT details->>'path' || ': ' || (details->>'fallback') FROM sync_log WHERE kind = 'pull' ORDER BY id DESC LIMIT 1}),
+	qr/^full: cannot apply the rows of machine 1 to table public\.plots: values of plots_label_key move between its rows in a cycle$/,
+	'the delta with the swap cannot be applied here on its own: the full path goes to the newest state at once, and says why');
+
 is(rows_of(2, 'plots', 1, 'id, label'), rows_of(1, 'plots', 1, 'id, label'), 'the copy matches');
 
 ###########################################################################
