@@ -65,8 +65,11 @@
 
 PG_FUNCTION_INFO_V1(sync_dump);
 
-/* size at which a table's COPY text is cut into the next archive member */
-#define SYNC_CHUNK_SIZE (8 * 1024 * 1024)
+/*
+ * Size at which a table's COPY text is cut into the next archive member:
+ * small enough that the checksum and the compressor read it from the cache.
+ */
+#define SYNC_CHUNK_SIZE (1024 * 1024)
 
 /* zstd level: fast, with a ratio close to gzip's (see doc/dump.md) */
 #define SYNC_ZSTD_LEVEL 1
