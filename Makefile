@@ -41,8 +41,8 @@ OBJS = \
 	src/schedule.o \
 	src/module.o
 
-DATA = sql/sync--0.1.sql sql/sync--0.2.sql sql/sync--0.3.sql sql/sync--0.4.sql sql/sync--0.5.sql \
-	sql/sync--0.1--0.2.sql sql/sync--0.2--0.3.sql sql/sync--0.3--0.4.sql sql/sync--0.4--0.5.sql
+DATA = sql/sync--0.1.sql sql/sync--0.2.sql sql/sync--0.3.sql sql/sync--0.4.sql sql/sync--0.5.sql sql/sync--0.6.sql \
+	sql/sync--0.1--0.2.sql sql/sync--0.2--0.3.sql sql/sync--0.3--0.4.sql sql/sync--0.4--0.5.sql sql/sync--0.5--0.6.sql
 DOCS =
 
 # pg_regress inputs live in sql/ beside the extension scripts; the scripts

@@ -16,7 +16,7 @@
 #include "../src/unpack.h"
 #include "fuzz.h"
 
-/* most an input may unpack to (a real pull's cap is sync.max_unpacked_bytes) */
+/* most an input may unpack to (a real pull's cap is sync.max_unpacked_size) */
 #define FUZZ_UNPACK_LIMIT (64 * 1024 * 1024)
 
 /* The input, read as the download it stands for. */

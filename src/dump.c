@@ -52,6 +52,7 @@
 
 #include "archive.h"
 #include "chain.h"
+#include "dump.h"
 #include "closure.h"
 #include "expr.h"
 #include "fkeys.h"
@@ -183,7 +184,7 @@ CheckDumpDirectory(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("sync.dump_directory is not set"),
-				 errhint("Set it to the directory your web server publishes at this machine's sync_url, e.g. ALTER SYSTEM SET sync.dump_directory = '/var/lib/postgresql/sync'; SELECT pg_reload_conf();")));
+				 errhint("Set it to the directory your web server publishes at this machine's sync_url, e.g. LOAD 'sync'; ALTER SYSTEM SET sync.dump_directory = '/var/lib/postgresql/sync'; SELECT pg_reload_conf();")));
 	if (stat(dir, &st) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
@@ -1263,17 +1264,27 @@ RunDump(DumpState *state)
 	AtEOXact_GUC(true, save_nestlevel);
 }
 
+/*
+ * Refuse an access level outside 0 (private) .. 4 (public): for sync_dump,
+ * and for a dump scheduled to run later.
+ */
+void
+SyncCheckDumpLevel(int level)
+{
+	if (level < 0 || level > 4)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid access level %d", level),
+				 errdetail("Levels go from 0 (private) to 4 (public); a dump at level L publishes rows whose level is L or more.")));
+}
+
 /* The dump, run in a subtransaction by sync_dump. */
 static void
 DumpBody(void *arg)
 {
 	DumpState  *state = (DumpState *) arg;
 
-	if (state->level < 0 || state->level > 4)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid access level %d", state->level),
-				 errdetail("Levels go from 0 (private) to 4 (public); a dump at level L publishes rows whose level is L or more.")));
+	SyncCheckDumpLevel(state->level);
 	/* archives are UTF-8: text of no known encoding cannot be converted */
 	if (GetDatabaseEncoding() == PG_SQL_ASCII)
 		ereport(ERROR,

@@ -8,7 +8,7 @@
  * for http), TLS peers are verified (against a per-remote CA file where
  * one is configured), and connect and total timeouts come from settings.
  * A progress callback lets a cancel or statement_timeout stop a transfer
- * promptly.  Downloads are capped by sync.max_download_bytes.  The curl
+ * promptly.  Downloads are capped by sync.max_download_size.  The curl
  * handle is released on every path, errors included.
  *
  * Credentials (user name, password, proxy) never appear in an error
@@ -26,6 +26,7 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 
 #include "archive.h"
 #include "fetch.h"
@@ -145,13 +146,22 @@ ReportCurlError(const SyncRemote *remote, const char *url, Transfer *t,
 
 	if (t->interrupted)
 		CHECK_FOR_INTERRUPTS();
+	if (t->too_large && t->fd < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s of machine " INT64_FORMAT " is larger than " UINT64_FORMAT " bytes",
+						t->what, remote->machine_id, t->limit),
+				 errdetail("Fetching %s was stopped after " UINT64_FORMAT " bytes; an index is a few kilobytes.",
+						   url, t->received),
+				 errhint("Check the machine's sync_url: it must name the directory its dumps are served from.")));
 	if (t->too_large)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s of machine " INT64_FORMAT " is larger than sync.max_download_bytes (" UINT64_FORMAT " bytes)",
-						t->what, remote->machine_id, t->limit),
+				 errmsg("%s of machine " INT64_FORMAT " is larger than sync.max_download_size (%s)",
+						t->what, remote->machine_id,
+						GetConfigOptionByName("sync.max_download_size", NULL, false)),
 				 errdetail("Fetching %s was stopped after " UINT64_FORMAT " bytes.", url, t->received),
-				 errhint("Raise sync.max_download_bytes if the machine really publishes that much.")));
+				 errhint("Raise sync.max_download_size if the machine really publishes that much.")));
 	if (t->write_errno)
 	{
 		errno = t->write_errno;
@@ -171,17 +181,44 @@ ReportCurlError(const SyncRemote *remote, const char *url, Transfer *t,
 					 errdetail("%s: %s", url, detail),
 					 errhint("See sync.connect_timeout and sync.timeout.")));
 			break;
+		case CURLE_COULDNT_CONNECT:
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not connect to machine " INT64_FORMAT, remote->machine_id),
+					 errdetail("%s: %s", url, detail),
+					 errhint("Check the machine's sync_url in sync_machine, and that its web server runs and is reachable from this server.")));
+			break;
+		case CURLE_COULDNT_RESOLVE_HOST:
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not resolve the host name of machine " INT64_FORMAT, remote->machine_id),
+					 errdetail("%s: %s", url, detail),
+					 errhint("Check the machine's sync_url in sync_machine, and this server's name resolution.")));
+			break;
 		case CURLE_PEER_FAILED_VERIFICATION:
-		case CURLE_SSL_CACERT_BADFILE:
-		case CURLE_SSL_CONNECT_ERROR:
 		case CURLE_SSL_CERTPROBLEM:
 		case CURLE_SSL_ISSUER_ERROR:
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("TLS connection to machine " INT64_FORMAT " failed", remote->machine_id),
+					 errmsg("TLS certificate of machine " INT64_FORMAT " is not trusted", remote->machine_id),
 					 errdetail("%s: %s", url, detail),
 					 errhint("If the machine uses a certificate of your own certificate authority, give its CA file with sync_set_remote(%lld, ca_file => '...').",
 							 (long long) remote->machine_id)));
+			break;
+		case CURLE_SSL_CACERT_BADFILE:
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("could not use the CA file set for machine " INT64_FORMAT, remote->machine_id),
+					 errdetail("%s: %s", url, detail),
+					 errhint("Give sync_set_remote(%lld, ca_file => '...') the path of a PEM file that the server's operating system user can read.",
+							 (long long) remote->machine_id)));
+			break;
+		case CURLE_SSL_CONNECT_ERROR:
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("TLS handshake with machine " INT64_FORMAT " failed", remote->machine_id),
+					 errdetail("%s: %s", url, detail),
+					 errhint("If the web server there serves plain HTTP on that port, the machine's sync_url must start with http://.")));
 			break;
 		case CURLE_UNSUPPORTED_PROTOCOL:
 			ereport(ERROR,

@@ -18,7 +18,7 @@
 #include "parse.h"
 
 /* version of the extension's SQL objects, as in sync.control */
-#define SYNC_EXTENSION_VERSION "0.5"
+#define SYNC_EXTENSION_VERSION "0.6"
 
 /*
  * Advisory locks (first key; the second says which object): one dump at a

@@ -65,6 +65,10 @@ static const struct
 	{"message", TEXTOID},
 	{"details", JSONBOID},
 	{"local_changed", INT8OID},
+	{"sqlstate", TEXTOID},
+	{"detail", TEXTOID},
+	{"hint", TEXTOID},
+	{"context", TEXTOID},
 };
 
 #define LOG_NCOLUMNS ((int) lengthof(log_columns))
@@ -111,6 +115,15 @@ SyncLogInit(SyncLogEntry *entry, const char *kind)
 	entry->started_at = GetCurrentTimestamp();
 }
 
+/* A message, detail, hint or context as kept: at most LOG_MAX_MESSAGE bytes. */
+static const char *
+Clip(const char *text)
+{
+	if (text == NULL || strlen(text) <= LOG_MAX_MESSAGE)
+		return text;
+	return pnstrdup(text, pg_mbcliplen(text, strlen(text), LOG_MAX_MESSAGE));
+}
+
 /*
  * The entry's values as text, in log_columns order (NULL for NULL);
  * timestamps as microseconds since 2000-01-01 UTC.
@@ -132,11 +145,13 @@ EntryValues(const SyncLogEntry *entry, const char **values)
 	values[10] = INT_OR_NULL(entry->updated);
 	values[11] = INT_OR_NULL(entry->deleted);
 	values[12] = INT_OR_NULL(entry->bytes);
-	values[13] = entry->message;
-	if (values[13] && strlen(values[13]) > LOG_MAX_MESSAGE)
-		values[13] = pnstrdup(values[13], pg_mbcliplen(values[13], strlen(values[13]), LOG_MAX_MESSAGE));
+	values[13] = Clip(entry->message);
 	values[14] = entry->details;
 	values[15] = INT_OR_NULL(entry->local_changed);
+	values[16] = entry->sqlstate;
+	values[17] = Clip(entry->detail);
+	values[18] = Clip(entry->hint);
+	values[19] = Clip(entry->context);
 #undef INT_OR_NULL
 }
 
@@ -416,10 +431,25 @@ SyncLogFailure(SyncLogEntry *entry, ErrorData *edata)
 	entry->finished_at = GetCurrentTimestamp();
 	if (entry->status == NULL)
 		entry->status = "failed";
-	entry->message = edata->message;
+	SyncLogSetError(entry, edata);
 	SyncLogWrite(entry);
 	ReThrowError(edata);
 }
+
+/*
+ * Fill in what an error says: message, SQLSTATE, detail, hint and context,
+ * so that a failure can be diagnosed from sync_log alone.
+ */
+void
+SyncLogSetError(SyncLogEntry *entry, const ErrorData *edata)
+{
+	entry->message = edata->message ? edata->message : "unknown error";
+	entry->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
+	entry->detail = edata->detail;
+	entry->hint = edata->hint;
+	entry->context = (edata->context && edata->context[0]) ? edata->context : NULL;
+}
+
 
 /*
  * Record a run that succeeded in the caller's transaction (as the log's

@@ -31,11 +31,16 @@ typedef struct SyncLogEntry
 	const char *message;
 	const char *details;		/* JSON text */
 	int64		local_changed;	/* rows of this server a pull's triggers changed */
+	const char *sqlstate;		/* of a failure: its error's fields */
+	const char *detail;
+	const char *hint;
+	const char *context;
 } SyncLogEntry;
 
 extern void SyncLogInit(SyncLogEntry *entry, const char *kind);
 extern void SyncLogWrite(const SyncLogEntry *entry);
 extern void SyncLogFailure(SyncLogEntry *entry, ErrorData *edata) pg_attribute_noreturn();
+extern void SyncLogSetError(SyncLogEntry *entry, const ErrorData *edata);
 extern void SyncLogCommitted(const SyncLogEntry *entry);
 extern void SyncLogInsert(const SyncLogEntry *entry);
 extern char *SyncLogPruneSql(void);

@@ -379,13 +379,13 @@ ValidateArchive(PullRun *run)
 	bool		have_manifest = false;
 
 	SyncReportProgress(pull->machine_id, "verifying", NULL, 0, 0);
-	/* sync.max_unpacked_bytes bounds all the archives of a pull together */
+	/* sync.max_unpacked_size bounds all the archives of a pull together */
 	if (run->unpacked_total >= (uint64) sync_max_unpacked_kb * 1024)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("archives of machine " INT64_FORMAT " unpack to more than sync.max_unpacked_bytes together",
+				 errmsg("archives of machine " INT64_FORMAT " unpack to more than sync.max_unpacked_size together",
 						pull->machine_id),
-				 errhint("Raise sync.max_unpacked_bytes, or pull with full => true.")));
+				 errhint("Raise sync.max_unpacked_size, or pull with full => true.")));
 	reader = SyncArchiveOpen(pull->archive_path,
 							 (uint64) sync_max_unpacked_kb * 1024 - run->unpacked_total);
 	if (!SyncArchiveNext(reader, &name, &size) || strcmp(name, SYNC_HEADER_MEMBER) != 0)

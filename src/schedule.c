@@ -26,6 +26,7 @@
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -34,20 +35,28 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "commands/dbcommands.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
+#include "dump.h"
 #include "log.h"
 #include "registry.h"
 #include "schedule.h"
 #include "settings.h"
 
 PG_FUNCTION_INFO_V1(sync_schedule);
+PG_FUNCTION_INFO_V1(sync_schedule_id);
+PG_FUNCTION_INFO_V1(sync_schedule_name);
+PG_FUNCTION_INFO_V1(sync_schedule_dump);
+PG_FUNCTION_INFO_V1(sync_unschedule_id);
+PG_FUNCTION_INFO_V1(sync_unschedule_name);
 
 PGDLLEXPORT void sync_launcher_main(Datum main_arg);
 PGDLLEXPORT void sync_job_worker_main(Datum main_arg);
@@ -109,91 +118,384 @@ IntervalSeconds(Datum interval)
 }
 
 /*
- * Refuse a schedule that could not run as meant, with a message per
- * argument (sync_job's checks say the same for changes made with SQL).
+ * A job to schedule: what it does (pull a machine, or dump this one), when,
+ * and its name.  The schedule's Datums are in sync_job's column order:
+ * every, start_at, end_at, max_runs, timeout, enabled.
+ */
+typedef struct JobSpec
+{
+	const char *kind;			/* "pull" or "dump" */
+	int64		remote;			/* pull: the machine */
+	int32		level;			/* dump: sync_dump's arguments */
+	bool		anonymize;
+	bool		unchecked;
+	Datum		when[6];
+	char		when_nulls[6];
+	const char *name;			/* NULL: none */
+} JobSpec;
+
+/* The schedule's place in JobSpec.when */
+#define WHEN_EVERY 0
+#define WHEN_START 1
+#define WHEN_END 2
+#define WHEN_MAX_RUNS 3
+#define WHEN_TIMEOUT 4
+#define WHEN_ENABLED 5
+
+/*
+ * Read the schedule from the arguments numbered args (every, start_at,
+ * end_at, max_runs, timeout, enabled) and the name from argument
+ * name_arg, refusing a schedule that could not run as meant, with
+ * a message per argument (sync_job's checks say the same for changes made
+ * with SQL).
  */
 static void
-CheckSchedule(Datum *values, const char *nulls)
+ReadSchedule(FunctionCallInfo fcinfo, const int *args, int name_arg, JobSpec *spec)
 {
-	if (IntervalSeconds(values[1]) < 1)
+	Datum	   *v = spec->when;
+	char	   *n = spec->when_nulls;
+	int			i;
+
+	if (!launcher_registered)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("scheduled jobs need sync in shared_preload_libraries"),
+				 errhint("Add 'sync' to shared_preload_libraries in postgresql.conf, set sync.database, and restart the server.")));
+	for (i = 0; i < 6; i++)
+	{
+		v[i] = PG_ARGISNULL(args[i]) ? (Datum) 0 : PG_GETARG_DATUM(args[i]);
+		n[i] = PG_ARGISNULL(args[i]) ? 'n' : ' ';
+	}
+	spec->name = PG_ARGISNULL(name_arg) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(name_arg));
+	if (n[WHEN_EVERY] == 'n' || n[WHEN_START] == 'n' || n[WHEN_TIMEOUT] == 'n' ||
+		n[WHEN_ENABLED] == 'n')
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("every, start_at, timeout and enabled must not be null")));
+	if (IntervalSeconds(v[WHEN_EVERY]) < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("every must be at least 1 second")));
-	if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(values[2])))
+	if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(v[WHEN_START])))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("start_at must be a finite time")));
-	if (nulls[3] != 'n' &&
-		DatumGetBool(DirectFunctionCall2(timestamp_le, values[3], values[2])))
+	if (n[WHEN_END] != 'n' &&
+		DatumGetBool(DirectFunctionCall2(timestamp_le, v[WHEN_END], v[WHEN_START])))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("end_at must be later than start_at")));
-	if (nulls[4] != 'n' && DatumGetInt32(values[4]) < 1)
+	if (n[WHEN_MAX_RUNS] != 'n' && DatumGetInt32(v[WHEN_MAX_RUNS]) < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_runs must be at least 1")));
-	if (IntervalSeconds(values[5]) <= 0)
+	if (IntervalSeconds(v[WHEN_TIMEOUT]) <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must be longer than zero")));
+	if (spec->name != NULL && spec->name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a job's name must not be empty"),
+				 errhint("Leave name out (NULL) for a job without one.")));
+}
+
+/* SQL: may the current user change job j (sync_job_check_owner's rule)? */
+#define MAY_CHANGE_SQL \
+	"coalesce((SELECT pg_catalog.pg_has_role(CURRENT_USER, r.oid, 'MEMBER')" \
+	"            FROM pg_catalog.pg_roles r WHERE r.rolname = j.owner)," \
+	"         (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER))"
+
+/* A job found by FindJob. */
+typedef struct FoundJob
+{
+	int64		id;
+	char	   *kind;
+	char	   *name;			/* NULL: none */
+	char	   *owner;
+	bool		may_change;
+} FoundJob;
+
+/*
+ * Find a job (locking it) by id, or with id < 0 by name; false if there is
+ * none.  The caller is connected to SPI.
+ */
+static bool
+FindJob(int64 id, const char *name, FoundJob *job)
+{
+	Oid			argtypes[1] = {id >= 0 ? INT8OID : TEXTOID};
+	Datum		values[1] = {id >= 0 ? Int64GetDatum(id) : CStringGetTextDatum(name)};
+
+	if (SyncExecute(psprintf("SELECT j.id, j.kind, j.name, j.owner, " MAY_CHANGE_SQL
+							 "  FROM %s j WHERE %s = $1 FOR UPDATE",
+							 SyncObject("sync_job"), id >= 0 ? "j.id" : "j.name"),
+					1, argtypes, values, NULL) == 0)
+		return false;
+	SyncGetInt64(0, 1, &job->id);
+	job->kind = SyncGetText(0, 2);
+	job->name = SyncGetText(0, 3);
+	job->owner = SyncGetText(0, 4);
+	job->may_change = SyncGetBool(0, 5);
+	return true;
+}
+
+/* How a job is named in messages: its id, and its name if it has one. */
+static char *
+JobLabel(const FoundJob *job)
+{
+	return job->name ? psprintf("job " INT64_FORMAT " (\"%s\")", job->id, job->name) :
+		psprintf("job " INT64_FORMAT, job->id);
+}
+
+/*
+ * Refuse to change or remove a job of a role the current user is not a
+ * member of (as sync_job's trigger would, without its trigger's context).
+ */
+static void
+CheckMayChange(const FoundJob *job)
+{
+	if (!job->may_change)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for %s of role %s", JobLabel(job), job->owner),
+				 errhint("Only members of a job's owner may change or remove it.")));
+}
+
+/*
+ * Add the job of spec, or change the job of that name; returns its id.
+ * Without a name, a second job for the same purpose (pulling the same
+ * machine, or dumping) is refused: it would run the same work twice.
+ */
+static int64
+ScheduleJob(JobSpec *spec)
+{
+	Oid			argtypes[12] = {INTERVALOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID,
+	INTERVALOID, BOOLOID, TEXTOID, INT8OID, INT4OID, BOOLOID, BOOLOID, TEXTOID};
+	Datum		values[12];
+	char		nulls[12];
+	bool		pull = (strcmp(spec->kind, "pull") == 0);
+	FoundJob	job;
+	int64		id = 0;
+	const char *sql;
+
+	memcpy(values, spec->when, sizeof(spec->when));
+	memcpy(nulls, spec->when_nulls, sizeof(spec->when_nulls));
+	values[6] = CStringGetTextDatum(spec->kind);
+	values[7] = Int64GetDatum(spec->remote);
+	values[8] = Int32GetDatum(spec->level);
+	values[9] = BoolGetDatum(spec->anonymize);
+	values[10] = BoolGetDatum(spec->unchecked);
+	values[11] = spec->name ? CStringGetTextDatum(spec->name) : (Datum) 0;
+	nulls[6] = ' ';
+	nulls[7] = pull ? ' ' : 'n';
+	nulls[8] = nulls[9] = nulls[10] = pull ? 'n' : ' ';
+	nulls[11] = spec->name ? ' ' : 'n';
+
+	if (spec->name != NULL && FindJob(-1, spec->name, &job))
+	{
+		/* a job of that name: it is changed, as pg_cron does */
+		if (strcmp(job.kind, spec->kind) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("%s is a %s job", JobLabel(&job), job.kind),
+					 errhint("Choose another name, or remove that job first with sync_unschedule('%s').",
+							 spec->name)));
+		CheckMayChange(&job);
+		sql = psprintf("UPDATE %s SET every = $1, start_at = $2, end_at = $3, max_runs = $4,"
+					   "  timeout = $5, enabled = $6, next_run = $2, failures = 0,"
+					   "  remote = $8, level = $9, anonymize = $10, unchecked = $11,"
+					   "  owner = CURRENT_USER"
+					   " WHERE kind = $7 AND name = $12 RETURNING id", SyncObject("sync_job"));
+	}
+	else
+	{
+		Oid			dup_types[2] = {TEXTOID, INT8OID};
+		Datum		dup_values[2] = {values[6], values[7]};
+
+		if (spec->name == NULL &&
+			SyncExecute(psprintf("SELECT j.id, j.kind, j.name, j.owner, " MAY_CHANGE_SQL
+								 "  FROM %s j WHERE j.kind = $1 AND j.remote IS NOT DISTINCT FROM $2"
+								 " ORDER BY j.id LIMIT 1", SyncObject("sync_job")),
+						2, dup_types, dup_values, pull ? "  " : " n") > 0)
+		{
+			SyncGetInt64(0, 1, &job.id);
+			job.name = SyncGetText(0, 3);
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 pull ? errmsg("machine " INT64_FORMAT " is already pulled by %s",
+								   spec->remote, JobLabel(&job)) :
+					 errmsg("this server is already dumped by %s", JobLabel(&job)),
+					 job.name ?
+					 errhint("Change that job with name => '%s', remove it with sync_unschedule(" INT64_FORMAT "), or give this job a name of its own.",
+							 job.name, job.id) :
+					 errhint("Remove that job with sync_unschedule(" INT64_FORMAT "), or give this job a name of its own.",
+							 job.id)));
+		}
+		sql = psprintf("INSERT INTO %s (every, start_at, end_at, max_runs, timeout, enabled,"
+					   "  kind, remote, level, anonymize, unchecked, name, next_run)"
+					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $2) RETURNING id",
+					   SyncObject("sync_job"));
+	}
+	SyncExecute(sql, 12, argtypes, values, nulls);
+	SyncGetInt64(0, 1, &id);
+	return id;
 }
 
 /*
  * sync_schedule(remote, every, start_at, end_at, max_runs, timeout,
- *				 enabled) returns the new job's id
+ *				 enabled, name) returns the job's id; remote is a machine id
+ * or (by_name) a hostname.
+ */
+static Datum
+SchedulePull(FunctionCallInfo fcinfo, bool by_name)
+{
+	static const int args[6] = {1, 2, 3, 4, 5, 6};
+	JobSpec		spec;
+	SyncMachine local;
+	SyncMachine machine;
+	int64		job;
+	int			save_nestlevel;
+
+	SyncEnter(fcinfo);
+	memset(&spec, 0, sizeof(spec));
+	spec.kind = "pull";
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("remote must not be null")));
+	ReadSchedule(fcinfo, args, 7, &spec);
+
+	save_nestlevel = SyncPinSettings(false);
+	SPI_connect();
+	SyncFindMachine(by_name, by_name ? 0 : PG_GETARG_INT64(0),
+					by_name ? text_to_cstring(PG_GETARG_TEXT_PP(0)) : NULL, &machine);
+	if (SyncLocalMachine(&local) && machine.id == local.id)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("machine " INT64_FORMAT " is this server", machine.id),
+				 errdetail("A server pulls only other machines' rows."),
+				 errhint("Schedule its dumps with sync_schedule_dump().")));
+	spec.remote = machine.id;
+	job = ScheduleJob(&spec);
+	SPI_finish();
+	AtEOXact_GUC(true, save_nestlevel);
+	PG_RETURN_INT64(job);
+}
+
+/*
+ * The entry point of sync_schedule before 0.6, which the install scripts
+ * of those versions name: SyncEnter refuses the call until ALTER EXTENSION
+ * sync UPDATE replaces the function.
  */
 Datum
 sync_schedule(PG_FUNCTION_ARGS)
 {
-	int64		remote;
-	Oid			argtypes[7] = {INT8OID, INTERVALOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-	INT4OID, INTERVALOID, BOOLOID};
-	Datum		values[7];
-	char		nulls[7] = "       ";
-	SyncMachine machine;
-	int64		job = 0;
+	SyncEnter(fcinfo);
+	elog(ERROR, "sync_schedule of version %s called", SYNC_EXTENSION_VERSION);
+	PG_RETURN_NULL();
+}
+
+Datum
+sync_schedule_id(PG_FUNCTION_ARGS)
+{
+	return SchedulePull(fcinfo, false);
+}
+
+Datum
+sync_schedule_name(PG_FUNCTION_ARGS)
+{
+	return SchedulePull(fcinfo, true);
+}
+
+/*
+ * sync_schedule_dump(every, level, anonymize, unchecked, start_at, end_at,
+ *					  max_runs, timeout, enabled, name) returns the job's id
+ */
+Datum
+sync_schedule_dump(PG_FUNCTION_ARGS)
+{
+	static const int args[6] = {0, 4, 5, 6, 7, 8};
+	JobSpec		spec;
+	SyncMachine local;
+	int64		job;
 	int			save_nestlevel;
-	int			i;
 
 	SyncEnter(fcinfo);
-	if (!launcher_registered)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("scheduled pulls need sync in shared_preload_libraries"),
-				 errhint("Add 'sync' to shared_preload_libraries in postgresql.conf, set sync.database, and restart the server.")));
-	remote = SyncMachineIdArg(fcinfo, 0);
-	for (i = 1; i < 7; i++)
-	{
-		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
-		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
-	}
-	if (nulls[1] == 'n' || nulls[5] == 'n' || nulls[6] == 'n' || nulls[2] == 'n')
+	memset(&spec, 0, sizeof(spec));
+	spec.kind = "dump";
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("every, start_at, timeout and enabled must not be null")));
-	values[0] = Int64GetDatum(remote);
-	CheckSchedule(values, nulls);
+				 errmsg("level, anonymize and unchecked must not be null")));
+	spec.level = PG_GETARG_INT32(1);
+	spec.anonymize = PG_GETARG_BOOL(2);
+	spec.unchecked = PG_GETARG_BOOL(3);
+	ReadSchedule(fcinfo, args, 9, &spec);
+	SyncCheckDumpLevel(spec.level);
 
 	save_nestlevel = SyncPinSettings(false);
 	SPI_connect();
-	if (SyncLocalMachine(&machine) && machine.id == remote)
+	if (!SyncLocalMachine(&local))
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("machine " INT64_FORMAT " is this server", remote),
-				 errdetail("A server pulls only other machines' rows.")));
-	if (!SyncLookupMachine(remote, &machine))
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this server is not a machine of the federation yet"),
+				 errhint("Run sync_init(id) with the id registered for this server first.")));
+	if (SyncExecute(psprintf("SELECT 1 WHERE pg_catalog.has_function_privilege(%s, 'EXECUTE')",
+							 quote_literal_cstr(psprintf("%s(integer, boolean, boolean, boolean)",
+														 SyncObject("sync_dump")))),
+					0, NULL, NULL, NULL) == 0)
 		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("machine " INT64_FORMAT " is not registered", remote),
-				 errhint("Register it with sync_register_machine() first.")));
-	SyncExecute(psprintf("INSERT INTO %s (remote, every, start_at, end_at, max_runs, timeout, enabled, next_run)"
-						 " VALUES ($1, $2, $3, $4, $5, $6, $7, $3) RETURNING id",
-						 SyncObject("sync_job")),
-				7, argtypes, values, nulls);
-	SyncGetInt64(0, 1, &job);
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to schedule dumps"),
+				 errdetail("A scheduled dump runs as the role that scheduled it, which needs EXECUTE on sync_dump()."),
+				 errhint("Superusers and members of pg_write_server_files have it.")));
+	job = ScheduleJob(&spec);
 	SPI_finish();
 	AtEOXact_GUC(true, save_nestlevel);
 	PG_RETURN_INT64(job);
+}
+
+/*
+ * sync_unschedule(job) or sync_unschedule(name): remove a job; true.
+ */
+static Datum
+Unschedule(FunctionCallInfo fcinfo, bool by_name)
+{
+	FoundJob	job;
+	int64		id = by_name ? -1 : PG_GETARG_INT64(0);
+	char	   *name = by_name ? text_to_cstring(PG_GETARG_TEXT_PP(0)) : NULL;
+	int			save_nestlevel;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+
+	SyncEnter(fcinfo);
+	save_nestlevel = SyncPinSettings(false);
+	SPI_connect();
+	if (!FindJob(id, name, &job))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 by_name ? errmsg("no job is named \"%s\"", name) :
+				 errmsg("job " INT64_FORMAT " does not exist", id),
+				 errhint("Scheduled jobs are listed in sync_job.")));
+	CheckMayChange(&job);
+	values[0] = Int64GetDatum(job.id);
+	SyncExecute(psprintf("DELETE FROM %s WHERE id = $1", SyncObject("sync_job")),
+				1, argtypes, values, NULL);
+	SPI_finish();
+	AtEOXact_GUC(true, save_nestlevel);
+	PG_RETURN_BOOL(true);
+}
+
+Datum
+sync_unschedule_id(PG_FUNCTION_ARGS)
+{
+	return Unschedule(fcinfo, false);
+}
+
+Datum
+sync_unschedule_name(PG_FUNCTION_ARGS)
+{
+	return Unschedule(fcinfo, true);
 }
 
 /*
@@ -397,7 +699,7 @@ PreparePlans(Oid schema)
 								   " WHERE o.id = j.id AND j.running_since IS NOT NULL AND j.id <> ALL ($1)"
 								   "   AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a"
 								   "                    WHERE a.pid = j.running_pid AND a.backend_type = 'sync job')"
-								   " RETURNING j.id, j.remote, o.running_since, $2", job, job),
+								   " RETURNING j.id, j.remote, o.running_since, $2, j.kind", job, job),
 						  2, lost_types);
 	/* due jobs whose owner cannot log in fail without a worker */
 	plans.no_login = KeepPlan(psprintf("UPDATE %s j SET runs = runs + 1, last_run = pg_catalog.now(),"
@@ -407,7 +709,7 @@ PreparePlans(Oid schema)
 									   "   AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r"
 									   "                    WHERE r.rolname = j.owner AND r.rolcanlogin)"
 									   " RETURNING j.id, j.remote, pg_catalog.now(),"
-									   "   pg_catalog.format('role %%s, the job''s owner, does not exist or cannot log in', j.owner)",
+									   "   pg_catalog.format('role %%s, the job''s owner, does not exist or cannot log in', j.owner), j.kind",
 									   job),
 							  0, NULL);
 	plans.due = KeepPlan(psprintf("SELECT j.id, (EXTRACT(EPOCH FROM j.timeout) * 1000)::int8, r.oid,"
@@ -417,7 +719,7 @@ PreparePlans(Oid schema)
 								  " ORDER BY j.next_run", job),
 						 0, NULL);
 	plans.skip = KeepPlan(psprintf("UPDATE %s SET next_run = " ADVANCE_SQL " WHERE id = $1"
-								   " RETURNING remote", job),
+								   " RETURNING kind, remote", job),
 						  1, int8);
 	plans.start = KeepPlan(psprintf("UPDATE %s SET runs = runs + 1, last_run = pg_catalog.now(),"
 									"  running_since = pg_catalog.now(), next_run = " ADVANCE_SQL
@@ -438,14 +740,17 @@ RunPlan(SPIPlanPtr plan, Datum *values)
 	return (int) SPI_processed;
 }
 
-/* Log a scheduled run the launcher settled without a worker. */
+/*
+ * Log a scheduled run the launcher settled without a worker: a job of kind
+ * "pull" or "dump", of machine remote (-1: none).
+ */
 static void
-LogRun(int64 job, int64 remote, TimestampTz started, const char *status,
-	   const char *message)
+LogRun(int64 job, const char *kind, int64 remote, TimestampTz started,
+	   const char *status, const char *message)
 {
 	SyncLogEntry entry;
 
-	SyncLogInit(&entry, "pull");
+	SyncLogInit(&entry, kind);
 	entry.machine_id = remote;
 	entry.job_id = job;
 	entry.started_at = started;
@@ -457,7 +762,7 @@ LogRun(int64 job, int64 remote, TimestampTz started, const char *status,
 
 /*
  * Log the runs a statement settled as failed without a worker (plans.lost
- * and plans.no_login, which return job, remote, start and message).
+ * and plans.no_login, which return job, remote, start, message and kind).
  */
 static void
 LogFailedRuns(int n)
@@ -466,6 +771,7 @@ LogFailedRuns(int n)
 	int64	   *remotes = palloc(sizeof(int64) * (n + 1));
 	TimestampTz *starts = palloc(sizeof(TimestampTz) * (n + 1));
 	char	  **messages = palloc(sizeof(char *) * (n + 1));
+	char	  **kinds = palloc(sizeof(char *) * (n + 1));
 	int			i;
 
 	/* copied out: logging runs statements of its own */
@@ -474,13 +780,15 @@ LogFailedRuns(int n)
 		bool		isnull;
 
 		SyncGetInt64(i, 1, &jobs[i]);
-		SyncGetInt64(i, 2, &remotes[i]);
+		if (!SyncGetInt64(i, 2, &remotes[i]))
+			remotes[i] = -1;
 		starts[i] = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i],
 													  SPI_tuptable->tupdesc, 3, &isnull));
 		messages[i] = SyncGetText(i, 4);
+		kinds[i] = SyncGetText(i, 5);
 	}
 	for (i = 0; i < n; i++)
-		LogRun(jobs[i], remotes[i], starts[i], "failed", messages[i]);
+		LogRun(jobs[i], kinds[i], remotes[i], starts[i], "failed", messages[i]);
 }
 
 /*
@@ -550,12 +858,17 @@ StartDueJobs(void)
 
 		if (JobRunning(due[i].id) || due[i].busy)
 		{
-			int64		remote = 0;
+			int64		remote;
 
 			/* never two runs of a job at once: this one is skipped */
-			if (RunPlan(plans.skip, values) > 0 && SyncGetInt64(0, 1, &remote))
-				LogRun(due[i].id, remote, GetCurrentTransactionStartTimestamp(), "skipped",
+			if (RunPlan(plans.skip, values) > 0)
+			{
+				if (!SyncGetInt64(0, 2, &remote))
+					remote = -1;
+				LogRun(due[i].id, SyncGetText(0, 1), remote,
+					   GetCurrentTransactionStartTimestamp(), "skipped",
 					   "the previous run is still going");
+			}
 			continue;
 		}
 		if (nruns >= Min(sync_max_workers, SYNC_MAX_WORKERS_LIMIT))
@@ -672,13 +985,24 @@ JobStatementAsLauncher(const char *sql, int nargs, Oid *argtypes, Datum *values)
 	return SyncExecuteAs(BOOTSTRAP_SUPERUSERID, sql, nargs, argtypes, values, NULL);
 }
 
+/* What a job worker runs, as BeginJob read it. */
+typedef struct JobWork
+{
+	bool		dump;			/* a dump of this server, or a pull */
+	int64		remote;			/* pull: the machine */
+	int32		level;			/* dump: sync_dump's arguments */
+	bool		anonymize;
+	bool		unchecked;
+	int64		timeout_ms;
+} JobWork;
+
 /*
- * The job worker's start: mark the run under way, and read what to pull
- * and the timeout; false if the job is gone (dropped or unscheduled
+ * The job worker's start: mark the run under way, and read what to do and
+ * the timeout; false if the job is gone (dropped or unscheduled
  * meanwhile).
  */
 static bool
-BeginJob(int64 job, int64 *remote, int64 *timeout_ms)
+BeginJob(int64 job, JobWork *work)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(job)};
@@ -688,37 +1012,74 @@ BeginJob(int64 job, int64 *remote, int64 *timeout_ms)
 	found = OidIsValid(ExtensionSchema()) &&
 		JobStatementAsLauncher(psprintf("UPDATE %s SET running_pid = pg_catalog.pg_backend_pid(),"
 										"  running_since = COALESCE(running_since, pg_catalog.now()) WHERE id = $1"
-										" RETURNING remote, (EXTRACT(EPOCH FROM timeout) * 1000)::int8",
+										" RETURNING kind = 'dump', remote, level, anonymize, unchecked,"
+										"   (EXTRACT(EPOCH FROM timeout) * 1000)::int8",
 										SyncObject("sync_job")),
 							   1, argtypes, values) > 0;
 	if (found)
 	{
-		SyncGetInt64(0, 1, remote);
-		SyncGetInt64(0, 2, timeout_ms);
+		int64		level = 0;
+
+		work->dump = SyncGetBool(0, 1);
+		if (!SyncGetInt64(0, 2, &work->remote))
+			work->remote = -1;
+		(void) SyncGetInt64(0, 3, &level);
+		work->level = (int32) level;
+		work->anonymize = work->dump && SyncGetBool(0, 4);
+		work->unchecked = work->dump && SyncGetBool(0, 5);
+		SyncGetInt64(0, 6, &work->timeout_ms);
 	}
 	SyncWorkerCommit();
 	return found;
 }
 
 /*
- * The pull, under the job's timeout, which ends before the commit; returns
- * the status to record, and sets message for a failure.
+ * The pull or dump, under the job's timeout, which ends before the commit;
+ * returns the status to record (a pull's status, or the kind of a dump),
+ * and sets *error for a failure, which it also writes to the server log
+ * with all its fields: nobody watches a scheduled run.
  */
 static const char *
-RunJobPull(int64 remote, int64 timeout_ms, char **message)
+RunJob(int64 job, const JobWork *work, ErrorData **error)
 {
 	const char *volatile status = "applied";
 
 	PG_TRY();
 	{
-		Datum		arg[1] = {Int64GetDatum(remote)};
-		Oid			type[1] = {INT8OID};
+		const char *func = work->dump ?
+			psprintf("%s(integer, boolean, boolean, boolean)", SyncObject("sync_dump")) :
+			psprintf("%s(bigint, boolean)", SyncObject("sync_pull"));
+		Oid			fn_oid;
+		AclResult	aclresult;
+		HeapTupleHeader result;
+		bool		isnull;
 
-		enable_timeout_after(STATEMENT_TIMEOUT, (int) Min(timeout_ms, INT_MAX));
-		/* in the owner's own settings, as an interactive pull would be */
+		enable_timeout_after(STATEMENT_TIMEOUT, (int) Min(work->timeout_ms, INT_MAX));
+		/* in the owner's own settings, as an interactive run would be */
 		SyncWorkerBegin(false);
-		SyncExecute(psprintf("SELECT status FROM %s($1)", SyncObject("sync_pull")), 1, type, arg, NULL);
-		status = MemoryContextStrdup(TopMemoryContext, SyncGetText(0, 1));
+
+		/*
+		 * Called directly, not through a query: an error then says what the
+		 * pull or dump said, without a line on the query that ran it.
+		 */
+		SyncExecute(psprintf("SELECT %s::pg_catalog.regprocedure::pg_catalog.oid",
+							 quote_literal_cstr(func)),
+					0, NULL, NULL, NULL);
+		fn_oid = SyncGetOid(0, 1);
+		aclresult = pg_proc_aclcheck(fn_oid, GetUserId(), ACL_EXECUTE);
+		if (aclresult != ACLCHECK_OK)
+			aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(fn_oid));
+		if (work->dump)
+			result = DatumGetHeapTupleHeader(OidFunctionCall4(fn_oid, Int32GetDatum(work->level),
+															  BoolGetDatum(work->anonymize),
+															  BoolGetDatum(work->unchecked),
+															  BoolGetDatum(false)));
+		else
+			result = DatumGetHeapTupleHeader(OidFunctionCall2(fn_oid, Int64GetDatum(work->remote),
+															  BoolGetDatum(false)));
+		status = MemoryContextStrdup(TopMemoryContext,
+									 TextDatumGetCString(GetAttributeByName(result, work->dump ? "kind" : "status",
+																			&isnull)));
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		QueryCancelPending = false;
 		SyncWorkerCommit();
@@ -737,9 +1098,28 @@ RunJobPull(int64 remote, int64 timeout_ms, char **message)
 		QueryCancelPending = false;
 		RESUME_INTERRUPTS();
 		status = (edata->sqlerrcode == ERRCODE_QUERY_CANCELED) ? "timeout" : "failed";
-		*message = edata->message ? edata->message : "unknown error";
+		if (edata->message == NULL)
+			edata->message = "unknown error";
+		*error = edata;
 	}
 	PG_END_TRY();
+
+	if (*error != NULL)
+	{
+		ErrorData	report = **error;
+		bool		context = (report.context != NULL && report.context[0] != '\0');
+
+		/* the same message, detail, hint and context, at LOG */
+		report.elevel = LOG;
+		report.output_to_client = false;
+		report.output_to_server = true;
+		report.context = psprintf("%s%ssync job " INT64_FORMAT " (%s)",
+								  context ? report.context : "",
+								  context ? "\n" : "", job,
+								  work->dump ? "dump" :
+								  psprintf("pull of machine " INT64_FORMAT, work->remote));
+		ThrowErrorData(&report);
+	}
 	return status;
 }
 
@@ -752,15 +1132,14 @@ sync_job_worker_main(Datum main_arg)
 {
 	int64		job = DatumGetInt64(main_arg);
 	Oid			ids[2];
-	int64		remote = 0;
-	int64		timeout_ms = 0;
+	JobWork		work;
 	Oid			argtypes[3] = {INT8OID, TEXTOID, BOOLOID};
 	Datum		values[3];
 	const char *status;
 	bool		ok;
 	uint64		writes = sync_log_writes;
 	TimestampTz started;
-	char	   *message = NULL;
+	ErrorData  *error = NULL;
 
 	memcpy(ids, MyBgworkerEntry->bgw_extra, sizeof(ids));
 	pqsignal(SIGTERM, die);
@@ -768,24 +1147,25 @@ sync_job_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(ids[0], ids[1], 0);
 	sync_current_job = job;
 
-	if (!BeginJob(job, &remote, &timeout_ms))
+	memset(&work, 0, sizeof(work));
+	if (!BeginJob(job, &work))
 		proc_exit(0);
 	pgstat_report_appname(psprintf("sync job " INT64_FORMAT, job));
 	started = GetCurrentTimestamp();
-	status = RunJobPull(remote, timeout_ms, &message);
-	ok = (message == NULL);
+	status = RunJob(job, &work, &error);
+	ok = (error == NULL);
 
-	/* a run that failed before the pull could record it (no privilege) */
+	/* a run that failed before the pull or dump could record it (no privilege) */
 	if (!ok && sync_log_writes == writes)
 	{
 		SyncLogEntry entry;
 
-		SyncLogInit(&entry, "pull");
-		entry.machine_id = remote;
+		SyncLogInit(&entry, work.dump ? "dump" : "pull");
+		entry.machine_id = work.remote;
 		entry.started_at = started;
 		entry.finished_at = GetCurrentTimestamp();
 		entry.status = status;
-		entry.message = message;
+		SyncLogSetError(&entry, error);
 		StartTransactionCommand();
 		SyncLogWrite(&entry);
 		CommitTransactionCommand();

@@ -57,7 +57,7 @@ SyncDefineSettings(void)
 							   PGC_SUSET,
 							   0,
 							   NULL, NULL, NULL);
-	DefineCustomIntVariable("sync.max_download_bytes",
+	DefineCustomIntVariable("sync.max_download_size",
 							"Largest archive sync_pull() downloads.",
 							NULL,
 							&sync_max_download_kb,
@@ -65,7 +65,7 @@ SyncDefineSettings(void)
 							PGC_SUSET,
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
-	DefineCustomIntVariable("sync.max_unpacked_bytes",
+	DefineCustomIntVariable("sync.max_unpacked_size",
 							"Most bytes an archive sync_pull() reads may unpack to.",
 							"Bounds what a small archive can make a pull decompress; archives compress their rows about fourfold.",
 							&sync_max_unpacked_kb,

@@ -405,5 +405,29 @@ SKIP:
 		'failed: true', 'the failure is recorded in sync_log');
 }
 
+# The HINT for a missing sync.dump_directory works as written, in a fresh
+# session of a server without shared_preload_libraries (PostgreSQL 15 knows
+# the setting only once the library is loaded: the hint loads it)
+{
+	$node->safe_psql('postgres', 'CREATE DATABASE hinted');
+	$node->safe_psql('hinted', q{CREATE EXTENSION sync;
+		SELECT sync_register_machine(5, 'five.example.org'); SELECT sync_init(5);
+		CREATE TABLE note (id bigserial PRIMARY KEY, body text); SELECT sync_add_table('note');});
+	my ($rc, $out, $err) = $node->psql('hinted', 'SELECT kind FROM sync_dump()');
+	my ($hint) = $err =~ /HINT:  .*e\.g\. (.*)$/m;
+	like($hint, qr/^LOAD 'sync'; ALTER SYSTEM SET sync\.dump_directory = '[^']+'; SELECT pg_reload_conf\(\);$/,
+		'a dump without sync.dump_directory hints at the statements that set it');
+	my $dir = "$tmp/dump_hinted";
+	make_path($dir);
+	$hint =~ s/'\/[^']+'/'$dir'/;
+	($rc, $out, $err) = $node->psql('hinted', $hint);
+	is($rc, 0, 'the hint runs in a fresh session (the example path replaced)');
+	$node->poll_query_until('hinted', "SELECT current_setting('sync.dump_directory', true) = '$dir'")
+	  or die 'the reload did not take';
+	is($node->safe_psql('hinted', 'SELECT kind FROM sync_dump()'), 'full', 'and the next dump publishes');
+	ok(-f "$dir/sync-index.json", 'into that directory');
+	$node->safe_psql('hinted', 'ALTER SYSTEM RESET sync.dump_directory; SELECT pg_reload_conf();');
+}
+
 $node->stop;
 done_testing();

@@ -193,7 +193,20 @@ sub point_to { my ($id, $url) = @_; sql($id, "SELECT sync_register_machine(0, NU
 # server down
 my $closed = PostgreSQL::Test::Cluster::get_free_port();
 point_to(7, "http://127.0.0.1:$closed/");
-pull_fails(7, 0, qr/ERROR:  could not fetch index of machine 0\n.*Connection refused|ERROR:  could not fetch index of machine 0/s, 'server down');
+pull_fails(7, 0, qr/ERROR:  could not connect to machine 0\nDETAIL:  http:\/\/127\.0\.0\.1:$closed\/sync-index\.json: .*\nHINT:  Check the machine's sync_url in sync_machine, and that its web server runs and is reachable from this server\./,
+	'server down');
+is(sql(7, q{SELECT sqlstate || '|' || (detail LIKE 'http://127.0.0.1:%/sync-index.json: %') || '|' || hint
+			  FROM sync_log WHERE kind = 'pull' ORDER BY id DESC LIMIT 1}),
+	"08006|true|Check the machine's sync_url in sync_machine, and that its web server runs and is reachable from this server.",
+	'sync_log keeps the SQLSTATE, detail and hint of the failure');
+is(sql(7, q{SELECT status || '|' || sqlstate || '|' || (detail IS NOT NULL) || '|' || (hint LIKE 'Check the machine%')
+			  FROM sync_status WHERE machine_id = 0}),
+	'failed|08006|true|true', 'and sync_status shows them');
+
+# https:// where the web server speaks plain HTTP
+point_to(7, $url0 =~ s/^http:/https:/r);
+pull_fails(7, 0, qr/ERROR:  TLS handshake with machine 0 failed\nDETAIL:  https:.*\nHINT:  If the web server there serves plain HTTP on that port, the machine's sync_url must start with http:\/\//,
+	'https against plain HTTP');
 
 # 404 and 500
 point_to(7, $nginx->url('nothing-here/'));
@@ -241,10 +254,10 @@ ok(time - $t0 < 20, 'the cancel stopped the transfer promptly');
 		qr/^failed: canceling statement due to user request/, 'cancelled pull recorded in sync_log');
 }
 
-# download larger than sync.max_download_bytes
+# download larger than sync.max_download_size
 point_to(7, $url0);
-pull_fails(7, 0, qr/ERROR:  archive of machine 0 is larger than sync.max_download_bytes/, 'over the cap',
-	set => "SET sync.max_download_bytes = '8kB';");
+pull_fails(7, 0, qr/ERROR:  archive of machine 0 is larger than sync.max_download_size/, 'over the cap',
+	set => "SET sync.max_download_size = '8kB';");
 
 # fake publications built from machine 0's real one
 sub fake
@@ -330,7 +343,11 @@ sql(7, q{SELECT sync_register_machine(8, NULL, sync_start => 8000000001, sync_en
 
 # untrusted TLS certificate, then trusted through a CA file
 point_to(7, $nginx->tls_url('m0/'));
-pull_fails(7, 0, qr/ERROR:  TLS connection to machine 0 failed/, 'untrusted TLS certificate');
+pull_fails(7, 0, qr/ERROR:  TLS certificate of machine 0 is not trusted\nDETAIL:  .*\nHINT:  If the machine uses a certificate of your own certificate authority, give its CA file with sync_set_remote\(0, ca_file => '...'\)\./,
+	'untrusted TLS certificate');
+PostgreSQL::Test::Utils::append_to_file("$tmp/not-a-ca.pem", "not a certificate\n");
+sql(7, "SELECT sync_set_remote(0, ca_file => '$tmp/not-a-ca.pem')");
+pull_fails(7, 0, qr/ERROR:  could not use the CA file set for machine 0\n/, 'a CA file that cannot be read');
 sql(7, "SELECT sync_set_remote(0, ca_file => '$ca')");
 like(pull(7, 0), qr/^applied\|/, 'with the test CA trusted, the TLS pull succeeds');
 is(sql(7, 'SELECT count(*) FROM trait WHERE value = 77'), '1', 'and its rows arrive');

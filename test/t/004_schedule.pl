@@ -87,7 +87,55 @@ sleep(3);
 is(ssql(qq{SELECT count(*) FROM sync_log WHERE job_id = $job}), $count, 'a disabled job does not run');
 is(ssql(qq{SELECT sync_unschedule($job)}), 't', 'sync_unschedule removes the job');
 my ($rc, $out, $err) = $sub->psql('postgres', qq{SELECT sync_unschedule($job)});
-like($err, qr/ERROR:  job $job does not exist/, 'unscheduling an unknown job is an error');
+is($err, "psql:<stdin>:1: ERROR:  job $job does not exist\nHINT:  Scheduled jobs are listed in sync_job.",
+	'unscheduling an unknown job is an error, without a CONTEXT line');
+
+# one job per purpose; names; hostnames
+$job = ssql(q{SELECT sync_schedule('m0.example.org', '1 hour', enabled => false)});
+is(ssql(qq{SELECT remote || ' ' || kind || ' ' || coalesce(name, '-') FROM sync_job WHERE id = $job}), '0 pull -',
+	'sync_schedule takes a hostname too');
+($rc, $out, $err) = $sub->psql('postgres', q{SELECT sync_schedule(0, '5 minutes')});
+is($err, "psql:<stdin>:1: ERROR:  machine 0 is already pulled by job $job\n"
+	. "HINT:  Remove that job with sync_unschedule($job), or give this job a name of its own.",
+	'scheduling the same machine again without a name is refused, naming the job');
+my $named = ssql(q{SELECT sync_schedule(0, '1 day', enabled => false, name => 'nightly')});
+isnt($named, $job, 'with a name, a second job of the machine is made');
+is(ssql(q{SELECT sync_schedule(0, '12 hours', enabled => false, name => 'nightly')}), $named,
+	'scheduling with an existing name changes that job');
+is(ssql(qq{SELECT every FROM sync_job WHERE id = $named}), '12:00:00', 'to the new schedule');
+ssql(qq{SELECT sync_unschedule($job)});
+($rc, $out, $err) = $sub->psql('postgres', q{SELECT sync_schedule(0, '5 minutes')});
+like($err, qr/ERROR:  machine 0 is already pulled by job $named \("nightly"\)\nHINT:  Change that job with name => 'nightly', remove it with sync_unschedule\($named\), or give this job a name of its own\.$/,
+	'the hint names a named job by its name');
+($rc, $out, $err) = $sub->psql('postgres', q{SELECT sync_schedule(42, '5 minutes')});
+like($err, qr/ERROR:  machine 42 is this server\nDETAIL:  A server pulls only other machines' rows\.\nHINT:  Schedule its dumps with sync_schedule_dump\(\)\.$/,
+	'scheduling a pull of this server says how to schedule its dumps');
+is(ssql(q{SELECT sync_unschedule('nightly')}), 't', 'sync_unschedule takes a name');
+($rc, $out, $err) = $sub->psql('postgres', q{SELECT sync_unschedule('nightly')});
+is($err, "psql:<stdin>:1: ERROR:  no job is named \"nightly\"\nHINT:  Scheduled jobs are listed in sync_job.",
+	'an unknown name is an error');
+
+# scheduled dumps: published without cron, nothing new while nothing changes
+make_path("$www/m42");
+ssql(qq{ALTER SYSTEM SET sync.dump_directory = '$www/m42'});
+ssql(q{SELECT pg_reload_conf()});
+my $dj = ssql(q{SELECT sync_schedule_dump('1 second', name => 'publish')});
+ok(wait_for(qq{SELECT count(*) >= 3 FROM sync_log WHERE job_id = $dj AND kind = 'dump' AND status = 'ok'}, 't', 15),
+	'a scheduled dump runs, and is logged as a dump of the job');
+ok(-e "$www/m42/sync-index.json", 'and publishes an index');
+is(ssql(qq{SELECT kind || ' ' || level || ' ' || anonymize || ' ' || unchecked || ' ' || last_status FROM sync_job WHERE id = $dj}),
+	'dump 3 true false unchanged', 'sync_job has the dump\'s arguments, and says the dump published nothing new');
+my @archives = glob("$www/m42/sync-42-*.tar.zst");
+is(scalar(@archives), 1, 'one archive, whatever the number of runs');
+($rc, $out, $err) = $sub->psql('postgres', q{SELECT sync_schedule_dump('1 hour')});
+is($err, "psql:<stdin>:1: ERROR:  this server is already dumped by job $dj (\"publish\")\n"
+	. "HINT:  Change that job with name => 'publish', remove it with sync_unschedule($dj), or give this job a name of its own.",
+	'a second dump job without a name is refused');
+($rc, $out, $err) = $sub->psql('postgres', q{SELECT sync_schedule(0, '1 hour', name => 'publish')});
+like($err, qr/ERROR:  job $dj \("publish"\) is a dump job/, 'a pull cannot take the name of a dump job');
+($rc, $out, $err) = $sub->psql('postgres', q{SELECT sync_schedule_dump('1 hour', level => 7, name => 'other')});
+like($err, qr/ERROR:  invalid access level 7/, 'a scheduled dump checks its level');
+ssql(q{SELECT sync_unschedule('publish')});
 
 # a slow remote: runs overlap the schedule (skipped) and pass the timeout
 $pub->safe_psql('postgres', q{INSERT INTO item (name, filler) SELECT 'bulk', md5(i::text) || md5((i * 7)::text)
@@ -107,6 +155,12 @@ ssql(qq{SELECT sync_unschedule($slow)});
 ssql("SELECT sync_register_machine(0, NULL, '" . $nginx->url('nothing-here/') . "')");
 my $fail = ssql(q{SELECT sync_schedule(0, '1 second')});
 ok(wait_for(qq{SELECT failures >= 3 FROM sync_job WHERE id = $fail}, 't', 30), 'failures are counted');
+is(ssql(qq{SELECT sqlstate || '|' || hint FROM sync_log WHERE job_id = $fail ORDER BY id DESC LIMIT 1}),
+	"58P01|Check the machine's sync_url, and that sync_dump() has run there.",
+	'a scheduled failure keeps its SQLSTATE and hint in sync_log');
+like(slurp_file($sub->logfile),
+	qr/LOG:  machine 0 has published no index at http:\S+nothing-here\/sync-index\.json\n.*DETAIL:  The web server answered 404 Not Found\.\n.*HINT:  Check the machine's sync_url, and that sync_dump\(\) has run there\.\n.*CONTEXT:  sync job $fail \(pull of machine 0\)/,
+	'and goes to the server log at LOG with its detail, hint and job');
 my $gap = ssql(qq{SELECT EXTRACT(EPOCH FROM next_run - last_run)::int FROM sync_job WHERE id = $fail});
 ok($gap >= 4 && $gap <= 8, "the next try backs off ($gap intervals of 1 s)");
 my @times = split /\n/, ssql(qq{SELECT EXTRACT(EPOCH FROM started_at) FROM sync_log WHERE job_id = $fail ORDER BY id});
@@ -158,7 +212,7 @@ ssql(q{ALTER SYSTEM SET sync.max_workers = 1});
 ssql(q{SELECT pg_reload_conf()});
 ok(wait_for(q{SELECT setting FROM pg_settings WHERE name = 'sync.max_workers'}, '1', 5), 'sync.max_workers reloaded');
 ssql("SELECT sync_register_machine(0, NULL, '" . $nginx->url('slow/') . "')");
-my @pair = map { ssql(q{SELECT sync_schedule(0, '1 hour', timeout => '2 seconds')}) } 1 .. 2;
+my @pair = map { ssql(qq{SELECT sync_schedule(0, '1 hour', timeout => '2 seconds', name => 'pair $_')}) } 1 .. 2;
 my $most = 0;
 for (1 .. 50)
 {
@@ -236,7 +290,7 @@ ssql(qq{SELECT sync_unschedule($pj)});
 
 # without shared_preload_libraries, scheduling says what is missing
 ($rc, $out, $err) = $pub->psql('postgres', q{SELECT sync_schedule(42, '1 minute')});
-like($err, qr/ERROR:  scheduled pulls need sync in shared_preload_libraries\nHINT:  Add 'sync' to shared_preload_libraries/,
+like($err, qr/ERROR:  scheduled jobs need sync in shared_preload_libraries\nHINT:  Add 'sync' to shared_preload_libraries/,
 	'scheduling without preloading fails with a hint');
 
 $nginx->stop;

@@ -205,8 +205,8 @@ pull_fails(7, 5, qr/ERROR:  table public\.trait in the archive of machine 5 has 
 # what an archive may unpack to
 fake(sub { });
 pull_fails(7, 5, qr/ERROR:  archive ".*" is damaged\nDETAIL:  It unpacks to more than 4096 bytes\./,
-	'an archive that unpacks to more than sync.max_unpacked_bytes',
-	set => "SET sync.max_unpacked_bytes = '4kB';");
+	'an archive that unpacks to more than sync.max_unpacked_size',
+	set => "SET sync.max_unpacked_size = '4kB';");
 
 ###########################################################################
 # Registries: an archive describes its own machine, the authority the rest
