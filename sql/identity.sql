@@ -23,7 +23,9 @@ SELECT machine_id FROM sync_init(1);
 CREATE TABLE item (id bigserial PRIMARY KEY, name text);
 SELECT tbl FROM sync_add_table('item');
 SELECT machine_id FROM sync_init(2);
-SELECT machine_id FROM sync_init(1);
+-- what sync_init says: the machine, its range, the tables whose sequences it confined
+SELECT machine_id, hostname, sync_url, sync_start, sync_end, tables, initialized_at > now() - interval '1 hour' AS recent
+  FROM sync_init(1);
 
 -- re-initializing with rows in the old range is refused
 INSERT INTO item (name) VALUES ('first'), ('second') RETURNING id;

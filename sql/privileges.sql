@@ -82,6 +82,15 @@ SET ROLE sync_regress_monitor;
 SELECT table_name, confined, last_value, percent_used FROM sync_sequence_usage;
 RESET ROLE;
 SELECT tbl FROM sync_remove_table('regress_owned');
+-- the federation's health, with SELECT on the view alone
+SET ROLE sync_regress_monitor;
+SELECT machine_id FROM sync_federation;
+RESET ROLE;
+GRANT SELECT ON sync_federation TO sync_regress_monitor;
+SET ROLE sync_regress_monitor;
+SELECT machine_id, hostname, this_server, published_at, last_status, failures, next_run
+  FROM sync_federation ORDER BY machine_id;
+RESET ROLE;
 
 -- dropping a registered table needs no privilege on sync_table
 SELECT tbl FROM sync_add_table('regress_owned');

@@ -3,6 +3,37 @@
 \echo Use "ALTER EXTENSION sync UPDATE TO '0.6'" to load this file. \quit
 
 --
+-- sync_schedule, sync_unschedule and sync_init get new parameters or
+-- results, so they are new functions: a role granted EXECUTE on the old
+-- ones is named, with the GRANT to run again (a grant made by the update
+-- itself would be taken for the extension's own).
+--
+DO $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN
+		SELECT DISTINCT f.old, f.new,
+			   CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(ro.rolname) END AS grantee
+		  FROM (VALUES ('sync_schedule(bigint, interval, timestamptz, timestamptz, integer, interval, boolean)',
+						'sync_schedule(bigint, interval, timestamptz, timestamptz, integer, interval, boolean, text), '
+						'@extschema@.sync_schedule(text, interval, timestamptz, timestamptz, integer, interval, boolean, text), '
+						'@extschema@.sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text)'),
+					   ('sync_unschedule(bigint)', 'sync_unschedule(bigint), @extschema@.sync_unschedule(text)'),
+					   ('sync_init(bigint)', 'sync_init(bigint)')) f (old, new)
+		  JOIN pg_catalog.pg_proc p ON p.oid = pg_catalog.to_regprocedure('@extschema@.' || f.old)
+		 CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) a
+		  LEFT JOIN pg_catalog.pg_roles ro ON ro.oid = a.grantee
+		 WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner
+	LOOP
+		RAISE WARNING 'role % may no longer run %', r.grantee, pg_catalog.split_part(r.old, '(', 1)
+			USING DETAIL = 'The function changed in version 0.6; the grant on the old one was dropped with it.',
+				  HINT = pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.%s TO %s;', r.new, r.grantee);
+	END LOOP;
+END
+$$;
+
+--
 -- A failure keeps all its error says.
 --
 ALTER TABLE sync_log
@@ -146,3 +177,89 @@ SELECT m.id AS machine_id,
 					  ORDER BY l.started_at DESC, l.id DESC LIMIT 1) s ON true
   LEFT JOIN sync_pull_state st ON st.machine_id = m.id
  WHERE m.id IS DISTINCT FROM i.machine_id;
+
+--
+-- sync_init says what this server now is: its machine, range, and the
+-- tables whose sequences it confined.
+--
+DROP FUNCTION sync_init(bigint);
+CREATE FUNCTION sync_init(machine_id bigint,
+						  OUT machine_id bigint, OUT hostname text, OUT sync_url text,
+						  OUT sync_start bigint, OUT sync_end bigint, OUT tables integer,
+						  OUT initialized_at timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sync_init'
+LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION sync_init(bigint) FROM PUBLIC;
+
+--
+-- When the publisher made the state applied here, and the federation at a
+-- glance.
+--
+ALTER TABLE sync_pull_state ADD COLUMN published_at timestamptz;
+
+--
+-- The federation at a glance: one row per known machine, this server's
+-- own (its dumps) included.
+--
+CREATE VIEW sync_federation AS
+SELECT m.id AS machine_id,
+	   m.hostname,
+	   m.sync_url,
+	   m.id IS NOT DISTINCT FROM i.machine_id AS this_server,
+	   CASE WHEN m.id IS NOT DISTINCT FROM i.machine_id THEN p.started_at
+			ELSE st.published_at END AS published_at,
+	   a.started_at AS last_attempt,
+	   a.status AS last_status,
+	   s.started_at AS last_success,
+	   CASE WHEN m.id IS DISTINCT FROM i.machine_id
+			THEN pg_catalog.now() - st.published_at END AS lag,
+	   f.failures,
+	   CASE WHEN m.id IS NOT DISTINCT FROM i.machine_id THEN s.rows
+			ELSE (SELECT pg_catalog.sum((d.value ->> 'rows')::bigint)
+					FROM pg_catalog.jsonb_each(st.digests) d) END AS rows,
+	   j.next_run,
+	   a.message AS last_message
+  FROM sync_machine m
+  LEFT JOIN sync_instance i ON true
+  LEFT JOIN sync_pull_state st ON st.machine_id = m.id
+  CROSS JOIN LATERAL (SELECT CASE WHEN m.id IS NOT DISTINCT FROM i.machine_id
+								  THEN 'dump' ELSE 'pull' END AS kind) k
+  LEFT JOIN LATERAL (SELECT l.* FROM sync_log l
+					  WHERE l.machine_id = m.id AND l.kind = k.kind AND l.status <> 'skipped'
+					  ORDER BY l.started_at DESC, l.id DESC LIMIT 1) a ON true
+  LEFT JOIN LATERAL (SELECT l.* FROM sync_log l
+					  WHERE l.machine_id = m.id AND l.kind = k.kind
+						AND l.status IN ('ok', 'applied', 'partial', 'unchanged')
+					  ORDER BY l.started_at DESC, l.id DESC LIMIT 1) s ON true
+  LEFT JOIN LATERAL (SELECT l.started_at FROM sync_log l
+					  WHERE l.machine_id = m.id AND l.kind = 'dump' AND l.status = 'ok'
+						AND l.details ->> 'published' IS DISTINCT FROM 'unchanged'
+					  ORDER BY l.started_at DESC, l.id DESC LIMIT 1) p ON k.kind = 'dump'
+  LEFT JOIN LATERAL (SELECT pg_catalog.count(*) AS failures FROM sync_log l
+					  WHERE l.machine_id = m.id AND l.kind = k.kind
+						AND l.status IN ('failed', 'timeout')
+						AND l.started_at > coalesce(s.started_at, '-infinity')) f ON true
+  LEFT JOIN LATERAL (SELECT pg_catalog.min(jb.next_run) AS next_run FROM sync_job jb
+					  WHERE jb.enabled AND jb.kind = k.kind
+						AND jb.remote IS NOT DISTINCT FROM CASE WHEN k.kind = 'pull' THEN m.id END) j ON true;
+
+COMMENT ON VIEW sync_federation IS 'every known machine: what is published, applied, how late, how it fails, when next';
+
+REVOKE ALL ON TABLE sync_federation FROM PUBLIC;
+
+--
+-- Progress with totals.
+--
+CREATE OR REPLACE VIEW sync_progress AS
+SELECT a.pid,
+	   (pg_catalog.regexp_match(a.query, 'machine=(-?[0-9]+)'))[1]::bigint AS machine_id,
+	   (pg_catalog.regexp_match(a.query, 'phase=([a-z]+)'))[1] AS phase,
+	   NULLIF((pg_catalog.regexp_match(a.query, 'table=(.*)$'))[1], '-') AS table_name,
+	   (pg_catalog.regexp_match(a.query, ' bytes=([0-9]+)'))[1]::bigint AS bytes,
+	   (pg_catalog.regexp_match(a.query, ' rows=([0-9]+)'))[1]::bigint AS rows,
+	   a.query_start AS started_at,
+	   (pg_catalog.regexp_match(a.query, ' bytes_total=([0-9]+)'))[1]::bigint AS bytes_total,
+	   (pg_catalog.regexp_match(a.query, ' rows_total=([0-9]+)'))[1]::bigint AS rows_total
+  FROM pg_catalog.pg_stat_activity a
+ WHERE a.state = 'active' AND a.query LIKE 'sync_pull machine=%';

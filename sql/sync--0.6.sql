@@ -114,8 +114,11 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'sync_range'
 LANGUAGE C STRICT STABLE;
 
-CREATE FUNCTION sync_init(machine_id bigint)
-RETURNS sync_instance
+CREATE FUNCTION sync_init(machine_id bigint,
+						  OUT machine_id bigint, OUT hostname text, OUT sync_url text,
+						  OUT sync_start bigint, OUT sync_end bigint, OUT tables integer,
+						  OUT initialized_at timestamptz)
+RETURNS record
 AS 'MODULE_PATHNAME', 'sync_init'
 LANGUAGE C STRICT VOLATILE;
 
@@ -423,7 +426,8 @@ CREATE TABLE sync_pull_state (
 	applied_at		timestamptz NOT NULL,
 	chain			text,			-- the publisher's chain of states, if it has one
 	seq				bigint,			-- the state applied; NULL: the next pull takes the full archive
-	digests			jsonb			-- per table: the digest and count of the rows applied
+	digests			jsonb,			-- per table: the digest and count of the rows applied
+	published_at	timestamptz		-- when the publisher made the state applied
 );
 
 COMMENT ON TABLE sync_pull_state IS 'what the last successful pull of each machine applied';
@@ -517,9 +521,11 @@ SELECT a.pid,
 	   (pg_catalog.regexp_match(a.query, 'machine=(-?[0-9]+)'))[1]::bigint AS machine_id,
 	   (pg_catalog.regexp_match(a.query, 'phase=([a-z]+)'))[1] AS phase,
 	   NULLIF((pg_catalog.regexp_match(a.query, 'table=(.*)$'))[1], '-') AS table_name,
-	   (pg_catalog.regexp_match(a.query, 'bytes=([0-9]+)'))[1]::bigint AS bytes,
-	   (pg_catalog.regexp_match(a.query, 'rows=([0-9]+)'))[1]::bigint AS rows,
-	   a.query_start AS started_at
+	   (pg_catalog.regexp_match(a.query, ' bytes=([0-9]+)'))[1]::bigint AS bytes,
+	   (pg_catalog.regexp_match(a.query, ' rows=([0-9]+)'))[1]::bigint AS rows,
+	   a.query_start AS started_at,
+	   (pg_catalog.regexp_match(a.query, ' bytes_total=([0-9]+)'))[1]::bigint AS bytes_total,
+	   (pg_catalog.regexp_match(a.query, ' rows_total=([0-9]+)'))[1]::bigint AS rows_total
   FROM pg_catalog.pg_stat_activity a
  WHERE a.state = 'active' AND a.query LIKE 'sync_pull machine=%';
 
@@ -646,6 +652,54 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'sync_unschedule_name'
 LANGUAGE C STRICT VOLATILE;
 
+--
+-- The federation at a glance: one row per known machine, this server's
+-- own (its dumps) included.
+--
+CREATE VIEW sync_federation AS
+SELECT m.id AS machine_id,
+	   m.hostname,
+	   m.sync_url,
+	   m.id IS NOT DISTINCT FROM i.machine_id AS this_server,
+	   CASE WHEN m.id IS NOT DISTINCT FROM i.machine_id THEN p.started_at
+			ELSE st.published_at END AS published_at,
+	   a.started_at AS last_attempt,
+	   a.status AS last_status,
+	   s.started_at AS last_success,
+	   CASE WHEN m.id IS DISTINCT FROM i.machine_id
+			THEN pg_catalog.now() - st.published_at END AS lag,
+	   f.failures,
+	   CASE WHEN m.id IS NOT DISTINCT FROM i.machine_id THEN s.rows
+			ELSE (SELECT pg_catalog.sum((d.value ->> 'rows')::bigint)
+					FROM pg_catalog.jsonb_each(st.digests) d) END AS rows,
+	   j.next_run,
+	   a.message AS last_message
+  FROM sync_machine m
+  LEFT JOIN sync_instance i ON true
+  LEFT JOIN sync_pull_state st ON st.machine_id = m.id
+  CROSS JOIN LATERAL (SELECT CASE WHEN m.id IS NOT DISTINCT FROM i.machine_id
+								  THEN 'dump' ELSE 'pull' END AS kind) k
+  LEFT JOIN LATERAL (SELECT l.* FROM sync_log l
+					  WHERE l.machine_id = m.id AND l.kind = k.kind AND l.status <> 'skipped'
+					  ORDER BY l.started_at DESC, l.id DESC LIMIT 1) a ON true
+  LEFT JOIN LATERAL (SELECT l.* FROM sync_log l
+					  WHERE l.machine_id = m.id AND l.kind = k.kind
+						AND l.status IN ('ok', 'applied', 'partial', 'unchanged')
+					  ORDER BY l.started_at DESC, l.id DESC LIMIT 1) s ON true
+  LEFT JOIN LATERAL (SELECT l.started_at FROM sync_log l
+					  WHERE l.machine_id = m.id AND l.kind = 'dump' AND l.status = 'ok'
+						AND l.details ->> 'published' IS DISTINCT FROM 'unchanged'
+					  ORDER BY l.started_at DESC, l.id DESC LIMIT 1) p ON k.kind = 'dump'
+  LEFT JOIN LATERAL (SELECT pg_catalog.count(*) AS failures FROM sync_log l
+					  WHERE l.machine_id = m.id AND l.kind = k.kind
+						AND l.status IN ('failed', 'timeout')
+						AND l.started_at > coalesce(s.started_at, '-infinity')) f ON true
+  LEFT JOIN LATERAL (SELECT pg_catalog.min(jb.next_run) AS next_run FROM sync_job jb
+					  WHERE jb.enabled AND jb.kind = k.kind
+						AND jb.remote IS NOT DISTINCT FROM CASE WHEN k.kind = 'pull' THEN m.id END) j ON true;
+
+COMMENT ON VIEW sync_federation IS 'every known machine: what is published, applied, how late, how it fails, when next';
+
 SELECT pg_catalog.pg_extension_config_dump('sync_job', '');
 SELECT pg_catalog.pg_extension_config_dump('sync_job_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('sync_remote', '');
@@ -656,7 +710,8 @@ SELECT pg_catalog.pg_extension_config_dump('sync_pull_state', '');
 --
 REVOKE ALL ON TABLE sync_machine, sync_instance, sync_table,
 	sync_sequence_usage, sync_log, sync_remote, sync_remote_options,
-	sync_pull_state, sync_status, sync_progress, sync_job, sync_written FROM PUBLIC;
+	sync_pull_state, sync_status, sync_progress, sync_job, sync_written,
+	sync_federation FROM PUBLIC;
 REVOKE ALL ON SEQUENCE sync_job_id_seq FROM PUBLIC;
 REVOKE ALL ON SEQUENCE sync_log_id_seq FROM PUBLIC;
 REVOKE ALL ON FUNCTION

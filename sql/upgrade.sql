@@ -177,8 +177,25 @@ SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
  WHERE conrelid = 'kept'::regclass AND contype = 'c';
 SELECT tbl, foreign_rows FROM sync_table ORDER BY tbl::text;
 
--- and on to the default version, whatever that is (here already)
+-- on to 0.5; then to 0.6, where a role granted the old sync_schedule,
+-- sync_unschedule or sync_init is named, with the grant to make
 SET client_min_messages = warning;
+ALTER EXTENSION sync UPDATE TO '0.5';
+GRANT EXECUTE ON FUNCTION sync_schedule(bigint, interval, timestamptz, timestamptz, integer, interval, boolean),
+	sync_init(bigint) TO sync_regress_upgrader;
+ALTER EXTENSION sync UPDATE TO '0.6';
+-- the hints run as they are
+GRANT EXECUTE ON FUNCTION public.sync_init(bigint) TO sync_regress_upgrader;
+GRANT EXECUTE ON FUNCTION public.sync_schedule(bigint, interval, timestamptz, timestamptz, integer, interval, boolean, text), public.sync_schedule(text, interval, timestamptz, timestamptz, integer, interval, boolean, text), public.sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text) TO sync_regress_upgrader;
+SELECT has_function_privilege('sync_regress_upgrader', 'sync_init(bigint)', 'EXECUTE') AS init,
+	   has_function_privilege('sync_regress_upgrader', 'sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text)', 'EXECUTE') AS schedule_dump;
+REVOKE EXECUTE ON FUNCTION sync_init(bigint),
+	sync_schedule(bigint, interval, timestamptz, timestamptz, integer, interval, boolean, text),
+	sync_schedule(text, interval, timestamptz, timestamptz, integer, interval, boolean, text),
+	sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text)
+	FROM sync_regress_upgrader;
+
+-- and on to the default version, whatever that is (here already)
 ALTER EXTENSION sync UPDATE;
 RESET client_min_messages;
 SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'sync')

@@ -551,7 +551,7 @@ MergeTable(Pull *pull, List *deps, int *order_pos, int ti, bool moves)
 	t->inserted += SyncMergeInsert(&t->mt, cols.data, vals.data, "true");
 	if (update.names != NIL)
 	{
-		SyncReportProgress(pull->machine_id, "updating", t->at.qualname, 0, t->inserted);
+		SyncProgressPhase("updating", t->at.qualname);
 		t->updated += SyncMergeUpdate(&t->mt, update.set.data, update.old_row.data,
 									  update.new_row.data, "true");
 	}
@@ -867,7 +867,7 @@ LoadTables(Pull *pull, List *deps)
 			/* compared: the tables only; folded: the newest registry wins */
 			if (pull->verify || pull->folds != NIL)
 				continue;
-			SyncReportProgress(pull->machine_id, "registry", NULL, 0, 0);
+			SyncProgressPhase("registry", NULL);
 			ApplyRegistry(pull, &loader);
 			continue;
 		}
@@ -891,7 +891,7 @@ LoadTables(Pull *pull, List *deps)
 			if (pg_class_aclcheck(t->relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
 				aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(t->relid));
 			t->direct = true;
-			SyncReportProgress(pull->machine_id, "loading", t->at.qualname, 0, 0);
+			SyncProgressPhase("loading", t->at.qualname);
 			t->inserted += SyncLoad(&loader, t->at.dir, t->at.qualname, t->relid,
 									LocalColumnNames(t, false), t->at.key, t->rows);
 
@@ -905,7 +905,7 @@ LoadTables(Pull *pull, List *deps)
 		}
 		else
 		{
-			SyncReportProgress(pull->machine_id, "staging", t->at.qualname, 0, 0);
+			SyncProgressPhase("staging", t->at.qualname);
 			StageTable(pull, t, &loader, (int) (t - pull->tables) + 1);
 		}
 	}
@@ -1173,7 +1173,7 @@ SyncVerifyArchive(Pull *pull)
 		CHECK_FOR_INTERRUPTS();
 		if (!t->stage)
 			continue;
-		SyncReportProgress(pull->machine_id, "comparing", t->at.qualname, 0, 0);
+		SyncProgressPhase("comparing", t->at.qualname);
 		CompareTable(pull, t);
 		SyncExecute(psprintf("DROP TABLE %s", t->stage), 0, NULL, NULL, NULL);
 	}

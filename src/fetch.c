@@ -31,6 +31,7 @@
 #include "archive.h"
 #include "fetch.h"
 #include "format.h"
+#include "progress.h"
 #include "settings.h"
 
 /* State of one transfer, shared with the callbacks. */
@@ -111,6 +112,8 @@ ProgressCallback(void *arg, curl_off_t dltotal, curl_off_t dlnow,
 		t->interrupted = true;
 		return 1;
 	}
+	if (t->fd >= 0)
+		SyncProgressDownloaded((int64) t->received, false);
 	return 0;
 }
 
@@ -330,6 +333,8 @@ Fetch(const SyncRemote *remote, const char *name, const char *what,
 							remote->machine_id),
 					 errdetail("%s answered HTTP status %ld.", url, status)));
 		result->bytes = t.received;
+		if (fd >= 0)
+			SyncProgressDownloaded((int64) t.received, true);
 	}
 	PG_FINALLY();
 	{

@@ -37,6 +37,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/datetime.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
@@ -66,6 +67,29 @@ SyncFormatTime(TimestampTz ts, bool compact)
 	pg_strftime(buf, sizeof(buf), compact ? "%Y%m%dT%H%M%S" : "%Y-%m-%dT%H:%M:%S",
 				pg_gmtime(&t));
 	return psprintf(compact ? "%s%06dZ" : "%s.%06dZ", buf, usec);
+}
+
+/*
+ * Read back a time SyncFormatTime wrote (not compact) into *ts; false for
+ * anything else, which a reader then does not know.
+ */
+bool
+SyncParseTime(const char *text, TimestampTz *ts)
+{
+	struct pg_tm tm;
+	int			usec;
+	int			n = 0;
+
+	if (text == NULL || strlen(text) != 27)
+		return false;
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d.%6dZ%n", &tm.tm_year, &tm.tm_mon,
+			   &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &usec, &n) != 7 ||
+		n != 27 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+		tm.tm_mday > day_tab[isleap(tm.tm_year)][tm.tm_mon - 1] || tm.tm_hour > 23 ||
+		tm.tm_min > 59 || tm.tm_sec > 59 || usec < 0)
+		return false;
+	return tm2timestamp(&tm, usec, NULL, ts) == 0;
 }
 
 /*

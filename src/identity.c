@@ -16,6 +16,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
@@ -76,9 +77,10 @@ CheckNoRowsLeft(int64 machine_id, const SyncRange *old_range,
 }
 
 /*
- * Confine the key sequences of all registered tables to range.
+ * Confine the key sequences of all registered tables to range; returns the
+ * number of tables.
  */
-static void
+static int
 ConfineAllSequences(const SyncRange *range)
 {
 	Oid		   *relids;
@@ -88,6 +90,7 @@ ConfineAllSequences(const SyncRange *range)
 
 	for (i = 0; i < ntables; i++)
 		SyncConfineTableSequences(relids[i], keys[i], range);
+	return ntables;
 }
 
 /*
@@ -178,10 +181,12 @@ sync_register_machine(PG_FUNCTION_ARGS)
 }
 
 /*
- * sync_init(machine_id) returns sync_instance
+ * sync_init(machine_id) returns (machine_id, hostname, sync_url, sync_start,
+ * sync_end, tables, initialized_at)
  *
  * Make this server the given registered machine, and confine the sequences
- * of all registered tables to its range.  Changing to another machine is
+ * of all registered tables to its range; say what it now is, and how many
+ * tables' sequences were confined.  Changing to another machine is
  * refused while rows remain in the old machine's range: they would be
  * orphaned, owned by a machine this server no longer is.
  */
@@ -192,7 +197,10 @@ sync_init(PG_FUNCTION_ARGS)
 	SyncMachine machine;
 	SyncMachine old;
 	int			save_nestlevel;
+	int			tables;
 	Datum		result;
+	MemoryContext outer = CurrentMemoryContext;
+	MemoryContext oldcxt;
 
 	SyncEnter(fcinfo);
 	save_nestlevel = SyncPinSettings(false);
@@ -205,10 +213,35 @@ sync_init(PG_FUNCTION_ARGS)
 		CheckNoRowsLeft(old.id, &old.range, NULL, id);
 
 	SyncStoreIdentity(id);
-	result = SyncReturnRow(0);
-
-	ConfineAllSequences(&machine.range);
+	tables = ConfineAllSequences(&machine.range);
 	WarnUnownedRows(&machine.range);
+
+	{
+		Oid			argtypes[1] = {INT4OID};
+		Datum		args[1] = {Int32GetDatum(tables)};
+		Datum		values[7];
+		bool		nulls[7];
+		TupleDesc	desc;
+		int			i;
+
+		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "sync_init must return a row");
+		SyncExecute(psprintf("SELECT m.id, m.hostname, m.sync_url, m.sync_start, m.sync_end, $1, i.initialized_at"
+							 "  FROM %s i JOIN %s m ON m.id = i.machine_id",
+							 SyncObject("sync_instance"), SyncObject("sync_machine")),
+					1, argtypes, args, NULL);
+		for (i = 0; i < 7; i++)
+		{
+			values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &nulls[i]);
+			/* out of SPI's memory, which SPI_finish frees */
+			if (!nulls[i])
+				values[i] = SPI_datumTransfer(values[i], TupleDescAttr(desc, i)->attbyval,
+											  TupleDescAttr(desc, i)->attlen);
+		}
+		oldcxt = MemoryContextSwitchTo(outer);
+		result = HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls));
+		MemoryContextSwitchTo(oldcxt);
+	}
 
 	SPI_finish();
 	AtEOXact_GUC(true, save_nestlevel);

@@ -43,8 +43,6 @@
 #include "load.h"
 #include "progress.h"
 
-/* how often the progress of a long COPY is shown */
-#define PROGRESS_BYTES (8 * 1024 * 1024)
 
 /*
  * The loader COPY reads from.  COPY's data source callback has no
@@ -93,6 +91,21 @@ SyncLoaderNext(SyncLoader *loader, char **name)
 	return SyncArchiveNext(loader->reader, name, &size);
 }
 
+/* The rows that end in len bytes of COPY text: its raw newlines. */
+static int64
+CountRows(const char *data, size_t len)
+{
+	const char *end = data + len;
+	int64		rows = 0;
+
+	while (data < end && (data = memchr(data, '\n', end - data)) != NULL)
+	{
+		rows++;
+		data++;
+	}
+	return rows;
+}
+
 /*
  * COPY's data source: the current table's files, one after the other.
  * Stops (returns 0) at the first member of another table, which is left
@@ -135,12 +148,7 @@ LoaderRead(void *outbuf, int minread, int maxread)
 		}
 	}
 	loader->bytes += done;
-	if (loader->bytes - loader->reported >= PROGRESS_BYTES)
-	{
-		loader->reported = loader->bytes;
-		SyncReportProgress(loader->machine_id, "loading", loader->qualname,
-						   (int64) loader->bytes, 0);
-	}
+	SyncProgressRows(CountRows((const char *) outbuf, done));
 	return done;
 }
 
@@ -196,7 +204,7 @@ CopyRows(SyncLoader *loader, const char *dir, const char *qualname,
 
 	loader->dir = dir;
 	loader->qualname = qualname;
-	loader->bytes = loader->reported = 0;
+	loader->bytes = 0;
 
 	CommandCounterIncrement();
 	rel = table_open(relid, RowExclusiveLock);

@@ -35,7 +35,6 @@ typedef struct SyncLoader
 	bool		pending;
 	char	   *pending_name;
 	uint64		bytes;			/* of the table so far */
-	uint64		reported;
 } SyncLoader;
 
 extern void SyncLoaderOpen(SyncLoader *loader, const char *path,

@@ -276,6 +276,7 @@ RunPlanned(const SyncMergeTarget *t, CmdType cmd, const char *operation,
 				 errhint("Sync does not disable triggers: a BEFORE trigger that returns NULL for another machine's rows keeps its copy from matching what its owner published. Let such rows through, for example when their key is outside this machine's range.")));
 	if (staged)
 		SyncExecute("DROP TABLE pg_temp.sync_pull_plan", 0, NULL, NULL, NULL);
+	SyncProgressRows(done);
 	return done;
 }
 
@@ -289,7 +290,7 @@ int64
 SyncMergeInsert(const SyncMergeTarget *t, const char *columns, const char *values,
 				const char *condition)
 {
-	SyncReportProgress(t->machine_id, "inserting", t->qualname, 0, 0);
+	SyncProgressPhase("inserting", t->qualname);
 	return RunPlanned(t, CMD_INSERT, "insert",
 					  psprintf("SELECT s.* FROM %s s"
 							   " WHERE s.%s BETWEEN " INT64_FORMAT " AND " INT64_FORMAT
@@ -373,7 +374,7 @@ SyncMergeDelete(const SyncMergeTarget *t, const char *doomed)
 {
 	int64		deleted;
 
-	SyncReportProgress(t->machine_id, "deleting", t->qualname, 0, 0);
+	SyncProgressPhase("deleting", t->qualname);
 	deleted = RunPlanned(t, CMD_DELETE, "delete",
 						 psprintf("SELECT * FROM %s", doomed),
 						 psprintf("DELETE FROM %s x USING plan p WHERE " PLAN_JOIN

@@ -498,6 +498,7 @@ SyncParseIndex(const char *text, size_t len, SyncIndex *index)
 		index->size = (uint64) size;
 	else
 		index->archive = NULL;	/* an archive whose size is not known */
+	index->created = GetText(Member(root, "created_at"));
 	if (!GetInt64(Member(root, "revision"), &index->revision))
 		index->revision = 1;
 	index->seq = index->full_seq = -1;

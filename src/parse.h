@@ -129,7 +129,8 @@ typedef struct SyncIndex
 	char	   *archive;		/* file name, beside the index */
 	uint64		size;
 	char	   *sha256;
-	TimestampTz created_at;
+	TimestampTz created_at;		/* written: the time of the newest state */
+	char	   *created;		/* read: its text (SyncParseTime reads it) */
 	int			level;
 	bool		anonymized;
 	bool		unchecked;

@@ -10,8 +10,12 @@
 
 #include "postgres.h"
 
-extern void SyncReportProgress(int64 machine_id, const char *phase,
-							   const char *table, int64 bytes, int64 rows);
+extern void SyncProgressBegin(int64 machine_id);
+extern void SyncProgressPhase(const char *phase, const char *table);
+extern void SyncProgressBytesTotal(int64 total);
+extern void SyncProgressDownloaded(int64 now, bool done);
+extern void SyncProgressRowsTotal(int64 total);
+extern void SyncProgressRows(int64 n);
 extern void SyncReportDone(void);
 
 #endif							/* SYNC_PROGRESS_H */

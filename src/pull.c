@@ -98,6 +98,7 @@ typedef struct PullRun
 	char	   *fallback;		/* why a delta path fell back to full */
 	int			archives;		/* files applied */
 	uint64		unpacked_total; /* of the archives of this pull, so far */
+	int64		rows_total;		/* their rows and deleted keys */
 	char	   *hdr_chain;		/* what the archive being read says */
 	int64		hdr_seq;
 } PullRun;
@@ -218,7 +219,7 @@ Download(PullRun *run, const char *archive, uint64 size, const char *sha256)
 		MemoryContextSwitchTo(oldcxt);
 	}
 
-	SyncReportProgress(run->pull.machine_id, "downloading", NULL, 0, 0);
+	SyncProgressPhase("downloading", NULL);
 	SyncFetchArchive(&run->remote, archive, fd, got, &result);
 	run->bytes += result.bytes;
 	if (CloseTransientFile(fd) != 0)
@@ -357,6 +358,18 @@ EndTable(Pull *pull, PullTable *t, SyncRowScan *scan, pg_cryptohash_ctx *sha)
 	Assert(t->digest.partial.len == 0);
 }
 
+/* The rows and deleted keys of the archive just verified. */
+static int64
+ArchiveRows(Pull *pull)
+{
+	int64		rows = 0;
+	int			i;
+
+	for (i = 0; i < pull->ntables; i++)
+		rows += pull->tables[i].rows + (pull->tables[i].del ? pull->tables[i].del->rows : 0);
+	return rows;
+}
+
 /*
  * First pass over the archive, touching nothing: header, then every
  * table's files (checksum, framing of its rows), then the manifest, whose
@@ -378,7 +391,7 @@ ValidateArchive(PullRun *run)
 	SyncRowScan scan;
 	bool		have_manifest = false;
 
-	SyncReportProgress(pull->machine_id, "verifying", NULL, 0, 0);
+	SyncProgressPhase("verifying", NULL);
 	/* sync.max_unpacked_size bounds all the archives of a pull together */
 	if (run->unpacked_total >= (uint64) sync_max_unpacked_kb * 1024)
 		ereport(ERROR,
@@ -424,11 +437,12 @@ ValidateArchive(PullRun *run)
 			sha = SyncSha256Begin();
 			memset(&scan, 0, sizeof(scan));
 			initStringInfo(&t->digest.partial);
-			SyncReportProgress(pull->machine_id, "verifying", t->at.qualname, 0, 0);
+			SyncProgressPhase("verifying", t->at.qualname);
 		}
 		while ((n = SyncArchiveRead(reader, buf, 65536)) > 0)
 		{
 			const char *error;
+			int64		before = scan.rows;
 
 			if (pg_cryptohash_update(sha, (uint8 *) buf, n) < 0)
 				elog(ERROR, "could not update SHA-256 digest");
@@ -436,6 +450,7 @@ ValidateArchive(PullRun *run)
 				SyncBadArchive(pull->machine_id, "archive",
 							   psprintf("The data of %s: %s", t->at.qualname, error));
 			SyncDigestData(&t->digest, buf, n);
+			SyncProgressRows(scan.rows - before);
 		}
 	}
 	if (current)
@@ -447,6 +462,10 @@ ValidateArchive(PullRun *run)
 	if (!have_manifest)
 		SyncBadArchive(pull->machine_id, "archive", "It has no manifest.");
 	CheckAgainstManifest(pull);
+
+	/* what the pull's later phases go through: the rows and deleted keys */
+	run->rows_total += ArchiveRows(pull);
+	SyncProgressRowsTotal(run->rows_total);
 }
 
 /*
@@ -461,9 +480,10 @@ SavePullState(PullRun *run)
 	Pull	   *pull = &run->pull;
 	StringInfoData shas;
 	StringInfoData digests;
-	Oid			argtypes[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID};
-	Datum		values[6];
-	char		nulls[6] = "      ";
+	Oid			argtypes[7] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID};
+	Datum		values[7];
+	char		nulls[7] = "       ";
+	TimestampTz published;
 	bool		whole = (pull->skipped == 0);
 	ListCell   *lc;
 	int			i;
@@ -519,14 +539,20 @@ SavePullState(PullRun *run)
 		/* tables not applied whole are in the digests; rows left out are not */
 		nulls[4] = (pull->skipped == 0) ? ' ' : 'n';
 	}
-	SyncExecute(psprintf("INSERT INTO %s AS s (machine_id, archive_sha256, table_sha256, applied_at, chain, seq, digests)"
-						 " VALUES ($1, $2, $3::pg_catalog.jsonb, pg_catalog.now(), $4, $5, $6::pg_catalog.jsonb)"
+	/* when the publisher made the state applied, as its index says */
+	if (SyncParseTime(run->index.created, &published))
+		values[6] = TimestampTzGetDatum(published);
+	else
+		nulls[6] = 'n';
+	SyncExecute(psprintf("INSERT INTO %s AS s (machine_id, archive_sha256, table_sha256, applied_at, chain, seq, digests, published_at)"
+						 " VALUES ($1, $2, $3::pg_catalog.jsonb, pg_catalog.now(), $4, $5, $6::pg_catalog.jsonb, $7)"
 						 " ON CONFLICT (machine_id) DO UPDATE SET"
 						 "   archive_sha256 = EXCLUDED.archive_sha256,"
 						 "   table_sha256 = EXCLUDED.table_sha256, applied_at = EXCLUDED.applied_at,"
-						 "   chain = EXCLUDED.chain, seq = EXCLUDED.seq, digests = EXCLUDED.digests",
+						 "   chain = EXCLUDED.chain, seq = EXCLUDED.seq, digests = EXCLUDED.digests,"
+						 "   published_at = EXCLUDED.published_at",
 						 SyncObject("sync_pull_state")),
-				6, argtypes, values, nulls);
+				7, argtypes, values, nulls);
 }
 
 /*
@@ -892,6 +918,17 @@ MarkUnchanged(Pull *pull, List *written)
 	}
 }
 
+/* Show what the full path downloads: the full archive and the deltas since. */
+static void
+ShowFullPathTotal(PullRun *run)
+{
+	uint64		bytes = 0;
+
+	if (run->index.chain != NULL)
+		(void) SyncDeltasAfter(&run->index, run->index.full_seq, &bytes);
+	SyncProgressBytesTotal((int64) (run->index.size + bytes));
+}
+
 /*
  * The pull itself, inside the caller's subtransaction.
  */
@@ -941,7 +978,7 @@ RunPull(PullRun *run)
 	 * is no safe test: nginx's, for one, is the file's size and mtime in
 	 * whole seconds, the same for two dumps in the same second.)
 	 */
-	SyncReportProgress(pull->machine_id, "checking", NULL, 0, 0);
+	SyncProgressBegin(pull->machine_id);
 	index_text = SyncFetchIndex(&run->remote, &result, &index_len);
 	run->bytes += result.bytes;
 	SyncReadIndex(index_text, index_len, pull->machine_id,
@@ -960,6 +997,7 @@ RunPull(PullRun *run)
 	else if (pull->verify)
 	{
 		/* the full archive, with the deltas since folded in */
+		ShowFullPathTotal(run);
 		Download(run, index.archive, index.size, index.sha256);
 		ValidateArchive(run);
 		CheckChainHeader(run, false, index.full_seq);
@@ -977,7 +1015,11 @@ RunPull(PullRun *run)
 			List	   *digests = CopyDigests(run);
 			ErrorData  *edata;
 
+			uint64		bytes;
+
 			run->path = "delta";
+			(void) SyncDeltasAfter(&index, run->seq, &bytes);
+			SyncProgressBytesTotal((int64) bytes);
 			edata = SyncRunInSubtransaction(DeltaBody, RemoveDownload, run);
 			if (edata == NULL)
 				done = true;
@@ -999,6 +1041,9 @@ RunPull(PullRun *run)
 				run->digests = digests;
 				run->local_changed = 0;
 				run->archives = 0;
+				run->unpacked_total = 0;
+				run->rows_total = 0;
+				SyncProgressBegin(pull->machine_id);
 			}
 		}
 
@@ -1006,6 +1051,7 @@ RunPull(PullRun *run)
 		if (!done)
 		{
 			run->path = "full";
+			ShowFullPathTotal(run);
 			ApplyFile(run, index.archive, index.size, index.sha256, false,
 					  index.full_seq, false, written);
 		}

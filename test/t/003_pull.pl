@@ -203,6 +203,16 @@ is(sql(7, q{SELECT status || '|' || sqlstate || '|' || (detail IS NOT NULL) || '
 			  FROM sync_status WHERE machine_id = 0}),
 	'failed|08006|true|true', 'and sync_status shows them');
 
+# pulling this server: said first, even when it has no sync_url to pull from
+{
+	my $url7 = sql(7, 'SELECT sync_url FROM sync_machine WHERE id = 7');
+	sql(7, 'UPDATE sync_machine SET sync_url = NULL WHERE id = 7');
+	my ($rc, $out, $err) = $node{7}->psql('postgres', 'SELECT status FROM sync_pull(7)');
+	is($err, "psql:<stdin>:1: ERROR:  machine 7 is this server\nDETAIL:  A server publishes its own rows; it pulls only other machines'.",
+		'pulling this server says so, though it has no sync_url');
+	sql(7, "UPDATE sync_machine SET sync_url = '$url7' WHERE id = 7");
+}
+
 # https:// where the web server speaks plain HTTP
 point_to(7, $url0 =~ s/^http:/https:/r);
 pull_fails(7, 0, qr/ERROR:  TLS handshake with machine 0 failed\nDETAIL:  https:.*\nHINT:  If the web server there serves plain HTTP on that port, the machine's sync_url must start with http:\/\//,
@@ -239,6 +249,13 @@ ok(time - $t0 < 20, 'the cancel stopped the transfer promptly');
 		select(undef, undef, undef, 0.05);
 	}
 	is($progress, '0 downloading', 'sync_progress shows the pull downloading from machine 0');
+	my $first = sql(7, q{SELECT bytes || ' ' || bytes_total FROM sync_progress});
+	select(undef, undef, undef, 1.5);
+	my $later = sql(7, q{SELECT bytes || ' ' || bytes_total FROM sync_progress});
+	my ($bytes1, $total1) = split / /, $first;
+	my ($bytes2, $total2) = split / /, $later;
+	ok($total1 > 0 && $total1 == $total2 && $bytes2 > $bytes1 && $bytes2 < $total2,
+		"the bytes downloaded grow within a second and a half, towards the total the index gives ($first, then $later)");
 	my $t1 = time;
 	sql(7, q{SELECT pg_cancel_backend(pid) FROM sync_progress});
 	for (1 .. 200)
@@ -575,6 +592,39 @@ is(sql(7, q{SELECT count(*) FROM trait t WHERE NOT EXISTS (SELECT 1 FROM site s 
 is(sql(7, q{SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM site WHERE id < 1000000000}),
 	sql(42, q{SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM site WHERE id < 1000000000}),
 	'7 and 42 hold the same copy of machine 0\'s sites');
+
+###########################################################################
+# Progress counts rows while they load, against the archive's total
+###########################################################################
+
+# a table new to 7: its first pull loads it in place, through a trigger of
+# 7's that takes 20 ms a row
+for my $id (0, 7)
+{
+	sql($id, q{CREATE TABLE reading (id bigserial PRIMARY KEY, value integer); SELECT sync_add_table('reading');});
+}
+sql(7, q{CREATE FUNCTION slow_reading() RETURNS trigger LANGUAGE plpgsql AS
+	$$BEGIN PERFORM pg_sleep(0.02); RETURN NEW; END$$;
+	CREATE TRIGGER slow BEFORE INSERT ON reading FOR EACH ROW EXECUTE FUNCTION slow_reading();});
+sql(0, q{INSERT INTO reading (value) SELECT i FROM generate_series(1, 150) i; SELECT sync_dump();});
+{
+	my $bg = $node{7}->background_psql('postgres', on_error_stop => 0);
+	$bg->query_until(qr/started/, "\\echo started\nSELECT status FROM sync_pull(0);\n");
+	my $seen = '';
+	for (1 .. 200)
+	{
+		$seen = sql(7, q{SELECT phase || ' ' || table_name || ' ' || (rows > 0) || ' ' || rows_total
+						   || ' ' || (bytes = bytes_total) FROM sync_progress WHERE phase = 'loading'});
+		last if $seen ne '';
+		select(undef, undef, undef, 0.05);
+	}
+	like($seen, qr/^loading public\.reading true \d+ true$/,
+		'while a table loads, sync_progress counts its rows, against the rows of the archive, all bytes downloaded');
+	my ($total) = $seen =~ /^loading \S+ \S+ (\d+)/;
+	ok(defined $total && $total >= 150, "rows_total is the archive's rows ($total)");
+	$bg->quit;
+}
+is(sql(7, 'SELECT count(*) FROM reading'), '150', 'and the rows arrive');
 
 $nginx->stop;
 $node{$_}->stop for (0, 42, 7);

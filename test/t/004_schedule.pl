@@ -135,6 +135,17 @@ is($err, "psql:<stdin>:1: ERROR:  this server is already dumped by job $dj (\"pu
 like($err, qr/ERROR:  job $dj \("publish"\) is a dump job/, 'a pull cannot take the name of a dump job');
 ($rc, $out, $err) = $sub->psql('postgres', q{SELECT sync_schedule_dump('1 hour', level => 7, name => 'other')});
 like($err, qr/ERROR:  invalid access level 7/, 'a scheduled dump checks its level');
+
+# the federation at a glance: this server's dumps, machine 0's pulls
+is(ssql(q{SELECT machine_id || ' ' || this_server || ' ' || (published_at IS NOT NULL) || ' ' || last_status
+			|| ' ' || failures || ' ' || rows || ' ' || (next_run IS NOT NULL)
+		  FROM sync_federation WHERE machine_id = 42}),
+	'42 true true ok 0 0 true', 'sync_federation: this server, its last publication, its dump job');
+is(ssql(q{SELECT machine_id || ' ' || this_server || ' ' || (published_at < last_success) || ' '
+			|| (last_status IN ('applied', 'unchanged')) || ' ' || failures || ' ' || rows || ' ' || (lag > interval '0') || ' ' || (next_run IS NULL)
+		  FROM sync_federation WHERE machine_id = 0}),
+	'0 false true true 0 2 true true',
+	'sync_federation: machine 0, what is applied of it, how late it is, and no job');
 ssql(q{SELECT sync_unschedule('publish')});
 
 # a slow remote: runs overlap the schedule (skipped) and pass the timeout
