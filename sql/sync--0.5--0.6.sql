@@ -3,7 +3,7 @@
 \echo Use "ALTER EXTENSION sync UPDATE TO '0.6'" to load this file. \quit
 
 --
--- sync_schedule, sync_unschedule and sync_init get new parameters or
+-- sync_pull, sync_schedule, sync_unschedule and sync_init get new parameters or
 -- results, so they are new functions: a role granted EXECUTE on the old
 -- ones is named, with the GRANT to run again (a grant made by the update
 -- itself would be taken for the extension's own).
@@ -20,7 +20,13 @@ BEGIN
 						'@extschema@.sync_schedule(text, interval, timestamptz, timestamptz, integer, interval, boolean, text), '
 						'@extschema@.sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text)'),
 					   ('sync_unschedule(bigint)', 'sync_unschedule(bigint), @extschema@.sync_unschedule(text)'),
-					   ('sync_init(bigint)', 'sync_init(bigint)')) f (old, new)
+					   ('sync_init(bigint)', 'sync_init(bigint)'),
+					   ('sync_pull(bigint, boolean)',
+						'sync_pull(bigint, boolean, boolean, regclass[], regclass[], text), '
+						'@extschema@.sync_pull(text, boolean, boolean, regclass[], regclass[], text)'),
+					   ('sync_pull(text, boolean)',
+						'sync_pull(bigint, boolean, boolean, regclass[], regclass[], text), '
+						'@extschema@.sync_pull(text, boolean, boolean, regclass[], regclass[], text)')) f (old, new)
 		  JOIN pg_catalog.pg_proc p ON p.oid = pg_catalog.to_regprocedure('@extschema@.' || f.old)
 		 CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) a
 		  LEFT JOIN pg_catalog.pg_roles ro ON ro.oid = a.grantee
@@ -263,3 +269,43 @@ SELECT a.pid,
 	   (pg_catalog.regexp_match(a.query, ' rows_total=([0-9]+)'))[1]::bigint AS rows_total
   FROM pg_catalog.pg_stat_activity a
  WHERE a.state = 'active' AND a.query LIKE 'sync_pull machine=%';
+
+--
+-- sync_pull gains a dry run, a subset of tables, and a source to read from
+-- in place of the machine's sync_url.
+--
+DROP FUNCTION sync_pull(bigint, boolean);
+DROP FUNCTION sync_pull(text, boolean);
+
+CREATE FUNCTION sync_pull(remote bigint,
+						  "full" boolean DEFAULT false,
+						  dry_run boolean DEFAULT false,
+						  tables regclass[] DEFAULT NULL,
+						  exclude regclass[] DEFAULT NULL,
+						  source text DEFAULT NULL,
+						  OUT machine_id bigint, OUT status text,
+						  OUT tables integer, OUT inserted bigint,
+						  OUT updated bigint, OUT deleted bigint,
+						  OUT bytes bigint, OUT duration interval,
+						  OUT local_changed bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sync_pull_id'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+CREATE FUNCTION sync_pull(remote text,
+						  "full" boolean DEFAULT false,
+						  dry_run boolean DEFAULT false,
+						  tables regclass[] DEFAULT NULL,
+						  exclude regclass[] DEFAULT NULL,
+						  source text DEFAULT NULL,
+						  OUT machine_id bigint, OUT status text,
+						  OUT tables integer, OUT inserted bigint,
+						  OUT updated bigint, OUT deleted bigint,
+						  OUT bytes bigint, OUT duration interval,
+						  OUT local_changed bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sync_pull_name'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+REVOKE ALL ON FUNCTION sync_pull(bigint, boolean, boolean, regclass[], regclass[], text),
+	sync_pull(text, boolean, boolean, regclass[], regclass[], text) FROM PUBLIC;

@@ -437,6 +437,10 @@ COMMENT ON TABLE sync_pull_state IS 'what the last successful pull of each machi
 --
 CREATE FUNCTION sync_pull(remote bigint,
 						  "full" boolean DEFAULT false,
+						  dry_run boolean DEFAULT false,
+						  tables regclass[] DEFAULT NULL,
+						  exclude regclass[] DEFAULT NULL,
+						  source text DEFAULT NULL,
 						  OUT machine_id bigint, OUT status text,
 						  OUT tables integer, OUT inserted bigint,
 						  OUT updated bigint, OUT deleted bigint,
@@ -444,10 +448,14 @@ CREATE FUNCTION sync_pull(remote bigint,
 						  OUT local_changed bigint)
 RETURNS record
 AS 'MODULE_PATHNAME', 'sync_pull_id'
-LANGUAGE C STRICT VOLATILE;
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
 CREATE FUNCTION sync_pull(remote text,
 						  "full" boolean DEFAULT false,
+						  dry_run boolean DEFAULT false,
+						  tables regclass[] DEFAULT NULL,
+						  exclude regclass[] DEFAULT NULL,
+						  source text DEFAULT NULL,
 						  OUT machine_id bigint, OUT status text,
 						  OUT tables integer, OUT inserted bigint,
 						  OUT updated bigint, OUT deleted bigint,
@@ -455,7 +463,7 @@ CREATE FUNCTION sync_pull(remote text,
 						  OUT local_changed bigint)
 RETURNS record
 AS 'MODULE_PATHNAME', 'sync_pull_name'
-LANGUAGE C STRICT VOLATILE;
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
 --
 -- sync_verify: fetch what a machine published and compare it with the copy
@@ -728,8 +736,8 @@ REVOKE ALL ON FUNCTION
 	sync_proxy_display(text),
 	sync_dump(integer, boolean, boolean, boolean),
 	sync_set_remote(bigint, text, text, text, text),
-	sync_pull(bigint, boolean),
-	sync_pull(text, boolean),
+	sync_pull(bigint, boolean, boolean, regclass[], regclass[], text),
+	sync_pull(text, boolean, boolean, regclass[], regclass[], text),
 	sync_verify(bigint),
 	sync_verify(text),
 	sync_keep_guards(),

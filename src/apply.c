@@ -130,6 +130,14 @@ MapTable(Pull *pull, PullTable *t)
 		t->relid = InvalidOid;
 		return;
 	}
+	if ((pull->only != NIL && !list_member_oid(pull->only, relid)) ||
+		list_member_oid(pull->leave_out, relid))
+	{
+		/* left out of this pull, as asked: CheckSubset checks the rest */
+		t->relid = InvalidOid;
+		t->left_out = relid;
+		return;
+	}
 	t->relid = relid;
 
 	rel = table_open(relid, AccessShareLock);
@@ -192,6 +200,57 @@ PulledDependencies(Pull *pull)
 	for (i = 0; i < pull->ntables; i++)
 		relids[i] = pull->tables[i].relid;
 	return SyncTableDependencies(relids, pull->ntables);
+}
+
+/*
+ * A pull of some tables only must take every registered table they
+ * reference, by foreign key or depends_on: rows whose parents are not
+ * pulled could miss them (leaving out a table's children is fine: a
+ * parent deleted at the publisher has no children left there either).
+ * And every table asked for must be one the machine publishes.
+ */
+static void
+CheckSubset(Pull *pull)
+{
+	Oid		   *relids;
+	ListCell   *lc;
+	int			i;
+
+	if (pull->only == NIL && pull->leave_out == NIL)
+		return;
+	relids = palloc(sizeof(Oid) * (pull->ntables + 1));
+	for (i = 0; i < pull->ntables; i++)
+		relids[i] = OidIsValid(pull->tables[i].relid) ? pull->tables[i].relid :
+			pull->tables[i].left_out;
+	foreach(lc, SyncTableDependencies(relids, pull->ntables))
+	{
+		SyncForeignKey *dep = lfirst(lc);
+		PullTable  *child = &pull->tables[dep->child];
+		PullTable  *parent = &pull->tables[dep->parent];
+
+		if (OidIsValid(child->relid) && OidIsValid(parent->left_out))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("table %s cannot be pulled without table %s, which it references",
+							child->at.qualname, parent->at.qualname),
+					 errdetail("A pull of some tables takes every registered table they reference, so that each row pulled finds the rows it references."),
+					 errhint("Pull %s too, or leave %s out as well.",
+							 parent->at.qualname, child->at.qualname)));
+	}
+	foreach(lc, pull->only)
+	{
+		Oid			relid = lfirst_oid(lc);
+
+		for (i = 0; i < pull->ntables; i++)
+			if (pull->tables[i].relid == relid)
+				break;
+		if (i == pull->ntables)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("machine " INT64_FORMAT " publishes no table %s",
+							pull->machine_id, SyncRelationName(relid)),
+					 errhint("A machine publishes the tables registered there; its manifest lists them.")));
+	}
 }
 
 /* Has t rows of the pulled machine's range here? */
@@ -1049,6 +1108,7 @@ SyncApplyArchive(Pull *pull)
 
 	for (i = 0; i < pull->ntables; i++)
 		MapTable(pull, &pull->tables[i]);
+	CheckSubset(pull);
 	deps = PulledDependencies(pull);
 	LoadTables(pull, deps);
 	foreach(lc, pull->folds)

@@ -26,6 +26,7 @@ typedef struct PullTable
 	bool		seen;			/* its files were in the archive */
 	SyncDigest	digest;			/* of its rows, as read */
 	struct PullTable *del;		/* a delta's: the keys it deletes */
+	Oid			left_out;		/* registered here, but not pulled this time */
 
 	/* here */
 	char	   *from;			/* qualname, with ONLY where children inherit */
@@ -83,6 +84,8 @@ typedef struct Pull
 	List	   *folds;			/* Pulls: deltas that follow a full archive,
 								 * folded into its staged rows */
 	char	   *mismatch;		/* a table a delta did not prove, in cxt */
+	List	   *only;			/* OIDs: pull these tables only (NIL: all) */
+	List	   *leave_out;		/* OIDs: pull these tables not */
 } Pull;
 
 extern void SyncApplyArchive(Pull *pull);

@@ -556,6 +556,8 @@ SyncWorkerCommit(void)
 	CommitTransactionCommand();
 }
 
+static ErrorData *RunSubtransaction(SyncBody body, SyncBody cleanup, void *arg, bool undo);
+
 /*
  * Run body(arg) in a subtransaction.  On success it is committed into the
  * caller's transaction and NULL is returned.  On error, cleanup(arg) runs
@@ -567,6 +569,24 @@ SyncWorkerCommit(void)
 ErrorData *
 SyncRunInSubtransaction(SyncBody body, SyncBody cleanup, void *arg)
 {
+	return RunSubtransaction(body, cleanup, arg, false);
+}
+
+/*
+ * As SyncRunInSubtransaction, but the subtransaction is rolled back on
+ * success too: what body did is undone, what it computed (in memory the
+ * caller's context holds) stays.  For a dry run.
+ */
+ErrorData *
+SyncRunAndUndo(SyncBody body, SyncBody cleanup, void *arg)
+{
+	return RunSubtransaction(body, cleanup, arg, true);
+}
+
+/* The work of SyncRunInSubtransaction and SyncRunAndUndo. */
+static ErrorData *
+RunSubtransaction(SyncBody body, SyncBody cleanup, void *arg, bool undo)
+{
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	ErrorData  *volatile edata = NULL;
@@ -576,7 +596,10 @@ SyncRunInSubtransaction(SyncBody body, SyncBody cleanup, void *arg)
 	PG_TRY();
 	{
 		body(arg);
-		ReleaseCurrentSubTransaction();
+		if (undo)
+			RollbackAndReleaseCurrentSubTransaction();
+		else
+			ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
 	}

@@ -79,6 +79,7 @@ extern int	SyncPinInputSettings(const char *session_path);
 extern void SyncRunAs(Oid role, SyncBody body, void *arg);
 extern ErrorData *SyncRunInSubtransaction(SyncBody body, SyncBody cleanup,
 										  void *arg);
+extern ErrorData *SyncRunAndUndo(SyncBody body, SyncBody cleanup, void *arg);
 
 /* background workers */
 extern void SyncWorkerInit(BackgroundWorker *worker, const char *function,

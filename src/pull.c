@@ -37,6 +37,7 @@
 #include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/json.h"
@@ -55,6 +56,7 @@
 #include "registry.h"
 #include "remote.h"
 #include "settings.h"
+#include "tables.h"
 
 PG_FUNCTION_INFO_V1(sync_pull_id);
 PG_FUNCTION_INFO_V1(sync_pull_name);
@@ -78,6 +80,8 @@ typedef struct PullRun
 	SyncRemote	remote;
 	const char *status;			/* 'applied', 'partial' or 'unchanged' */
 	bool		full;			/* merge every table, whatever its checksum */
+	bool		dry_run;		/* undo all, report what would change */
+	char	   *source;			/* URL to read from instead of sync_url */
 	int64		local_changed;	/* this server's rows its triggers changed */
 	uint64		bytes;
 	char	   *tmp_path;		/* the last archive downloaded */
@@ -113,6 +117,7 @@ typedef struct ChainTable
 } ChainTable;
 
 static void MarkUnchanged(Pull *pull, List *written);
+static void ReadPullOptions(FunctionCallInfo fcinfo, PullRun *run);
 static void RemoveDownload(void *arg);
 
 /* the download of this backend, removed at exit if an error did not */
@@ -969,7 +974,7 @@ RunPull(PullRun *run)
 					1, argtypes, values, NULL);
 	}
 
-	SyncReadRemote(&machine, &run->remote);
+	SyncReadRemote(&machine, run->source, &run->remote);
 	last_sha = (run->full || pull->verify) ? NULL : LastAppliedArchive(run);
 	written = pull->verify ? NIL : SyncWrittenTables(pull->machine_id);
 
@@ -1109,6 +1114,24 @@ PullTimeoutHandler(void)
 	SetLatch(MyLatch);
 }
 
+/* Append to a JSON object the tables of relids, as key: a list of names. */
+static void
+AppendTables(StringInfo details, const char *key, List *relids)
+{
+	ListCell   *lc;
+
+	if (relids == NIL)
+		return;
+	appendStringInfo(details, ", \"%s\": [", key);
+	foreach(lc, relids)
+	{
+		if (lc != list_head(relids))
+			appendStringInfoString(details, ", ");
+		escape_json(details, SyncRelationName(lfirst_oid(lc)));
+	}
+	appendStringInfoChar(details, ']');
+}
+
 /* The log entry of a successful pull or verification, and its details. */
 static void
 LogApplied(PullRun *run, SyncLogEntry *log)
@@ -1171,6 +1194,15 @@ LogApplied(PullRun *run, SyncLogEntry *log)
 			appendStringInfoString(&details, ", \"fallback\": ");
 			escape_json(&details, run->fallback);
 		}
+		if (run->dry_run)
+			appendStringInfoString(&details, ", \"dry_run\": true");
+		AppendTables(&details, "tables", pull->only);
+		AppendTables(&details, "exclude", pull->leave_out);
+		if (run->source)
+		{
+			appendStringInfoString(&details, ", \"source\": ");
+			escape_json(&details, run->source);
+		}
 	}
 	if (pull->skipped_json)
 		appendStringInfo(&details, ", \"skipped\": %s", pull->skipped_json);
@@ -1199,9 +1231,14 @@ DoPull(FunctionCallInfo fcinfo, bool by_name, bool verify)
 	run->pull.session_path = pstrdup(GetConfigOption("search_path", false, false));
 	run->pull.verify = verify;
 	run->by_name = by_name;
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("remote must not be null")));
 	run->id = by_name ? -1 : PG_GETARG_INT64(0);
 	run->hostname = by_name ? text_to_cstring(PG_GETARG_TEXT_PP(0)) : NULL;
-	run->full = !verify && PG_GETARG_BOOL(1);
+	if (!verify)
+		ReadPullOptions(fcinfo, run);
 	SyncLogInit(log, verify ? "verify" : "pull");
 
 	/* sync.timeout bounds the whole pull: download, checks and merge */
@@ -1209,8 +1246,11 @@ DoPull(FunctionCallInfo fcinfo, bool by_name, bool verify)
 		pull_timeout = RegisterTimeout(USER_TIMEOUT, PullTimeoutHandler);
 	pull_timed_out = false;
 	enable_timeout_after(pull_timeout, sync_timeout);
-	edata = SyncRunInSubtransaction(PullBody, RemoveDownload, run);
+	edata = run->dry_run ? SyncRunAndUndo(PullBody, RemoveDownload, run) :
+		SyncRunInSubtransaction(PullBody, RemoveDownload, run);
 	disable_timeout(pull_timeout, false);
+	if (run->dry_run && edata == NULL && strcmp(run->status, "unchanged") != 0)
+		run->status = "dry run";
 	/* whatever happened, the guard no longer lets anything through */
 	(void) SyncGuardEndPull();
 	/* fired just as the pull ended: the cancel it asked for is moot */
@@ -1250,6 +1290,69 @@ DoPull(FunctionCallInfo fcinfo, bool by_name, bool verify)
 	LogApplied(run, log);
 	run->duration = log->finished_at - log->started_at;
 	return run;
+}
+
+/*
+ * The tables of a regclass[] argument: each must be registered here.  NIL
+ * for NULL.
+ */
+static List *
+TableList(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	ArrayType  *array;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	List	   *relids = NIL;
+	int			i;
+
+	if (PG_ARGISNULL(argno))
+		return NIL;
+	array = PG_GETARG_ARRAYTYPE_P(argno);
+	deconstruct_array(array, REGCLASSOID, sizeof(Oid), true, TYPALIGN_INT, &elems, &nulls, &n);
+	for (i = 0; i < n; i++)
+	{
+		SyncRegisteredTable reg;
+		Oid			relid = nulls[i] ? InvalidOid : DatumGetObjectId(elems[i]);
+
+		if (!OidIsValid(relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not hold a null", what)));
+		SPI_connect();
+		if (!SyncLookupRegistration(relid, &reg))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("table %s is not registered for sync", SyncRelationName(relid)),
+					 errhint("%s names registered tables; they are listed in sync_table.", what)));
+		SPI_finish();
+		relids = lappend_oid(relids, relid);
+	}
+	return relids;
+}
+
+/*
+ * sync_pull's options after remote: full, dry_run, tables, exclude and
+ * source.
+ */
+static void
+ReadPullOptions(FunctionCallInfo fcinfo, PullRun *run)
+{
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("full and dry_run must not be null")));
+	run->full = PG_GETARG_BOOL(1);
+	run->dry_run = PG_GETARG_BOOL(2);
+	run->pull.only = TableList(fcinfo, 3, "tables");
+	run->pull.leave_out = TableList(fcinfo, 4, "exclude");
+	if (!PG_ARGISNULL(3) && run->pull.only == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("tables must name at least one table"),
+				 errhint("Leave tables out (NULL) to pull every table.")));
+	if (!PG_ARGISNULL(5))
+		run->source = SyncSourceUrl(text_to_cstring(PG_GETARG_TEXT_PP(5)));
 }
 
 /* The result row of sync_pull. */

@@ -47,12 +47,14 @@ ExecuteAsOwner(const char *sql, int nargs, Oid *argtypes, Datum *values,
 }
 
 /*
- * How to reach machine: its sync_url and the options set for it.
- * Credentials set for another URL than the machine has now, or to be sent
- * over anything but https, are an ERROR.  The caller is connected to SPI.
+ * How to reach machine: its sync_url, or source (a mirror, or a copy of its
+ * files carried here) when given, and the options set for it.  Credentials
+ * go only to the URL they were set for: never to a source, and set for
+ * another URL than the machine has now, or to be sent over anything but
+ * https, they are an ERROR.  The caller is connected to SPI.
  */
 void
-SyncReadRemote(const SyncMachine *machine, SyncRemote *remote)
+SyncReadRemote(const SyncMachine *machine, const char *source, SyncRemote *remote)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(machine->id)};
@@ -60,7 +62,7 @@ SyncReadRemote(const SyncMachine *machine, SyncRemote *remote)
 
 	memset(remote, 0, sizeof(*remote));
 	remote->machine_id = machine->id;
-	remote->url = machine->url;
+	remote->url = source ? pstrdup(source) : machine->url;
 	if (remote->url == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -73,9 +75,11 @@ SyncReadRemote(const SyncMachine *machine, SyncRemote *remote)
 					   1, argtypes, values, NULL) == 0)
 		return;
 	remote->ca_file = SyncGetText(0, 1);
+	remote->proxy = SyncGetText(0, 4);
+	if (source != NULL)
+		return;
 	remote->username = SyncGetText(0, 2);
 	remote->password = SyncGetText(0, 3);
-	remote->proxy = SyncGetText(0, 4);
 	url = SyncGetText(0, 5);
 
 	if (remote->username && (url == NULL || strcmp(url, remote->url) != 0))
@@ -220,4 +224,21 @@ sync_proxy_display(PG_FUNCTION_ARGS)
 	if (result == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(result);
+}
+
+/*
+ * The URL of a source given to sync_pull: an absolute directory path is
+ * read as a file:// URL (the files of a machine carried on a disk).
+ */
+char *
+SyncSourceUrl(const char *source)
+{
+	if (source[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("source must not be empty"),
+				 errhint("Give the directory holding the machine's sync-index.json, or a URL serving it.")));
+	if (is_absolute_path(source))
+		return psprintf("file://%s", source);
+	return pstrdup(source);
 }

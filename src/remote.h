@@ -24,6 +24,8 @@ typedef struct SyncRemote
 	char	   *proxy;			/* proxy URL, or NULL */
 } SyncRemote;
 
-extern void SyncReadRemote(const SyncMachine *machine, SyncRemote *remote);
+extern void SyncReadRemote(const SyncMachine *machine, const char *source,
+						   SyncRemote *remote);
+extern char *SyncSourceUrl(const char *source);
 
 #endif							/* SYNC_REMOTE_H */

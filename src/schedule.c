@@ -1048,11 +1048,13 @@ RunJob(int64 job, const JobWork *work, ErrorData **error)
 	{
 		const char *func = work->dump ?
 			psprintf("%s(integer, boolean, boolean, boolean)", SyncObject("sync_dump")) :
-			psprintf("%s(bigint, boolean)", SyncObject("sync_pull"));
+			psprintf("%s(bigint, boolean, boolean, regclass[], regclass[], text)", SyncObject("sync_pull"));
 		Oid			fn_oid;
 		AclResult	aclresult;
 		HeapTupleHeader result;
 		bool		isnull;
+		FmgrInfo	flinfo;
+		LOCAL_FCINFO(call, 6);
 
 		enable_timeout_after(STATEMENT_TIMEOUT, (int) Min(work->timeout_ms, INT_MAX));
 		/* in the owner's own settings, as an interactive run would be */
@@ -1069,14 +1071,27 @@ RunJob(int64 job, const JobWork *work, ErrorData **error)
 		aclresult = pg_proc_aclcheck(fn_oid, GetUserId(), ACL_EXECUTE);
 		if (aclresult != ACLCHECK_OK)
 			aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(fn_oid));
+		fmgr_info(fn_oid, &flinfo);
+		InitFunctionCallInfoData(*call, &flinfo, work->dump ? 4 : 6, InvalidOid, NULL, NULL);
+		memset(call->args, 0, sizeof(NullableDatum) * 6);
 		if (work->dump)
-			result = DatumGetHeapTupleHeader(OidFunctionCall4(fn_oid, Int32GetDatum(work->level),
-															  BoolGetDatum(work->anonymize),
-															  BoolGetDatum(work->unchecked),
-															  BoolGetDatum(false)));
+		{
+			call->args[0].value = Int32GetDatum(work->level);
+			call->args[1].value = BoolGetDatum(work->anonymize);
+			call->args[2].value = BoolGetDatum(work->unchecked);
+			call->args[3].value = BoolGetDatum(false);
+		}
 		else
-			result = DatumGetHeapTupleHeader(OidFunctionCall2(fn_oid, Int64GetDatum(work->remote),
-															  BoolGetDatum(false)));
+		{
+			/* all tables, from its sync_url, applied */
+			call->args[0].value = Int64GetDatum(work->remote);
+			call->args[1].value = BoolGetDatum(false);
+			call->args[2].value = BoolGetDatum(false);
+			call->args[3].isnull = call->args[4].isnull = call->args[5].isnull = true;
+		}
+		result = DatumGetHeapTupleHeader(FunctionCallInvoke(call));
+		if (call->isnull)
+			elog(ERROR, "%s returned null", func);
 		status = MemoryContextStrdup(TopMemoryContext,
 									 TextDatumGetCString(GetAttributeByName(result, work->dump ? "kind" : "status",
 																			&isnull)));

@@ -113,3 +113,43 @@ sync_setup() {
 	fi
 	export PATH="$PGBIN:$PATH"
 }
+
+# Start nginx as the test user, on 127.0.0.1, serving directory $2 at /,
+# with its files under $1; sets nginx_port.  Tries a few random ports (a
+# bounded number of times) until one is free.  stop_nginx $1 stops it.
+start_nginx() {
+	local prefix=$1 root=$2 try
+	as_runner mkdir -p "$prefix/tmp"
+	for try in 1 2 3 4 5 6 7 8 9 10; do
+		nginx_port=$(( 20000 + RANDOM % 20000 ))
+		cat >"$prefix.conf.tmp" <<NGINX
+daemon on;
+worker_processes 1;
+pid $prefix/nginx.pid;
+error_log $prefix/error.log warn;
+events { worker_connections 64; }
+http {
+	access_log off;
+	client_body_temp_path $prefix/tmp/body;
+	proxy_temp_path $prefix/tmp/proxy;
+	fastcgi_temp_path $prefix/tmp/fastcgi;
+	uwsgi_temp_path $prefix/tmp/uwsgi;
+	scgi_temp_path $prefix/tmp/scgi;
+	sendfile on;
+	server { listen 127.0.0.1:$nginx_port; root $root; }
+}
+NGINX
+		as_runner cp "$prefix.conf.tmp" "$prefix/nginx.conf"
+		rm -f "$prefix.conf.tmp"
+		if as_runner /usr/sbin/nginx -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" 2>/dev/null; then
+			return 0
+		fi
+	done
+	die "nginx did not start (see $prefix/error.log)"
+}
+
+stop_nginx() {
+	local prefix=$1
+	[ -f "$prefix/nginx.pid" ] || return 0
+	as_runner /usr/sbin/nginx -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" -s stop 2>/dev/null
+}

@@ -547,7 +547,7 @@ sql(0, q{
 });
 sql(7, q{
 	CREATE ROLE puller LOGIN;
-	GRANT EXECUTE ON FUNCTION sync_pull(bigint, boolean), sync_pull(text, boolean) TO puller;
+	GRANT EXECUTE ON FUNCTION sync_pull(bigint, boolean, boolean, regclass[], regclass[], text), sync_pull(text, boolean, boolean, regclass[], regclass[], text) TO puller;
 	GRANT SELECT ON sync_machine, sync_instance, sync_table TO puller;
 	GRANT SELECT, INSERT, UPDATE ON sync_machine TO puller;
 	GRANT SELECT, INSERT, UPDATE, DELETE ON sync_pull_state TO puller;
@@ -592,6 +592,96 @@ is(sql(7, q{SELECT count(*) FROM trait t WHERE NOT EXISTS (SELECT 1 FROM site s 
 is(sql(7, q{SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM site WHERE id < 1000000000}),
 	sql(42, q{SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM site WHERE id < 1000000000}),
 	'7 and 42 hold the same copy of machine 0\'s sites');
+
+###########################################################################
+# Pull options: a dry run, some tables only, files carried on a disk
+###########################################################################
+
+# a dry run fetches and verifies, says what would change, and changes nothing
+sql(0, q{INSERT INTO site (name) VALUES ('east'); UPDATE site SET name = 'North' WHERE id = 1;
+	INSERT INTO trait (site_id, value, note) VALUES (1, 3.5, 'dry'); SELECT sync_dump();});
+{
+	my $before = fingerprint(7);
+	my $dry = sql(7, q{SELECT status || '|' || inserted || '|' || updated || '|' || deleted
+						 FROM sync_pull(0, dry_run => true)});
+	is($dry, 'dry run|2|1|0', 'a dry run says what it would insert, update and delete');
+	is(fingerprint(7), $before, 'and changes nothing');
+	is(join(' ', work_files(7)), '', 'nor leaves a file');
+	is(sql(7, q{SELECT status || ' ' || (details->>'dry_run') || ' ' || inserted FROM sync_log
+				 WHERE kind = 'pull' ORDER BY id DESC LIMIT 1}), 'dry run true 2', 'it is logged as a dry run');
+	is(pull(7, 0), 'applied|2|1|0', 'the pull then does what the dry run said');
+}
+
+# some tables only: never a table without those it references
+sql(0, q{INSERT INTO site (name) VALUES ('westward'); INSERT INTO trait (site_id, value, note) VALUES (1, 4.5, 'subset');
+	SELECT sync_dump();});
+{
+	my $before = fingerprint(7);
+	my ($rc, $out, $err) = $node{7}->psql('postgres', q{SELECT status FROM sync_pull(0, tables => '{trait}')});
+	like($err, qr/ERROR:  table public\.trait cannot be pulled without table public\.site, which it references\nDETAIL:  A pull of some tables takes every registered table they reference, so that each row pulled finds the rows it references\.\nHINT:  Pull public\.site too, or leave public\.trait out as well\.$/,
+		'a table cannot be pulled without the tables it references');
+	($rc, $out, $err) = $node{7}->psql('postgres', q{SELECT status FROM sync_pull(0, exclude => '{site}')});
+	like($err, qr/ERROR:  table public\.(trait|team|player) cannot be pulled without table public\.site, which it references/,
+		'nor can what references a table left out');
+	is(fingerprint(7), $before, 'the refused pulls changed nothing');
+	($rc, $out, $err) = $node{7}->psql('postgres', q{SELECT status FROM sync_pull(0, tables => '{pg_class}')});
+	is($err, "psql:<stdin>:1: ERROR:  table pg_catalog.pg_class is not registered for sync\n"
+		. "HINT:  tables names registered tables; they are listed in sync_table.", 'tables names registered tables');
+	is(sql(7, q{SELECT status || '|' || inserted FROM sync_pull(0, tables => '{site}')}), 'applied|1',
+		'a table pulled alone: the new site');
+	is(sql(7, q{SELECT count(*) FROM trait WHERE note = 'subset'}), '0', 'the tables left out are not touched');
+	is(sql(7, q{SELECT details->>'tables' FROM sync_log WHERE kind = 'pull' ORDER BY id DESC LIMIT 1}),
+		'["public.site"]', 'the log says which tables were pulled');
+	is(sql(7, q{SELECT status || '|' || inserted FROM sync_pull(0)}), 'applied|1',
+		'the next pull of every table brings the rest');
+	is(sql(7, q{SELECT count(*) FROM trait WHERE note = 'subset'}), '1', 'the trait arrives');
+	sql(0, q{UPDATE trait SET note = 'excluded' WHERE note = 'subset'; UPDATE site SET name = 'Westward' WHERE name = 'westward';
+		SELECT sync_dump();});
+	my $sum = sub { sql(7, "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM $_[0] t") };
+	my $trait = $sum->('trait');
+	is(sql(7, q{SELECT status || '|' || updated FROM sync_pull(0, exclude => '{trait, team, player}')}),
+		'applied|1', 'a pull with exclude applies');
+	is($sum->('trait'), $trait, 'and leaves the excluded tables as they were');
+	is(sql(7, q{SELECT (SELECT string_agg(name, ',') FROM site WHERE name ILIKE 'westward') || ' ' || (SELECT count(*) FROM trait WHERE note = 'excluded')}),
+		'Westward 0', 'the site changed, the trait not yet');
+	like(pull(7, 0), qr/^applied\|/, 'the next pull of every table');
+	is(sql(7, q{SELECT count(*) FROM trait WHERE note = 'excluded'}), '1', 'brings the trait');
+}
+
+# the files of a machine carried on a disk to a server that cannot reach
+# it: the same pull, from a path, with every check
+{
+	my $usb = "$tmp/usb/m0";
+	make_path($usb);
+	sql(0, q{INSERT INTO site (name) VALUES ('carried'); SELECT sync_dump();});
+	opendir(my $dh, "$www/m0") or die;
+	for my $f (grep { !/^\./ } readdir($dh))
+	{
+		copy("$www/m0/$f", "$usb/$f") or die "copy $f: $!";
+	}
+	closedir($dh);
+	point_to(7, "http://127.0.0.1:$closed/");
+	my $before = fingerprint(7);
+	my $index = decode_json(slurp_file("$usb/sync-index.json"));
+	my $archive = $index->{deltas} && @{ $index->{deltas} } ? $index->{deltas}[-1]{archive} : $index->{archive};
+	my $saved = slurp_file("$usb/$archive");
+	append_to_file("$usb/$archive", 'x');
+	my ($rc, $out, $err) = $node{7}->psql('postgres', qq{SELECT status FROM sync_pull(0, source => '$usb')});
+	like($err, qr/ERROR:  .*archive of machine 0/, 'a damaged carried archive is refused as a downloaded one is');
+	is(fingerprint(7), $before, 'and changes nothing');
+	open(my $fh, '>', "$usb/$archive") or die;
+	print $fh $saved;
+	close($fh);
+	is(sql(7, qq{SELECT status || '|' || inserted FROM sync_pull(0, source => '$usb')}), 'applied|1',
+		'the carried files are pulled from their path, the machine unreachable');
+	is(sql(7, q{SELECT details->>'source' FROM sync_log WHERE kind = 'pull' ORDER BY id DESC LIMIT 1}),
+		"file://$usb", 'the log says where from');
+	($rc, $out, $err) = $node{7}->psql('postgres', qq{SELECT status FROM sync_pull(0, source => '$usb')},
+		extra_params => [ '-U', 'puller' ]);
+	like($err, qr/ERROR:  protocol of file:\/\/\S+ is not allowed/,
+		'reading server files takes a superuser or pg_read_server_files');
+	point_to(7, $url0);
+}
 
 ###########################################################################
 # Progress counts rows while they load, against the archive's total

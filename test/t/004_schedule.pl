@@ -282,7 +282,7 @@ like($err, qr/ERROR:  permission denied to run jobs as role postgres/, 'a job ca
 # run fails, and is logged with the reason
 ssql("SELECT sync_register_machine(0, NULL, '" . $nginx->url('m0/') . "')");
 ssql(q{CREATE ROLE puller LOGIN;
-	GRANT EXECUTE ON FUNCTION sync_pull(bigint, boolean), sync_pull(text, boolean) TO puller;
+	GRANT EXECUTE ON FUNCTION sync_pull(bigint, boolean, boolean, regclass[], regclass[], text), sync_pull(text, boolean, boolean, regclass[], regclass[], text) TO puller;
 	GRANT SELECT, INSERT, UPDATE, DELETE ON sync_pull_state, item TO puller;
 	GRANT SELECT ON sync_instance, sync_table TO puller;
 	GRANT SELECT, INSERT, UPDATE ON sync_machine TO puller});
@@ -291,7 +291,7 @@ my $pj = ssql(q{INSERT INTO sync_job (remote, every, start_at, timeout, enabled,
 ok(wait_for(qq{SELECT count(*) > 0 FROM sync_log WHERE job_id = $pj AND status IN ('applied', 'unchanged')}, 't', 15),
 	'a job owned by a role with only the pulling grants pulls');
 is(ssql(q{SELECT count(*) FROM item WHERE filler LIKE '%x'}), '2000', 'and its rows arrive');
-ssql(q{REVOKE EXECUTE ON FUNCTION sync_pull(bigint, boolean) FROM puller});
+ssql(q{REVOKE EXECUTE ON FUNCTION sync_pull(bigint, boolean, boolean, regclass[], regclass[], text) FROM puller});
 ok(wait_for(qq{SELECT count(*) > 0 FROM sync_log WHERE job_id = $pj AND status = 'failed'
 	AND message = 'permission denied for function sync_pull'}, 't', 15),
 	'without EXECUTE on sync_pull the run fails, and the refusal is logged');

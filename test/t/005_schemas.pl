@@ -305,7 +305,7 @@ sql(2, q{DROP RULE species_audit ON species; DROP RULE species_insert_audit ON s
 # row-level security that hides machine 1's rows from the role pulling
 sql(2, q{
 	CREATE ROLE puller;
-	GRANT EXECUTE ON FUNCTION sync_pull(bigint, boolean) TO puller;
+	GRANT EXECUTE ON FUNCTION sync_pull(bigint, boolean, boolean, regclass[], regclass[], text) TO puller;
 	GRANT SELECT, INSERT, UPDATE ON sync_machine TO puller;
 	GRANT SELECT ON sync_instance, sync_table TO puller;
 	GRANT SELECT, INSERT, UPDATE, DELETE ON sync_pull_state TO puller;

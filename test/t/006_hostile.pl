@@ -291,7 +291,7 @@ is($out, '70', 'a role with EXECUTE and SELECT registers a machine, without a wr
 
 sql(7, q{
 	CREATE ROLE puller LOGIN;
-	GRANT EXECUTE ON FUNCTION sync_pull(bigint, boolean), sync_pull(text, boolean) TO puller;
+	GRANT EXECUTE ON FUNCTION sync_pull(bigint, boolean, boolean, regclass[], regclass[], text), sync_pull(text, boolean, boolean, regclass[], regclass[], text) TO puller;
 	GRANT SELECT ON sync_machine, sync_instance, sync_table TO puller;
 	GRANT SELECT, INSERT, UPDATE, DELETE ON sync_pull_state TO puller;
 	GRANT SELECT, INSERT, UPDATE, DELETE ON site, trait TO puller;
