@@ -52,7 +52,6 @@
 
 #include "archive.h"
 #include "chain.h"
-#include "dump.h"
 #include "closure.h"
 #include "expr.h"
 #include "fkeys.h"
@@ -1264,27 +1263,13 @@ RunDump(DumpState *state)
 	AtEOXact_GUC(true, save_nestlevel);
 }
 
-/*
- * Refuse an access level outside 0 (private) .. 4 (public): for sync_dump,
- * and for a dump scheduled to run later.
- */
-void
-SyncCheckDumpLevel(int level)
-{
-	if (level < 0 || level > 4)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid access level %d", level),
-				 errdetail("Levels go from 0 (private) to 4 (public); a dump at level L publishes rows whose level is L or more.")));
-}
-
 /* The dump, run in a subtransaction by sync_dump. */
 static void
 DumpBody(void *arg)
 {
 	DumpState  *state = (DumpState *) arg;
 
-	SyncCheckDumpLevel(state->level);
+	SyncCheckLevel(state->level);
 	/* archives are UTF-8: text of no known encoding cannot be converted */
 	if (GetDatabaseEncoding() == PG_SQL_ASCII)
 		ereport(ERROR,

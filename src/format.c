@@ -70,6 +70,20 @@ SyncFormatTime(TimestampTz ts, bool compact)
 }
 
 /*
+ * Refuse an access level outside 0 (private) .. 4 (public): for sync_dump,
+ * and for a dump scheduled to run later.
+ */
+void
+SyncCheckLevel(int level)
+{
+	if (level < 0 || level > 4)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid access level %d", level),
+				 errdetail("Levels go from 0 (private) to 4 (public); a dump at level L publishes rows whose level is L or more.")));
+}
+
+/*
  * Read back a time SyncFormatTime wrote (not compact) into *ts; false for
  * anything else, which a reader then does not know.
  */

@@ -42,6 +42,7 @@ extern const char *const sync_registry_columns[SYNC_REGISTRY_NCOLUMNS][2];
 /* names */
 extern char *SyncFormatTime(TimestampTz ts, bool compact);
 extern bool SyncParseTime(const char *text, TimestampTz *ts);
+extern void SyncCheckLevel(int level);
 extern char *SyncArchiveFileName(int64 machine_id, TimestampTz snapshot_time,
 								 bool delta);
 extern bool SyncIsArchiveFileOf(const char *filename, int64 machine_id);

@@ -45,7 +45,7 @@
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
-#include "dump.h"
+#include "format.h"
 #include "log.h"
 #include "registry.h"
 #include "schedule.h"
@@ -161,6 +161,14 @@ ReadSchedule(FunctionCallInfo fcinfo, const int *args, int name_arg, JobSpec *sp
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("scheduled jobs need sync in shared_preload_libraries"),
 				 errhint("Add 'sync' to shared_preload_libraries in postgresql.conf, set sync.database, and restart the server.")));
+	if (strcmp(get_database_name(MyDatabaseId), sync_database) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("scheduled jobs run only in database \"%s\"", sync_database),
+				 errdetail("This is database \"%s\"; the launcher reads the jobs of sync.database alone.",
+						   get_database_name(MyDatabaseId)),
+				 errhint("Schedule the job in database \"%s\", or set sync.database and restart the server.",
+						 sync_database)));
 	for (i = 0; i < 6; i++)
 	{
 		v[i] = PG_ARGISNULL(args[i]) ? (Datum) 0 : PG_GETARG_DATUM(args[i]);
@@ -431,7 +439,7 @@ sync_schedule_dump(PG_FUNCTION_ARGS)
 	spec.anonymize = PG_GETARG_BOOL(2);
 	spec.unchecked = PG_GETARG_BOOL(3);
 	ReadSchedule(fcinfo, args, 9, &spec);
-	SyncCheckDumpLevel(spec.level);
+	SyncCheckLevel(spec.level);
 
 	save_nestlevel = SyncPinSettings(false);
 	SPI_connect();

@@ -273,8 +273,10 @@ ok(time - $t0 < 20, 'the cancel stopped the transfer promptly');
 
 # download larger than sync.max_download_size
 point_to(7, $url0);
-pull_fails(7, 0, qr/ERROR:  archive of machine 0 is larger than sync.max_download_size/, 'over the cap',
-	set => "SET sync.max_download_size = '8kB';");
+pull_fails(7, 0, qr/ERROR:  archive of machine 0 is larger than sync.max_download_size \(8kB\)\nDETAIL:  .*\nHINT:  Raise sync\.max_download_size if the machine really publishes that much\./,
+	'over the cap', set => "SET sync.max_download_size = '8kB';");
+is(sql(7, "SET sync.max_download_size = '1MB'; SELECT status FROM sync_pull(0, dry_run => true)"), 'dry run',
+	'raised as the hint says (a size with units), the archive is fetched (a dry run, changing nothing)');
 
 # fake publications built from machine 0's real one
 sub fake

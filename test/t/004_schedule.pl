@@ -208,6 +208,16 @@ ssql(q{CREATE DATABASE other});
 ($rc, $out, $err) = $sub->psql('postgres', q{DROP DATABASE other});
 is($rc, 0, 'another database is dropped while the launcher runs');
 
+# jobs are scheduled where the launcher reads them: sync.database
+ssql(q{CREATE DATABASE elsewhere});
+$sub->safe_psql('elsewhere', q{CREATE EXTENSION sync; SELECT sync_register_machine(0, 'm0.example.org')});
+($rc, $out, $err) = $sub->psql('elsewhere', q{SELECT sync_schedule(0, '1 hour')});
+is($err, qq{psql:<stdin>:1: ERROR:  scheduled jobs run only in database "postgres"\n}
+	. qq{DETAIL:  This is database "elsewhere"; the launcher reads the jobs of sync.database alone.\n}
+	. qq{HINT:  Schedule the job in database "postgres", or set sync.database and restart the server.},
+	'a job scheduled in another database than sync.database is refused, not left never to run');
+ssql(q{DROP DATABASE elsewhere});
+
 # SIGHUP reloads settings; sync_log is pruned to sync.log_retention
 my $launcher = ssql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'sync launcher'});
 ssql(q{INSERT INTO sync_log (kind, started_at, status) VALUES ('pull', now() - interval '3 days', 'failed')});
