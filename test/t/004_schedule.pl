@@ -146,6 +146,21 @@ is(ssql(q{SELECT machine_id || ' ' || this_server || ' ' || (published_at < last
 		  FROM sync_federation WHERE machine_id = 0}),
 	'0 false true true 0 2 true true',
 	'sync_federation: machine 0, what is applied of it, how late it is, and no job');
+
+# a dump that fails is logged whole and backs off, as a failed pull does
+ssql(qq{ALTER SYSTEM SET sync.dump_directory = '$www/m42/missing'});
+ssql(q{SELECT pg_reload_conf()});
+is(ssql(q{SELECT sync_schedule_dump('1 second', name => 'publish')}), $dj,
+	'the named dump job is rescheduled');
+ok(wait_for(qq{SELECT count(*) >= 2 FROM sync_log WHERE job_id = $dj AND kind = 'dump' AND status = 'failed'}, 't', 15),
+	'a scheduled dump into a missing directory fails, and is logged as a failed dump of the job');
+is(ssql(qq{SELECT sqlstate || '|' || hint FROM sync_log WHERE job_id = $dj AND status = 'failed' ORDER BY id DESC LIMIT 1}),
+	'58P01|Create the directory, or set sync.dump_directory to one that exists.',
+	'with its SQLSTATE and hint');
+ok(wait_for(qq{SELECT failures >= 2 AND last_status = 'failed' AND next_run >= last_run + interval '2 seconds' FROM sync_job WHERE id = $dj}, 't', 10),
+	'and the job backs off');
+ssql(qq{ALTER SYSTEM SET sync.dump_directory = '$www/m42'});
+ssql(q{SELECT pg_reload_conf()});
 ssql(q{SELECT sync_unschedule('publish')});
 
 # a slow remote: runs overlap the schedule (skipped) and pass the timeout
