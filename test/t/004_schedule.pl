@@ -326,8 +326,13 @@ ssql(qq{SELECT sync_unschedule($pj)});
 
 # without shared_preload_libraries, scheduling says what is missing
 ($rc, $out, $err) = $pub->psql('postgres', q{SELECT sync_schedule(42, '1 minute')});
-like($err, qr/ERROR:  scheduled jobs need sync in shared_preload_libraries\nHINT:  Add 'sync' to shared_preload_libraries/,
+like($err, qr/ERROR:  scheduled jobs need sync in shared_preload_libraries\nHINT:  Add 'sync' to shared_preload_libraries in postgresql\.conf, set sync\.database, and restart the server\./,
 	'scheduling without preloading fails with a hint');
+# what the hint says, done: then scheduling works
+$pub->append_conf('postgresql.conf', "shared_preload_libraries = 'sync'\nsync.database = 'postgres'\n");
+$pub->restart;
+like($pub->safe_psql('postgres', q{SELECT sync_schedule(42, '1 minute', enabled => false)}), qr/^\d+$/,
+	'with the library preloaded and sync.database set, as the hint says, the job is scheduled');
 
 $nginx->stop;
 $sub->stop;
