@@ -175,7 +175,7 @@ SELECT m.id AS machine_id,
   FROM sync_machine m
   LEFT JOIN sync_instance i ON true
   LEFT JOIN LATERAL (SELECT l.* FROM sync_log l
-					  WHERE l.kind = 'pull' AND l.machine_id = m.id
+					  WHERE l.kind = 'pull' AND l.machine_id = m.id AND l.status <> 'dry run'
 					  ORDER BY l.started_at DESC, l.id DESC LIMIT 1) a ON true
   LEFT JOIN LATERAL (SELECT l.* FROM sync_log l
 					  WHERE l.kind = 'pull' AND l.machine_id = m.id
@@ -232,7 +232,8 @@ SELECT m.id AS machine_id,
   CROSS JOIN LATERAL (SELECT CASE WHEN m.id IS NOT DISTINCT FROM i.machine_id
 								  THEN 'dump' ELSE 'pull' END AS kind) k
   LEFT JOIN LATERAL (SELECT l.* FROM sync_log l
-					  WHERE l.machine_id = m.id AND l.kind = k.kind AND l.status <> 'skipped'
+					  WHERE l.machine_id = m.id AND l.kind = k.kind
+						AND l.status NOT IN ('skipped', 'dry run')
 					  ORDER BY l.started_at DESC, l.id DESC LIMIT 1) a ON true
   LEFT JOIN LATERAL (SELECT l.* FROM sync_log l
 					  WHERE l.machine_id = m.id AND l.kind = k.kind

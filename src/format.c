@@ -94,7 +94,12 @@ SyncParseTime(const char *text, TimestampTz *ts)
 	int			usec;
 	int			n = 0;
 
-	if (text == NULL || strlen(text) != 27)
+	/* digits where the format has them, and nothing else */
+	if (text == NULL || strlen(text) != 27 ||
+		strspn(text, "0123456789") != 4 || strspn(text + 5, "0123456789") != 2 ||
+		strspn(text + 8, "0123456789") != 2 || strspn(text + 11, "0123456789") != 2 ||
+		strspn(text + 14, "0123456789") != 2 || strspn(text + 17, "0123456789") != 2 ||
+		strspn(text + 20, "0123456789") != 6)
 		return false;
 	memset(&tm, 0, sizeof(tm));
 	if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d.%6dZ%n", &tm.tm_year, &tm.tm_mon,

@@ -292,7 +292,6 @@ SyncLogWrite(const SyncLogEntry *entry)
 	char	   *p;
 	int			i;
 
-	sync_log_writes++;
 	if (RecoveryInProgress())
 	{
 		ereport(WARNING,
@@ -375,7 +374,10 @@ SyncLogWrite(const SyncLogEntry *entry)
 	}
 	RESUME_INTERRUPTS();
 
-	if (!shared->done)
+	/* counted once it stays, whatever the caller's transaction does */
+	if (shared->done)
+		sync_log_writes++;
+	else
 		ereport(WARNING,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not record the %s in sync_log", entry->kind),
@@ -438,16 +440,27 @@ SyncLogFailure(SyncLogEntry *entry, ErrorData *edata)
 
 /*
  * Fill in what an error says: message, SQLSTATE, detail, hint and context,
- * so that a failure can be diagnosed from sync_log alone.
+ * so that a failure can be diagnosed from sync_log alone.  But sync_log is
+ * read by roles that may not read the tables: the detail and context that
+ * PostgreSQL itself gives a data or constraint error (class 22 or 23) may
+ * quote row values ("Failing row contains", COPY's line), and are left to
+ * the server log; sync's own say keys and names only.
  */
 void
 SyncLogSetError(SyncLogEntry *entry, const ErrorData *edata)
 {
+	int			class = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+	bool		ours = (edata->filename != NULL && strncmp(edata->filename, "src/", 4) == 0);
+	bool		withhold = !ours && (class == ERRCODE_DATA_EXCEPTION ||
+									 class == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION);
+
 	entry->message = edata->message ? edata->message : "unknown error";
 	entry->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
-	entry->detail = edata->detail;
+	entry->detail = (withhold && edata->detail) ?
+		"Withheld from sync_log, as it may quote row values; the server log has it." : edata->detail;
 	entry->hint = edata->hint;
-	entry->context = (edata->context && edata->context[0]) ? edata->context : NULL;
+	entry->context = (withhold || edata->context == NULL || edata->context[0] == '\0') ?
+		NULL : edata->context;
 }
 
 

@@ -46,9 +46,9 @@ extern void SyncLogInsert(const SyncLogEntry *entry);
 extern char *SyncLogPruneSql(void);
 
 /*
- * entries written (or attempted) by this process so far in transactions of
- * their own, which stay whatever the caller's transaction does (not those
- * of SyncLogCommitted)
+ * entries this process wrote so far in transactions of their own, which
+ * stay whatever the caller's transaction does (not those of
+ * SyncLogCommitted, nor those that fell back to the caller's transaction)
  */
 extern uint64 sync_log_writes;
 

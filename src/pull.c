@@ -986,8 +986,14 @@ RunPull(PullRun *run)
 	SyncProgressBegin(pull->machine_id);
 	index_text = SyncFetchIndex(&run->remote, &result, &index_len);
 	run->bytes += result.bytes;
-	SyncReadIndex(index_text, index_len, pull->machine_id,
-				  SyncRemoteUrl(&run->remote, SYNC_INDEX_NAME), &index);
+	{
+		/* the index outlives SPI: the log reads it */
+		MemoryContext oldcxt = MemoryContextSwitchTo(run->cxt);
+
+		SyncReadIndex(index_text, index_len, pull->machine_id,
+					  SyncRemoteUrl(&run->remote, SYNC_INDEX_NAME), &index);
+		MemoryContextSwitchTo(oldcxt);
+	}
 	run->index = index;
 	run->archive_sha256 = MemoryContextStrdup(run->cxt, index.sha256);
 	if (!pull->verify && index.chain != NULL)
@@ -1352,7 +1358,20 @@ ReadPullOptions(FunctionCallInfo fcinfo, PullRun *run)
 				 errmsg("tables must name at least one table"),
 				 errhint("Leave tables out (NULL) to pull every table.")));
 	if (!PG_ARGISNULL(5))
+	{
+		/*
+		 * What a source serves is taken for the machine's own publication,
+		 * without the registered URL (and its TLS name) standing behind it:
+		 * only a superuser may say where to read it.
+		 */
+		if (!superuser())
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to pull from a source"),
+					 errdetail("Files read from a source stand in for the machine's own publication, whoever serves them."),
+					 errhint("Only superusers may pull with source => ...; others pull from the machine's sync_url.")));
 		run->source = SyncSourceUrl(text_to_cstring(PG_GETARG_TEXT_PP(5)));
+	}
 }
 
 /* The result row of sync_pull. */

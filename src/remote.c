@@ -233,6 +233,10 @@ sync_proxy_display(PG_FUNCTION_ARGS)
 char *
 SyncSourceUrl(const char *source)
 {
+	const char *authority;
+	const char *at;
+	const char *slash;
+
 	if (source[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -240,5 +244,13 @@ SyncSourceUrl(const char *source)
 				 errhint("Give the directory holding the machine's sync-index.json, or a URL serving it.")));
 	if (is_absolute_path(source))
 		return psprintf("file://%s", source);
+	/* user:password@ in the authority would end up in the log */
+	if ((authority = strstr(source, "://")) != NULL &&
+		(at = strchr(authority + 3, '@')) != NULL &&
+		((slash = strchr(authority + 3, '/')) == NULL || at < slash))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("source must not hold credentials"),
+				 errhint("A source is read without credentials; serve it where none are needed, or copy its files here.")));
 	return pstrdup(source);
 }

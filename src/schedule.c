@@ -225,18 +225,18 @@ typedef struct FoundJob
 } FoundJob;
 
 /*
- * Find a job (locking it) by id, or with id < 0 by name; false if there is
- * none.  The caller is connected to SPI.
+ * Find a job (locking it) by id, or with name given by name; false if there
+ * is none.  The caller is connected to SPI.
  */
 static bool
 FindJob(int64 id, const char *name, FoundJob *job)
 {
-	Oid			argtypes[1] = {id >= 0 ? INT8OID : TEXTOID};
-	Datum		values[1] = {id >= 0 ? Int64GetDatum(id) : CStringGetTextDatum(name)};
+	Oid			argtypes[1] = {name == NULL ? INT8OID : TEXTOID};
+	Datum		values[1] = {name == NULL ? Int64GetDatum(id) : CStringGetTextDatum(name)};
 
 	if (SyncExecute(psprintf("SELECT j.id, j.kind, j.name, j.owner, " MAY_CHANGE_SQL
 							 "  FROM %s j WHERE %s = $1 FOR UPDATE",
-							 SyncObject("sync_job"), id >= 0 ? "j.id" : "j.name"),
+							 SyncObject("sync_job"), name == NULL ? "j.id" : "j.name"),
 					1, argtypes, values, NULL) == 0)
 		return false;
 	SyncGetInt64(0, 1, &job->id);
@@ -306,8 +306,8 @@ ScheduleJob(JobSpec *spec)
 			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_OBJECT),
 					 errmsg("%s is a %s job", JobLabel(&job), job.kind),
-					 errhint("Choose another name, or remove that job first with sync_unschedule('%s').",
-							 spec->name)));
+					 errhint("Choose another name, or remove that job first with sync_unschedule(%s).",
+							 quote_literal_cstr(spec->name))));
 		CheckMayChange(&job);
 		sql = psprintf("UPDATE %s SET every = $1, start_at = $2, end_at = $3, max_runs = $4,"
 					   "  timeout = $5, enabled = $6, next_run = $2, failures = 0,"
@@ -334,8 +334,8 @@ ScheduleJob(JobSpec *spec)
 								   spec->remote, JobLabel(&job)) :
 					 errmsg("this server is already dumped by %s", JobLabel(&job)),
 					 job.name ?
-					 errhint("Change that job with name => '%s', remove it with sync_unschedule(" INT64_FORMAT "), or give this job a name of its own.",
-							 job.name, job.id) :
+					 errhint("Change that job with name => %s, remove it with sync_unschedule(" INT64_FORMAT "), or give this job a name of its own.",
+							 quote_literal_cstr(job.name), job.id) :
 					 errhint("Remove that job with sync_unschedule(" INT64_FORMAT "), or give this job a name of its own.",
 							 job.id)));
 		}

@@ -680,8 +680,12 @@ sql(0, q{INSERT INTO site (name) VALUES ('westward'); INSERT INTO trait (site_id
 		"file://$usb", 'the log says where from');
 	($rc, $out, $err) = $node{7}->psql('postgres', qq{SELECT status FROM sync_pull(0, source => '$usb')},
 		extra_params => [ '-U', 'puller' ]);
-	like($err, qr/ERROR:  protocol of file:\/\/\S+ is not allowed/,
-		'reading server files takes a superuser or pg_read_server_files');
+	is($err, "psql:<stdin>:1: ERROR:  permission denied to pull from a source\n"
+		. "DETAIL:  Files read from a source stand in for the machine's own publication, whoever serves them.\n"
+		. "HINT:  Only superusers may pull with source => ...; others pull from the machine's sync_url.",
+		'only a superuser may pull from a source');
+	($rc, $out, $err) = $node{7}->psql('postgres', q{SELECT status FROM sync_pull(0, source => 'https://me:secret@mirror.example.org/m0/')});
+	like($err, qr/ERROR:  source must not hold credentials/, 'nor may a source URL hold credentials');
 	point_to(7, $url0);
 }
 

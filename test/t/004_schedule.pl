@@ -89,6 +89,8 @@ is(ssql(qq{SELECT sync_unschedule($job)}), 't', 'sync_unschedule removes the job
 my ($rc, $out, $err) = $sub->psql('postgres', qq{SELECT sync_unschedule($job)});
 is($err, "psql:<stdin>:1: ERROR:  job $job does not exist\nHINT:  Scheduled jobs are listed in sync_job.",
 	'unscheduling an unknown job is an error, without a CONTEXT line');
+($rc, $out, $err) = $sub->psql('postgres', q{SELECT sync_unschedule(-1)});
+like($err, qr/ERROR:  job -1 does not exist/, 'a negative id is merely unknown');
 
 # one job per purpose; names; hostnames
 $job = ssql(q{SELECT sync_schedule('m0.example.org', '1 hour', enabled => false)});

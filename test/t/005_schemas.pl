@@ -220,8 +220,11 @@ sql(1, q{
 	INSERT INTO dbfiles (file_name, container_id) VALUES ('met.nc', 1000000001);
 	SELECT sync_dump();
 });
-pull_fails(2, 1, qr/ERROR:  new row for relation "dbfiles" violates check constraint "dbfiles_container"/,
+my $err = pull_fails(2, 1, qr/ERROR:  new row for relation "dbfiles" violates check constraint "dbfiles_container"\nDETAIL:  Failing row contains/,
 	'a CHECK that needs rows of a table that comes later');
+is(sql(2, q{SELECT sqlstate || '|' || detail || '|' || (context IS NULL) FROM sync_log WHERE kind = 'pull' ORDER BY id DESC LIMIT 1}),
+	'23514|Withheld from sync_log, as it may quote row values; the server log has it.|true',
+	'sync_log keeps the SQLSTATE of PostgreSQL\'s own constraint error, but not the row values its detail quotes');
 like(pull(3, 1), qr/^applied\|/, 'on a subscriber with no inputs of its own the same pull passes');
 sql(2, q{SELECT sync_add_table('dbfiles', depends_on => '{inputs}')});
 is(sql(2, q{SELECT depends_on::text FROM sync_table WHERE tbl = 'dbfiles'::regclass}), '{inputs}',
