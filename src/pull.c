@@ -955,6 +955,13 @@ RunPull(PullRun *run)
 	save_nestlevel = SyncPinSettings(false);
 	SPI_connect();
 
+	/*
+	 * What the pull reads (the index, the archives' tables) is reported
+	 * after SPI_finish: in the call's memory, not SPI's.  (SPI_finish goes
+	 * back to the context of before.)
+	 */
+	MemoryContextSwitchTo(run->cxt);
+
 	SyncRequireLocalMachine(&local);
 	SyncFindMachine(run->by_name, run->id, run->hostname, &machine);
 	pull->machine_id = machine.id;
@@ -986,14 +993,8 @@ RunPull(PullRun *run)
 	SyncProgressBegin(pull->machine_id);
 	index_text = SyncFetchIndex(&run->remote, &result, &index_len);
 	run->bytes += result.bytes;
-	{
-		/* the index outlives SPI: the log reads it */
-		MemoryContext oldcxt = MemoryContextSwitchTo(run->cxt);
-
-		SyncReadIndex(index_text, index_len, pull->machine_id,
-					  SyncRemoteUrl(&run->remote, SYNC_INDEX_NAME), &index);
-		MemoryContextSwitchTo(oldcxt);
-	}
+	SyncReadIndex(index_text, index_len, pull->machine_id,
+				  SyncRemoteUrl(&run->remote, SYNC_INDEX_NAME), &index);
 	run->index = index;
 	run->archive_sha256 = MemoryContextStrdup(run->cxt, index.sha256);
 	if (!pull->verify && index.chain != NULL)
