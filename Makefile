@@ -38,6 +38,7 @@ OBJS = \
 	src/conflict.o \
 	src/apply.o \
 	src/pull.o \
+	src/push.o \
 	src/schedule.o \
 	src/module.o
 

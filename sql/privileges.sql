@@ -108,7 +108,7 @@ RESET ROLE;
 GRANT EXECUTE ON FUNCTION
 	sync_schedule(bigint, interval, timestamptz, timestamptz, integer, interval, boolean, text),
 	sync_schedule(text, interval, timestamptz, timestamptz, integer, interval, boolean, text),
-	sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text),
+	sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text, boolean),
 	sync_unschedule(bigint), sync_unschedule(text) TO sync_regress_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON sync_job TO sync_regress_admin;
 GRANT USAGE ON SEQUENCE sync_job_id_seq TO sync_regress_admin;

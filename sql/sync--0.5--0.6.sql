@@ -18,7 +18,7 @@ BEGIN
 		  FROM (VALUES ('sync_schedule(bigint, interval, timestamptz, timestamptz, integer, interval, boolean)',
 						'sync_schedule(bigint, interval, timestamptz, timestamptz, integer, interval, boolean, text), '
 						'@extschema@.sync_schedule(text, interval, timestamptz, timestamptz, integer, interval, boolean, text), '
-						'@extschema@.sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text)'),
+						'@extschema@.sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text, boolean)'),
 					   ('sync_unschedule(bigint)', 'sync_unschedule(bigint), @extschema@.sync_unschedule(text)'),
 					   ('sync_init(bigint)', 'sync_init(bigint)'),
 					   ('sync_pull(bigint, boolean)',
@@ -57,6 +57,7 @@ ALTER TABLE sync_job
 	ADD COLUMN level integer,
 	ADD COLUMN anonymize boolean,
 	ADD COLUMN unchecked boolean,
+	ADD COLUMN push boolean NOT NULL DEFAULT false,
 	ALTER COLUMN remote DROP NOT NULL,
 	ADD CONSTRAINT sync_job_name_key UNIQUE (name),
 	ADD CONSTRAINT sync_job_kind_check CHECK (kind IN ('pull', 'dump')),
@@ -129,7 +130,8 @@ CREATE FUNCTION sync_schedule_dump(every interval,
 								   max_runs integer DEFAULT NULL,
 								   timeout interval DEFAULT '1 hour',
 								   enabled boolean DEFAULT true,
-								   name text DEFAULT NULL)
+								   name text DEFAULT NULL,
+								   push boolean DEFAULT false)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'sync_schedule_dump'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
@@ -147,7 +149,7 @@ LANGUAGE C STRICT VOLATILE;
 REVOKE ALL ON FUNCTION
 	sync_schedule(bigint, interval, timestamptz, timestamptz, integer, interval, boolean, text),
 	sync_schedule(text, interval, timestamptz, timestamptz, integer, interval, boolean, text),
-	sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text),
+	sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text, boolean),
 	sync_unschedule(bigint),
 	sync_unschedule(text)
 	FROM PUBLIC;
@@ -310,3 +312,47 @@ LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
 REVOKE ALL ON FUNCTION sync_pull(bigint, boolean, boolean, regclass[], regclass[], text),
 	sync_pull(text, boolean, boolean, regclass[], regclass[], text) FROM PUBLIC;
+
+--
+-- Push: a machine nobody can reach uploads its files to a hub.
+--
+ALTER TABLE sync_log DROP CONSTRAINT sync_log_kind_check,
+	ADD CONSTRAINT sync_log_kind_check CHECK (kind IN ('dump', 'pull', 'verify', 'push'));
+
+--
+-- Where this machine uploads its files (sync_push): a hub's inbox.  Holds
+-- credentials: never readable by PUBLIC, written and read by the
+-- extension's functions as the table's owner.
+--
+CREATE TABLE sync_push_target (
+	singleton		boolean PRIMARY KEY DEFAULT true,
+	url				text NOT NULL,
+	ca_file			text,
+	username		text,
+	password		text,
+	proxy			text,
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT sync_push_target_singleton_check CHECK (singleton)
+);
+
+COMMENT ON TABLE sync_push_target IS 'where sync_push uploads this machine''s files; holds credentials';
+
+CREATE FUNCTION sync_set_push(url text,
+							  ca_file text DEFAULT NULL,
+							  username text DEFAULT NULL,
+							  password text DEFAULT NULL,
+							  proxy text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'sync_set_push'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+CREATE FUNCTION sync_push(OUT url text, OUT files integer, OUT bytes bigint,
+						  OUT duration interval)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sync_push'
+LANGUAGE C STRICT VOLATILE;
+
+SELECT pg_catalog.pg_extension_config_dump('sync_push_target', '');
+
+REVOKE ALL ON TABLE sync_push_target FROM PUBLIC;
+REVOKE ALL ON FUNCTION sync_set_push(text, text, text, text, text), sync_push() FROM PUBLIC;

@@ -349,7 +349,7 @@ CREATE TABLE sync_log (
 	detail			text,
 	hint			text,
 	context			text,
-	CONSTRAINT sync_log_kind_check CHECK (kind IN ('dump', 'pull', 'verify'))
+	CONSTRAINT sync_log_kind_check CHECK (kind IN ('dump', 'pull', 'verify', 'push'))
 );
 
 CREATE INDEX sync_log_started_at_idx ON sync_log (started_at);
@@ -414,6 +414,41 @@ SELECT machine_id, ca_file, username, password IS NOT NULL AS has_password,
 	   sync_proxy_display(proxy) AS proxy,
 	   url AS credentials_for, updated_at
   FROM sync_remote;
+
+--
+-- Where this machine uploads its files (sync_push): a hub's inbox.  Holds
+-- credentials: never readable by PUBLIC, written and read by the
+-- extension's functions as the table's owner.
+--
+CREATE TABLE sync_push_target (
+	singleton		boolean PRIMARY KEY DEFAULT true,
+	url				text NOT NULL,
+	ca_file			text,
+	username		text,
+	password		text,
+	proxy			text,
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT sync_push_target_singleton_check CHECK (singleton)
+);
+
+COMMENT ON TABLE sync_push_target IS 'where sync_push uploads this machine''s files; holds credentials';
+
+CREATE FUNCTION sync_set_push(url text,
+							  ca_file text DEFAULT NULL,
+							  username text DEFAULT NULL,
+							  password text DEFAULT NULL,
+							  proxy text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'sync_set_push'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+CREATE FUNCTION sync_push(OUT url text, OUT files integer, OUT bytes bigint,
+						  OUT duration interval)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sync_push'
+LANGUAGE C STRICT VOLATILE;
+
+SELECT pg_catalog.pg_extension_config_dump('sync_push_target', '');
 
 --
 -- What the last successful pull of each machine applied, so that the next
@@ -565,6 +600,7 @@ CREATE TABLE sync_job (
 	level			integer,
 	anonymize		boolean,
 	unchecked		boolean,
+	push			boolean NOT NULL DEFAULT false,
 	CONSTRAINT sync_job_every_check CHECK (EXTRACT(EPOCH FROM every) >= 1),
 	CONSTRAINT sync_job_timeout_check CHECK (EXTRACT(EPOCH FROM timeout) > 0),
 	CONSTRAINT sync_job_times_check CHECK (isfinite(start_at) AND isfinite(next_run)),
@@ -645,7 +681,8 @@ CREATE FUNCTION sync_schedule_dump(every interval,
 								   max_runs integer DEFAULT NULL,
 								   timeout interval DEFAULT '1 hour',
 								   enabled boolean DEFAULT true,
-								   name text DEFAULT NULL)
+								   name text DEFAULT NULL,
+								   push boolean DEFAULT false)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'sync_schedule_dump'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
@@ -720,7 +757,7 @@ SELECT pg_catalog.pg_extension_config_dump('sync_pull_state', '');
 REVOKE ALL ON TABLE sync_machine, sync_instance, sync_table,
 	sync_sequence_usage, sync_log, sync_remote, sync_remote_options,
 	sync_pull_state, sync_status, sync_progress, sync_job, sync_written,
-	sync_federation FROM PUBLIC;
+	sync_federation, sync_push_target FROM PUBLIC;
 REVOKE ALL ON SEQUENCE sync_job_id_seq FROM PUBLIC;
 REVOKE ALL ON SEQUENCE sync_log_id_seq FROM PUBLIC;
 REVOKE ALL ON FUNCTION
@@ -737,6 +774,8 @@ REVOKE ALL ON FUNCTION
 	sync_proxy_display(text),
 	sync_dump(integer, boolean, boolean, boolean),
 	sync_set_remote(bigint, text, text, text, text),
+	sync_set_push(text, text, text, text, text),
+	sync_push(),
 	sync_pull(bigint, boolean, boolean, regclass[], regclass[], text),
 	sync_pull(text, boolean, boolean, regclass[], regclass[], text),
 	sync_verify(bigint),
@@ -745,7 +784,7 @@ REVOKE ALL ON FUNCTION
 	sync_guard_registration(),
 	sync_schedule(bigint, interval, timestamptz, timestamptz, integer, interval, boolean, text),
 	sync_schedule(text, interval, timestamptz, timestamptz, integer, interval, boolean, text),
-	sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text),
+	sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text, boolean),
 	sync_unschedule(bigint),
 	sync_unschedule(text),
 	sync_job_check_owner()

@@ -186,13 +186,13 @@ GRANT EXECUTE ON FUNCTION sync_schedule(bigint, interval, timestamptz, timestamp
 ALTER EXTENSION sync UPDATE TO '0.6';
 -- the hints run as they are
 GRANT EXECUTE ON FUNCTION public.sync_init(bigint) TO sync_regress_upgrader;
-GRANT EXECUTE ON FUNCTION public.sync_schedule(bigint, interval, timestamptz, timestamptz, integer, interval, boolean, text), public.sync_schedule(text, interval, timestamptz, timestamptz, integer, interval, boolean, text), public.sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text) TO sync_regress_upgrader;
+GRANT EXECUTE ON FUNCTION public.sync_schedule(bigint, interval, timestamptz, timestamptz, integer, interval, boolean, text), public.sync_schedule(text, interval, timestamptz, timestamptz, integer, interval, boolean, text), public.sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text, boolean) TO sync_regress_upgrader;
 SELECT has_function_privilege('sync_regress_upgrader', 'sync_init(bigint)', 'EXECUTE') AS init,
-	   has_function_privilege('sync_regress_upgrader', 'sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text)', 'EXECUTE') AS schedule_dump;
+	   has_function_privilege('sync_regress_upgrader', 'sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text, boolean)', 'EXECUTE') AS schedule_dump;
 REVOKE EXECUTE ON FUNCTION sync_init(bigint),
 	sync_schedule(bigint, interval, timestamptz, timestamptz, integer, interval, boolean, text),
 	sync_schedule(text, interval, timestamptz, timestamptz, integer, interval, boolean, text),
-	sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text)
+	sync_schedule_dump(interval, integer, boolean, boolean, timestamptz, timestamptz, integer, interval, boolean, text, boolean)
 	FROM sync_regress_upgrader;
 
 -- and on to the default version, whatever that is (here already)

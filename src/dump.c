@@ -700,17 +700,7 @@ RemoveStaleTemporaryFiles(const char *dir)
 static SyncIndex *
 PreviousIndex(DumpState *state)
 {
-	char	   *path = psprintf("%s/%s", state->dir, SYNC_INDEX_NAME);
-	FILE	   *f = AllocateFile(path, "r");
-	char	   *buf = palloc(SYNC_MAX_INDEX + 1);
-	size_t		n;
-
-	if (f == NULL)
-		return NULL;
-	n = fread(buf, 1, SYNC_MAX_INDEX, f);
-	FreeFile(f);
-	buf[n] = '\0';
-	return SyncIndexOfDump(buf, n, state->machine.id);
+	return SyncIndexInDirectory(state->dir, state->machine.id, NULL, NULL);
 }
 
 /* Is name one of the files index names? */

@@ -46,6 +46,7 @@ typedef struct Transfer
 	bool		too_large;
 	int			write_errno;	/* errno of a failed write, or 0 */
 	bool		interrupted;
+	bool		upload;			/* fd is read from, not written */
 } Transfer;
 
 /*
@@ -112,7 +113,7 @@ ProgressCallback(void *arg, curl_off_t dltotal, curl_off_t dlnow,
 		t->interrupted = true;
 		return 1;
 	}
-	if (t->fd >= 0)
+	if (t->fd >= 0 && !t->upload)
 		SyncProgressDownloaded((int64) t->received, false);
 	return 0;
 }
@@ -138,14 +139,78 @@ SyncRemoteUrl(const SyncRemote *remote, const char *name)
 				 curl_easy_strerror(rc_)); \
 	} while (0)
 
+/* A new curl handle; the caller releases it on every path. */
+static CURL *
+CreateHandle(void)
+{
+	CURL	   *handle = curl_easy_init();
+
+	if (handle == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a curl handle")));
+	return handle;
+}
+
 /*
- * Report a failed transfer of url from remote.
+ * Set what every transfer with remote at url has: the protocols allowed,
+ * bounded redirects, the timeouts, TLS verified, the CA file, credentials
+ * and proxy, errors into errbuf, and the progress callback (with t) that
+ * lets a cancel stop the transfer.
+ */
+static void
+SetupHandle(CURL *handle, const SyncRemote *remote, const char *url, char *errbuf,
+			Transfer *t, bool file_allowed)
+{
+	SET_OPT(handle, CURLOPT_URL, url);
+	SET_OPT(handle, CURLOPT_PROTOCOLS_STR, file_allowed ? "http,https,file" : "http,https");
+	/* a redirect never leaves https for http, nor http(s) for anything */
+	SET_OPT(handle, CURLOPT_REDIR_PROTOCOLS_STR,
+			pg_strncasecmp(url, "https:", 6) == 0 ? "https" : "http,https");
+	SET_OPT(handle, CURLOPT_FOLLOWLOCATION, 1L);
+	SET_OPT(handle, CURLOPT_MAXREDIRS, (long) sync_max_redirects);
+	SET_OPT(handle, CURLOPT_CONNECTTIMEOUT_MS, (long) sync_connect_timeout);
+	SET_OPT(handle, CURLOPT_TIMEOUT_MS, (long) sync_timeout);
+	SET_OPT(handle, CURLOPT_NOSIGNAL, 1L);
+	SET_OPT(handle, CURLOPT_SSL_VERIFYPEER, 1L);
+	SET_OPT(handle, CURLOPT_SSL_VERIFYHOST, 2L);
+	SET_OPT(handle, CURLOPT_ERRORBUFFER, errbuf);
+	SET_OPT(handle, CURLOPT_NOPROGRESS, 0L);
+	SET_OPT(handle, CURLOPT_XFERINFOFUNCTION, ProgressCallback);
+	SET_OPT(handle, CURLOPT_XFERINFODATA, t);
+	SET_OPT(handle, CURLOPT_USERAGENT, "sync/" SYNC_EXTENSION_VERSION);
+	/* an archive is already compressed; the index is tiny */
+	SET_OPT(handle, CURLOPT_ACCEPT_ENCODING, NULL);
+	if (remote->ca_file)
+		SET_OPT(handle, CURLOPT_CAINFO, remote->ca_file);
+	if (remote->username)
+	{
+		SET_OPT(handle, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+		SET_OPT(handle, CURLOPT_USERNAME, remote->username);
+		SET_OPT(handle, CURLOPT_PASSWORD, remote->password ? remote->password : "");
+	}
+	if (remote->proxy)
+		SET_OPT(handle, CURLOPT_PROXY, remote->proxy);
+}
+
+/*
+ * Report a failed transfer of url from remote (a machine, or the push
+ * target).
  */
 static void
 ReportCurlError(const SyncRemote *remote, const char *url, Transfer *t,
 				CURLcode rc, const char *errbuf)
 {
 	const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+
+	/* a machine, or (no machine id) the push target */
+	bool		push = (remote->machine_id < 0);
+	const char *who = push ? "the push target" :
+		psprintf("machine " INT64_FORMAT, remote->machine_id);
+	const char *where = push ? "the URL given to sync_set_push()" :
+		"the machine's sync_url in sync_machine";
+	const char *set_ca = push ? "sync_set_push(url, ca_file => '...')" :
+		psprintf("sync_set_remote(%lld, ca_file => '...')", (long long) remote->machine_id);
 
 	if (t->interrupted)
 		CHECK_FOR_INTERRUPTS();
@@ -179,49 +244,50 @@ ReportCurlError(const SyncRemote *remote, const char *url, Transfer *t,
 		case CURLE_OPERATION_TIMEDOUT:
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("fetching %s of machine " INT64_FORMAT " timed out", t->what,
-							remote->machine_id),
+					 errmsg("%s %s %s %s timed out", push ? "uploading" : "fetching", t->what,
+							push ? "to" : "of", who),
 					 errdetail("%s: %s", url, detail),
 					 errhint("See sync.connect_timeout and sync.timeout.")));
 			break;
 		case CURLE_COULDNT_CONNECT:
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("could not connect to machine " INT64_FORMAT, remote->machine_id),
+					 errmsg("could not connect to %s", who),
 					 errdetail("%s: %s", url, detail),
-					 errhint("Check the machine's sync_url in sync_machine, and that its web server runs and is reachable from this server.")));
+					 errhint("Check %s, and that its web server runs and is reachable from this server.", where)));
 			break;
 		case CURLE_COULDNT_RESOLVE_HOST:
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("could not resolve the host name of machine " INT64_FORMAT, remote->machine_id),
+					 errmsg("could not resolve the host name of %s", who),
 					 errdetail("%s: %s", url, detail),
-					 errhint("Check the machine's sync_url in sync_machine, and this server's name resolution.")));
+					 errhint("Check %s, and this server's name resolution.", where)));
 			break;
 		case CURLE_PEER_FAILED_VERIFICATION:
 		case CURLE_SSL_CERTPROBLEM:
 		case CURLE_SSL_ISSUER_ERROR:
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("TLS certificate of machine " INT64_FORMAT " is not trusted", remote->machine_id),
+					 errmsg("TLS certificate of %s is not trusted", who),
 					 errdetail("%s: %s", url, detail),
-					 errhint("If the machine uses a certificate of your own certificate authority, give its CA file with sync_set_remote(%lld, ca_file => '...').",
-							 (long long) remote->machine_id)));
+					 errhint("If %s uses a certificate of your own certificate authority, give its CA file with %s.",
+							 push ? "the push target" : "the machine", set_ca)));
 			break;
 		case CURLE_SSL_CACERT_BADFILE:
 			ereport(ERROR,
 					(errcode(ERRCODE_CONFIG_FILE_ERROR),
-					 errmsg("could not use the CA file set for machine " INT64_FORMAT, remote->machine_id),
+					 errmsg("could not use the CA file set for %s", who),
 					 errdetail("%s: %s", url, detail),
-					 errhint("Give sync_set_remote(%lld, ca_file => '...') the path of a PEM file that the server's operating system user can read.",
-							 (long long) remote->machine_id)));
+					 errhint("Give %s the path of a PEM file that the server's operating system user can read.",
+							 set_ca)));
 			break;
 		case CURLE_SSL_CONNECT_ERROR:
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("TLS handshake with machine " INT64_FORMAT " failed", remote->machine_id),
+					 errmsg("TLS handshake with %s failed", who),
 					 errdetail("%s: %s", url, detail),
-					 errhint("If the web server there serves plain HTTP on that port, the machine's sync_url must start with http://.")));
+					 errhint("If the web server there serves plain HTTP on that port, %s must start with http://.",
+							 push ? "the push URL" : "the machine's sync_url")));
 			break;
 		case CURLE_UNSUPPORTED_PROTOCOL:
 			ereport(ERROR,
@@ -233,8 +299,8 @@ ReportCurlError(const SyncRemote *remote, const char *url, Transfer *t,
 		default:
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("could not fetch %s of machine " INT64_FORMAT, t->what,
-							remote->machine_id),
+					 errmsg("could not %s %s %s %s", push ? "upload" : "fetch", t->what,
+							push ? "to" : "of", who),
 					 errdetail("%s: %s", url, detail)));
 	}
 }
@@ -272,43 +338,10 @@ Fetch(const SyncRemote *remote, const char *name, const char *what,
 		CURLcode	rc;
 		long		status = 0;
 
-		handle = curl_easy_init();
-		if (handle == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("could not create a curl handle")));
-
-		SET_OPT(handle, CURLOPT_URL, url);
-		SET_OPT(handle, CURLOPT_PROTOCOLS_STR, file_allowed ? "http,https,file" : "http,https");
-		/* a redirect never leaves https for http, nor http(s) for anything */
-		SET_OPT(handle, CURLOPT_REDIR_PROTOCOLS_STR,
-				pg_strncasecmp(url, "https:", 6) == 0 ? "https" : "http,https");
-		SET_OPT(handle, CURLOPT_FOLLOWLOCATION, 1L);
-		SET_OPT(handle, CURLOPT_MAXREDIRS, (long) sync_max_redirects);
-		SET_OPT(handle, CURLOPT_CONNECTTIMEOUT_MS, (long) sync_connect_timeout);
-		SET_OPT(handle, CURLOPT_TIMEOUT_MS, (long) sync_timeout);
-		SET_OPT(handle, CURLOPT_NOSIGNAL, 1L);
-		SET_OPT(handle, CURLOPT_SSL_VERIFYPEER, 1L);
-		SET_OPT(handle, CURLOPT_SSL_VERIFYHOST, 2L);
-		SET_OPT(handle, CURLOPT_ERRORBUFFER, errbuf);
+		handle = CreateHandle();
+		SetupHandle(handle, remote, url, errbuf, &t, file_allowed);
 		SET_OPT(handle, CURLOPT_WRITEFUNCTION, WriteCallback);
 		SET_OPT(handle, CURLOPT_WRITEDATA, &t);
-		SET_OPT(handle, CURLOPT_NOPROGRESS, 0L);
-		SET_OPT(handle, CURLOPT_XFERINFOFUNCTION, ProgressCallback);
-		SET_OPT(handle, CURLOPT_XFERINFODATA, &t);
-		SET_OPT(handle, CURLOPT_USERAGENT, "sync/" SYNC_EXTENSION_VERSION);
-		/* an archive is already compressed; the index is tiny */
-		SET_OPT(handle, CURLOPT_ACCEPT_ENCODING, NULL);
-		if (remote->ca_file)
-			SET_OPT(handle, CURLOPT_CAINFO, remote->ca_file);
-		if (remote->username)
-		{
-			SET_OPT(handle, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
-			SET_OPT(handle, CURLOPT_USERNAME, remote->username);
-			SET_OPT(handle, CURLOPT_PASSWORD, remote->password ? remote->password : "");
-		}
-		if (remote->proxy)
-			SET_OPT(handle, CURLOPT_PROXY, remote->proxy);
 
 		rc = curl_easy_perform(handle);
 		CHECK_FOR_INTERRUPTS();
@@ -381,4 +414,153 @@ SyncFetchArchive(const SyncRemote *remote, const char *name, int fd,
 			pg_cryptohash_free(sha);
 	}
 	PG_END_TRY();
+}
+
+/*
+ * curl read callback: the next bytes of the file being uploaded.
+ */
+static size_t
+ReadCallback(char *buffer, size_t size, size_t nitems, void *arg)
+{
+	Transfer   *t = (Transfer *) arg;
+	ssize_t		n;
+
+	do
+		n = read(t->fd, buffer, size * nitems);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+	{
+		t->write_errno = errno;
+		return CURL_READFUNC_ABORT;
+	}
+	t->received += n;
+	return (size_t) n;
+}
+
+/*
+ * Refuse what the push target answered with status to a request for url
+ * (what: "archive", "index"): its credentials, its methods, its space.
+ */
+static void
+ReportPushStatus(const char *url, const char *what, long status)
+{
+	if (status == 401 || status == 403)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("the push target refused the credentials for %s", what),
+				 errdetail("%s answered HTTP status %ld.", url, status),
+				 errhint("Check the user name and password given to sync_set_push(), and what the hub lets that user write.")));
+	if (status == 405 || status == 501)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("the push target does not accept uploads at %s", url),
+				 errdetail("It answered HTTP status %ld.", status),
+				 errhint("The URL given to sync_set_push() must be an inbox that takes PUT (nginx: dav_methods PUT), not the directory it is served from.")));
+	if (status == 413)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the push target refused %s as too large", what),
+				 errdetail("%s answered HTTP status 413.", url),
+				 errhint("Raise the hub's limit for this inbox (nginx: client_max_body_size).")));
+	if (status == 507 || status >= 500)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("the push target could not store %s", what),
+				 errdetail("%s answered HTTP status %ld.", url, status),
+				 errhint("Check the space and the log of the hub's web server; the next push sends it again.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("the push target answered HTTP status %ld for %s", status, what),
+			 errdetail("URL: %s.", url)));
+}
+
+/*
+ * One request to the push target for name: HEAD (fd < 0), or PUT of the
+ * open file fd, size bytes.  Returns the HTTP status; a failed transfer is
+ * an ERROR.  *length receives the Content-Length of a HEAD (-1: none).
+ */
+static long
+PushRequest(const SyncRemote *target, const char *name, const char *what,
+			int fd, uint64 size, int64 *length)
+{
+	char	   *url = SyncRemoteUrl(target, name);
+	CURL	   *volatile handle = NULL;
+	char		errbuf[CURL_ERROR_SIZE];
+	Transfer	t;
+	long		status = 0;
+
+	memset(&t, 0, sizeof(t));
+	t.what = what;
+	t.fd = -1;
+	errbuf[0] = '\0';
+	PG_TRY();
+	{
+		CURLcode	rc;
+		curl_off_t	len = -1;
+
+		handle = CreateHandle();
+		SetupHandle(handle, target, url, errbuf, &t, false);
+		/* never follow a redirect with a body or credentials */
+		SET_OPT(handle, CURLOPT_FOLLOWLOCATION, 0L);
+		if (fd < 0)
+			SET_OPT(handle, CURLOPT_NOBODY, 1L);
+		else
+		{
+			t.fd = fd;
+			t.upload = true;
+			SET_OPT(handle, CURLOPT_UPLOAD, 1L);
+			SET_OPT(handle, CURLOPT_READFUNCTION, ReadCallback);
+			SET_OPT(handle, CURLOPT_READDATA, &t);
+			SET_OPT(handle, CURLOPT_INFILESIZE_LARGE, (curl_off_t) size);
+		}
+		rc = curl_easy_perform(handle);
+		CHECK_FOR_INTERRUPTS();
+		if (t.write_errno)
+		{
+			errno = t.write_errno;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read %s to push: %m", what)));
+		}
+		if (rc != CURLE_OK)
+			ReportCurlError(target, url, &t, rc, errbuf);
+		curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_getinfo(handle, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
+		if (length)
+			*length = (int64) len;
+		if (fd >= 0 && status != 200 && status != 201 && status != 204)
+			ReportPushStatus(url, what, status);
+		if (fd < 0 && status != 200 && status != 404)
+			ReportPushStatus(url, what, status);
+	}
+	PG_FINALLY();
+	{
+		if (handle)
+			curl_easy_cleanup(handle);
+	}
+	PG_END_TRY();
+	return status;
+}
+
+/*
+ * The size of name at the push target, -1 if it has no such file.
+ */
+int64
+SyncPushedSize(const SyncRemote *target, const char *name, const char *what)
+{
+	int64		length = -1;
+
+	if (PushRequest(target, name, what, -1, 0, &length) == 404)
+		return -1;
+	return length;
+}
+
+/*
+ * Upload the open file fd, size bytes, as name to the push target.
+ */
+void
+SyncPushFile(const SyncRemote *target, const char *name, const char *what,
+			 int fd, uint64 size)
+{
+	(void) PushRequest(target, name, what, fd, size, NULL);
 }

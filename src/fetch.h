@@ -24,5 +24,9 @@ extern char *SyncFetchIndex(const SyncRemote *remote, SyncFetchResult *result,
 extern void SyncFetchArchive(const SyncRemote *remote, const char *name,
 							 int fd, char *sha256_hex,
 							 SyncFetchResult *result);
+extern int64 SyncPushedSize(const SyncRemote *target, const char *name,
+							const char *what);
+extern void SyncPushFile(const SyncRemote *target, const char *name,
+						 const char *what, int fd, uint64 size);
 
 #endif							/* SYNC_FETCH_H */

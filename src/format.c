@@ -35,6 +35,7 @@
 #include "pgtime.h"
 #include "port/pg_bswap.h"
 #include "utils/array.h"
+#include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/datetime.h"
@@ -607,6 +608,31 @@ SyncIndexOfDump(const char *text, size_t len, int64 machine_id)
 		index->archive == NULL || !SyncIsArchiveFileOf(index->archive, machine_id))
 		return NULL;
 	return index;
+}
+
+/*
+ * The index a dump of machine_id wrote into dir, read back, and its text
+ * (len bytes); NULL if there is none, or none of this format and machine.
+ */
+SyncIndex *
+SyncIndexInDirectory(const char *dir, int64 machine_id, char **text, size_t *len)
+{
+	char	   *path = psprintf("%s/%s", dir, SYNC_INDEX_NAME);
+	FILE	   *f = AllocateFile(path, "r");
+	char	   *buf;
+	size_t		n;
+
+	if (f == NULL)
+		return NULL;
+	buf = palloc(SYNC_MAX_INDEX + 1);
+	n = fread(buf, 1, SYNC_MAX_INDEX, f);
+	FreeFile(f);
+	buf[n] = '\0';
+	if (text)
+		*text = buf;
+	if (len)
+		*len = n;
+	return SyncIndexOfDump(buf, n, machine_id);
 }
 
 /*

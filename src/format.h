@@ -43,6 +43,8 @@ extern const char *const sync_registry_columns[SYNC_REGISTRY_NCOLUMNS][2];
 extern char *SyncFormatTime(TimestampTz ts, bool compact);
 extern bool SyncParseTime(const char *text, TimestampTz *ts);
 extern void SyncCheckLevel(int level);
+extern SyncIndex *SyncIndexInDirectory(const char *dir, int64 machine_id,
+									   char **text, size_t *len);
 extern char *SyncArchiveFileName(int64 machine_id, TimestampTz snapshot_time,
 								 bool delta);
 extern bool SyncIsArchiveFileOf(const char *filename, int64 machine_id);

@@ -30,6 +30,7 @@
 #include "remote.h"
 
 PG_FUNCTION_INFO_V1(sync_set_remote);
+PG_FUNCTION_INFO_V1(sync_set_push);
 PG_FUNCTION_INFO_V1(sync_proxy_display);
 
 /*
@@ -186,6 +187,124 @@ sync_set_remote(PG_FUNCTION_ARGS)
 	SPI_finish();
 	AtEOXact_GUC(true, save_nestlevel);
 	PG_RETURN_VOID();
+}
+
+/*
+ * Is url's host this machine itself (a loopback address), where
+ * credentials may go over plain http?
+ */
+static bool
+LoopbackUrl(const char *url)
+{
+	static const char *const hosts[] = {"127.0.0.1", "localhost", "[::1]"};
+	const char *host = strstr(url, "://");
+	int			i;
+
+	if (host == NULL)
+		return false;
+	host += 3;
+	for (i = 0; i < (int) lengthof(hosts); i++)
+	{
+		size_t		len = strlen(hosts[i]);
+
+		if (pg_strncasecmp(host, hosts[i], len) == 0 &&
+			(host[len] == ':' || host[len] == '/' || host[len] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * sync_set_push(url, ca_file, username, password, proxy)
+ *
+ * Say where this machine uploads its files (sync_push): a URL of http(s),
+ * and how to reach it, as sync_set_remote says for a machine.  NULL keeps
+ * an option as it is, an empty string removes it; a new URL drops
+ * credentials set for another.  Credentials go only over https, or to a
+ * loopback address.
+ */
+Datum
+sync_set_push(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = "     ";
+	char	   *url;
+	int			save_nestlevel;
+	int			i;
+
+	SyncEnter(fcinfo);
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("url must not be null")));
+	url = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (pg_strncasecmp(url, "http://", 7) != 0 && pg_strncasecmp(url, "https://", 8) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("push URL must start with http:// or https://"),
+				 errhint("Give the URL of the hub's inbox for this machine, e.g. https://hub.example.org/inbox/42/.")));
+	for (i = 0; i < 5; i++)
+	{
+		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PointerGetDatum(PG_GETARG_TEXT_PP(i));
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+	if (!PG_ARGISNULL(1))
+		CheckCaFile(-1, PG_GETARG_TEXT_PP(1));
+
+	save_nestlevel = SyncPinSettings(false);
+	SPI_connect();
+	ExecuteAsOwner(psprintf("INSERT INTO %s AS p (url, ca_file, username, password, proxy)"
+							" VALUES ($1, NULLIF($2, ''), NULLIF($3, ''), NULLIF($4, ''), NULLIF($5, ''))"
+							" ON CONFLICT (singleton) DO UPDATE SET url = EXCLUDED.url,"
+							"   ca_file = CASE WHEN $2 IS NULL THEN p.ca_file ELSE EXCLUDED.ca_file END,"
+							"   username = CASE WHEN $3 IS NOT NULL THEN EXCLUDED.username"
+							"     WHEN p.url = EXCLUDED.url THEN p.username END,"
+							"   password = CASE WHEN $4 IS NOT NULL THEN EXCLUDED.password"
+							"     WHEN p.url = EXCLUDED.url THEN p.password END,"
+							"   proxy = CASE WHEN $5 IS NULL THEN p.proxy ELSE EXCLUDED.proxy END,"
+							"   updated_at = pg_catalog.now()",
+							SyncObject("sync_push_target")),
+				   5, argtypes, values, nulls);
+	if (ExecuteAsOwner(psprintf("SELECT 1 FROM %s WHERE password IS NOT NULL AND username IS NULL",
+								SyncObject("sync_push_target")),
+					   0, NULL, NULL, NULL) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a password needs a user name")));
+	if (ExecuteAsOwner(psprintf("SELECT 1 FROM %s WHERE username IS NOT NULL",
+								SyncObject("sync_push_target")),
+					   0, NULL, NULL, NULL) > 0 &&
+		pg_strncasecmp(url, "https://", 8) != 0 && !LoopbackUrl(url))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("credentials for the push target are sent only over https"),
+				 errhint("Give an https:// URL (plain http is allowed to a loopback address only).")));
+	SPI_finish();
+	AtEOXact_GUC(true, save_nestlevel);
+	PG_RETURN_VOID();
+}
+
+/*
+ * Where this machine pushes its files, and how (machine_id -1 in target:
+ * no machine); false if sync_set_push has not said.  The caller is
+ * connected to SPI.
+ */
+bool
+SyncReadPushTarget(SyncRemote *target)
+{
+	memset(target, 0, sizeof(*target));
+	target->machine_id = -1;
+	if (ExecuteAsOwner(psprintf("SELECT url, ca_file, username, password, proxy FROM %s",
+								SyncObject("sync_push_target")),
+					   0, NULL, NULL, NULL) == 0)
+		return false;
+	target->url = SyncGetText(0, 1);
+	target->ca_file = SyncGetText(0, 2);
+	target->username = SyncGetText(0, 3);
+	target->password = SyncGetText(0, 4);
+	target->proxy = SyncGetText(0, 5);
+	return true;
 }
 
 /*

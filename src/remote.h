@@ -27,5 +27,6 @@ typedef struct SyncRemote
 extern void SyncReadRemote(const SyncMachine *machine, const char *source,
 						   SyncRemote *remote);
 extern char *SyncSourceUrl(const char *source);
+extern bool SyncReadPushTarget(SyncRemote *target);
 
 #endif							/* SYNC_REMOTE_H */

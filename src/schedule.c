@@ -129,6 +129,7 @@ typedef struct JobSpec
 	int32		level;			/* dump: sync_dump's arguments */
 	bool		anonymize;
 	bool		unchecked;
+	bool		push;			/* dump: push after each dump */
 	Datum		when[6];
 	char		when_nulls[6];
 	const char *name;			/* NULL: none */
@@ -277,10 +278,10 @@ CheckMayChange(const FoundJob *job)
 static int64
 ScheduleJob(JobSpec *spec)
 {
-	Oid			argtypes[12] = {INTERVALOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID,
-	INTERVALOID, BOOLOID, TEXTOID, INT8OID, INT4OID, BOOLOID, BOOLOID, TEXTOID};
-	Datum		values[12];
-	char		nulls[12];
+	Oid			argtypes[13] = {INTERVALOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID,
+	INTERVALOID, BOOLOID, TEXTOID, INT8OID, INT4OID, BOOLOID, BOOLOID, TEXTOID, BOOLOID};
+	Datum		values[13];
+	char		nulls[13];
 	bool		pull = (strcmp(spec->kind, "pull") == 0);
 	FoundJob	job;
 	int64		id = 0;
@@ -298,6 +299,8 @@ ScheduleJob(JobSpec *spec)
 	nulls[7] = pull ? ' ' : 'n';
 	nulls[8] = nulls[9] = nulls[10] = pull ? 'n' : ' ';
 	nulls[11] = spec->name ? ' ' : 'n';
+	values[12] = BoolGetDatum(spec->push);
+	nulls[12] = ' ';
 
 	if (spec->name != NULL && FindJob(-1, spec->name, &job))
 	{
@@ -311,7 +314,7 @@ ScheduleJob(JobSpec *spec)
 		CheckMayChange(&job);
 		sql = psprintf("UPDATE %s SET every = $1, start_at = $2, end_at = $3, max_runs = $4,"
 					   "  timeout = $5, enabled = $6, next_run = $2, failures = 0,"
-					   "  remote = $8, level = $9, anonymize = $10, unchecked = $11,"
+					   "  remote = $8, level = $9, anonymize = $10, unchecked = $11, push = $13,"
 					   "  owner = CURRENT_USER"
 					   " WHERE kind = $7 AND name = $12 RETURNING id", SyncObject("sync_job"));
 	}
@@ -340,11 +343,11 @@ ScheduleJob(JobSpec *spec)
 							 job.id)));
 		}
 		sql = psprintf("INSERT INTO %s (every, start_at, end_at, max_runs, timeout, enabled,"
-					   "  kind, remote, level, anonymize, unchecked, name, next_run)"
-					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $2) RETURNING id",
+					   "  kind, remote, level, anonymize, unchecked, name, push, next_run)"
+					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $2) RETURNING id",
 					   SyncObject("sync_job"));
 	}
-	SyncExecute(sql, 12, argtypes, values, nulls);
+	SyncExecute(sql, 13, argtypes, values, nulls);
 	SyncGetInt64(0, 1, &id);
 	return id;
 }
@@ -431,13 +434,14 @@ sync_schedule_dump(PG_FUNCTION_ARGS)
 	SyncEnter(fcinfo);
 	memset(&spec, 0, sizeof(spec));
 	spec.kind = "dump";
-	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(10))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("level, anonymize and unchecked must not be null")));
+				 errmsg("level, anonymize, unchecked and push must not be null")));
 	spec.level = PG_GETARG_INT32(1);
 	spec.anonymize = PG_GETARG_BOOL(2);
 	spec.unchecked = PG_GETARG_BOOL(3);
+	spec.push = PG_GETARG_BOOL(10);
 	ReadSchedule(fcinfo, args, 9, &spec);
 	SyncCheckLevel(spec.level);
 
@@ -1001,6 +1005,7 @@ typedef struct JobWork
 	int32		level;			/* dump: sync_dump's arguments */
 	bool		anonymize;
 	bool		unchecked;
+	bool		push;			/* dump: push after it */
 	int64		timeout_ms;
 } JobWork;
 
@@ -1021,7 +1026,7 @@ BeginJob(int64 job, JobWork *work)
 		JobStatementAsLauncher(psprintf("UPDATE %s SET running_pid = pg_catalog.pg_backend_pid(),"
 										"  running_since = COALESCE(running_since, pg_catalog.now()) WHERE id = $1"
 										" RETURNING kind = 'dump', remote, level, anonymize, unchecked,"
-										"   (EXTRACT(EPOCH FROM timeout) * 1000)::int8",
+										"   (EXTRACT(EPOCH FROM timeout) * 1000)::int8, push",
 										SyncObject("sync_job")),
 							   1, argtypes, values) > 0;
 	if (found)
@@ -1036,9 +1041,43 @@ BeginJob(int64 job, JobWork *work)
 		work->anonymize = work->dump && SyncGetBool(0, 4);
 		work->unchecked = work->dump && SyncGetBool(0, 5);
 		SyncGetInt64(0, 6, &work->timeout_ms);
+		work->push = work->dump && SyncGetBool(0, 7);
 	}
 	SyncWorkerCommit();
 	return found;
+}
+
+/*
+ * Call the function name(argtypes) of the extension with nargs args, as
+ * the job's owner (who needs EXECUTE on it), directly rather than through
+ * a query: an error then says what the function said, without a line on
+ * the query that ran it.  Returns its row.
+ */
+static HeapTupleHeader
+CallOwnFunction(const char *name, const char *argtypes, int nargs, NullableDatum *args)
+{
+	const char *func = psprintf("%s%s", SyncObject(name), argtypes);
+	Oid			fn_oid;
+	AclResult	aclresult;
+	FmgrInfo	flinfo;
+	Datum		result;
+
+	LOCAL_FCINFO(call, 6);
+
+	SyncExecute(psprintf("SELECT %s::pg_catalog.regprocedure::pg_catalog.oid",
+						 quote_literal_cstr(func)),
+				0, NULL, NULL, NULL);
+	fn_oid = SyncGetOid(0, 1);
+	aclresult = pg_proc_aclcheck(fn_oid, GetUserId(), ACL_EXECUTE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(fn_oid));
+	fmgr_info(fn_oid, &flinfo);
+	InitFunctionCallInfoData(*call, &flinfo, nargs, InvalidOid, NULL, NULL);
+	memcpy(call->args, args, sizeof(NullableDatum) * nargs);
+	result = FunctionCallInvoke(call);
+	if (call->isnull)
+		elog(ERROR, "%s returned null", func);
+	return DatumGetHeapTupleHeader(result);
 }
 
 /*
@@ -1054,52 +1093,35 @@ RunJob(int64 job, const JobWork *work, ErrorData **error)
 
 	PG_TRY();
 	{
-		const char *func = work->dump ?
-			psprintf("%s(integer, boolean, boolean, boolean)", SyncObject("sync_dump")) :
-			psprintf("%s(bigint, boolean, boolean, regclass[], regclass[], text)", SyncObject("sync_pull"));
-		Oid			fn_oid;
-		AclResult	aclresult;
+		NullableDatum args[6];
 		HeapTupleHeader result;
 		bool		isnull;
-		FmgrInfo	flinfo;
-		LOCAL_FCINFO(call, 6);
 
 		enable_timeout_after(STATEMENT_TIMEOUT, (int) Min(work->timeout_ms, INT_MAX));
 		/* in the owner's own settings, as an interactive run would be */
 		SyncWorkerBegin(false);
-
-		/*
-		 * Called directly, not through a query: an error then says what the
-		 * pull or dump said, without a line on the query that ran it.
-		 */
-		SyncExecute(psprintf("SELECT %s::pg_catalog.regprocedure::pg_catalog.oid",
-							 quote_literal_cstr(func)),
-					0, NULL, NULL, NULL);
-		fn_oid = SyncGetOid(0, 1);
-		aclresult = pg_proc_aclcheck(fn_oid, GetUserId(), ACL_EXECUTE);
-		if (aclresult != ACLCHECK_OK)
-			aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(fn_oid));
-		fmgr_info(fn_oid, &flinfo);
-		InitFunctionCallInfoData(*call, &flinfo, work->dump ? 4 : 6, InvalidOid, NULL, NULL);
-		memset(call->args, 0, sizeof(NullableDatum) * 6);
+		memset(args, 0, sizeof(args));
 		if (work->dump)
 		{
-			call->args[0].value = Int32GetDatum(work->level);
-			call->args[1].value = BoolGetDatum(work->anonymize);
-			call->args[2].value = BoolGetDatum(work->unchecked);
-			call->args[3].value = BoolGetDatum(false);
+			args[0].value = Int32GetDatum(work->level);
+			args[1].value = BoolGetDatum(work->anonymize);
+			args[2].value = BoolGetDatum(work->unchecked);
+			args[3].value = BoolGetDatum(false);
+			result = CallOwnFunction("sync_dump", "(integer, boolean, boolean, boolean)", 4, args);
+			/* a push that fails fails the run: the next run pushes again */
+			if (work->push)
+				(void) CallOwnFunction("sync_push", "()", 0, args);
 		}
 		else
 		{
 			/* all tables, from its sync_url, applied */
-			call->args[0].value = Int64GetDatum(work->remote);
-			call->args[1].value = BoolGetDatum(false);
-			call->args[2].value = BoolGetDatum(false);
-			call->args[3].isnull = call->args[4].isnull = call->args[5].isnull = true;
+			args[0].value = Int64GetDatum(work->remote);
+			args[1].value = BoolGetDatum(false);
+			args[2].value = BoolGetDatum(false);
+			args[3].isnull = args[4].isnull = args[5].isnull = true;
+			result = CallOwnFunction("sync_pull", "(bigint, boolean, boolean, regclass[], regclass[], text)",
+									 6, args);
 		}
-		result = DatumGetHeapTupleHeader(FunctionCallInvoke(call));
-		if (call->isnull)
-			elog(ERROR, "%s returned null", func);
 		status = MemoryContextStrdup(TopMemoryContext,
 									 TextDatumGetCString(GetAttributeByName(result, work->dump ? "kind" : "status",
 																			&isnull)));

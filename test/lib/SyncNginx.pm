@@ -37,7 +37,7 @@ sub make_certificates
 
 # Start nginx serving $params{root} on a free port (and, with cert and key,
 # over TLS on a second one).  Locations: /err500/ answers 500; /slow/ serves
-# $params{slow} at $params{rate} bytes per second.
+# $params{slow} at $params{rate} bytes per second; $params{extra} adds locations.
 sub new
 {
 	my ($class, %params) = @_;
@@ -49,10 +49,13 @@ sub new
 
 	my $slow = $params{slow}
 	  ? "location /slow/ { alias $params{slow}/; limit_rate $params{rate}; }" : '';
+	# more locations, as given (a WebDAV inbox, say)
+	my $extra = $params{extra} // '';
 	my $locations = qq{
 		root $params{root};
 		location /err500/ { return 500; }
 		$slow
+		$extra
 	};
 	my $tls = '';
 	if ($params{cert})
