@@ -190,6 +190,23 @@ sync_set_remote(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Does url hold user:password@ in its authority?  Such a URL would carry
+ * its credentials into the log; options say them instead.
+ */
+static bool
+UrlHasCredentials(const char *url)
+{
+	const char *authority = strstr(url, "://");
+	const char *at;
+	const char *slash;
+
+	if (authority == NULL || (at = strchr(authority + 3, '@')) == NULL)
+		return false;
+	slash = strchr(authority + 3, '/');
+	return slash == NULL || at < slash;
+}
+
+/*
  * Is url's host this machine itself (a loopback address), where
  * credentials may go over plain http?
  */
@@ -244,6 +261,11 @@ sync_set_push(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("push URL must start with http:// or https://"),
 				 errhint("Give the URL of the hub's inbox for this machine, e.g. https://hub.example.org/inbox/42/.")));
+	if (UrlHasCredentials(url))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("push URL must not hold credentials"),
+				 errhint("Give them as username => and password => of sync_set_push(), which keeps them out of the log.")));
 	for (i = 0; i < 5; i++)
 	{
 		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PointerGetDatum(PG_GETARG_TEXT_PP(i));
@@ -352,10 +374,6 @@ sync_proxy_display(PG_FUNCTION_ARGS)
 char *
 SyncSourceUrl(const char *source)
 {
-	const char *authority;
-	const char *at;
-	const char *slash;
-
 	if (source[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -363,10 +381,7 @@ SyncSourceUrl(const char *source)
 				 errhint("Give the directory holding the machine's sync-index.json, or a URL serving it.")));
 	if (is_absolute_path(source))
 		return psprintf("file://%s", source);
-	/* user:password@ in the authority would end up in the log */
-	if ((authority = strstr(source, "://")) != NULL &&
-		(at = strchr(authority + 3, '@')) != NULL &&
-		((slash = strchr(authority + 3, '/')) == NULL || at < slash))
+	if (UrlHasCredentials(source))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("source must not hold credentials"),

@@ -73,6 +73,8 @@ like($err, qr/ERROR:  no push target is set\nHINT:  Say where to upload with syn
 	q{SELECT sync_set_push('http://hub.example.org/inbox/m5/', username => 'pusher', password => 'secret')});
 like($err, qr/ERROR:  credentials for the push target are sent only over https/,
 	'credentials go over plain http only to a loopback address');
+($rc, $out, $err) = $node{5}->psql('postgres', q{SELECT sync_set_push('https://pusher:secret@hub.example.org/inbox/m5/')});
+like($err, qr/ERROR:  push URL must not hold credentials/, 'a push URL holds no credentials (they would be logged)');
 
 sql(5, "SELECT sync_set_push('" . $nginx->url('inbox/m5/') . "', username => 'pusher', password => 'secret')");
 is(sql(5, q{SELECT count(*) FROM sync_push_target WHERE password = 'secret'}), '1', 'the target is set');
@@ -198,6 +200,29 @@ for (1 .. 150)
 }
 ok($ok > 0, 'a scheduled dump with push => true pushes');
 like(pull(7, 5), qr/^applied\|1\|0\|0$/, 'and machine 7 takes the new row from the hub');
+
+# a failed push fails the run, which backs off; a later run pushes again
+sub wait_until
+{
+	my ($query, $secs) = @_;
+	for (1 .. $secs * 10)
+	{
+		return 1 if sql(5, $query) eq 't';
+		select(undef, undef, undef, 0.1);
+	}
+	return 0;
+}
+sql(5, "SELECT sync_set_push('" . $nginx->url('full/m5/') . "')");
+sql(5, q{INSERT INTO trait (site_id, value) VALUES (5000000001, 6.5)});
+ok(wait_until(qq{SELECT failures >= 1 AND last_status = 'failed' FROM sync_job WHERE id = $job}, 15),
+	'a scheduled push that fails fails the run');
+is(sql(5, qq{SELECT status || ' ' || sqlstate FROM sync_log WHERE job_id = $job AND kind = 'push' ORDER BY id DESC LIMIT 1}),
+	'failed 08006', 'and is logged with its job');
+ok(sql(5, qq{SELECT next_run >= last_run + interval '2 seconds' FROM sync_job WHERE id = $job}) eq 't',
+	'the job backs off');
+sql(5, "SELECT sync_set_push('" . $nginx->url('inbox/m5/') . "', username => 'pusher', password => 'secret')");
+ok(wait_until(qq{SELECT failures = 0 FROM sync_job WHERE id = $job}, 30), 'a later run pushes again');
+like(pull(7, 5), qr/^applied\|1\|0\|0$/, 'and the row the failed push held back arrives');
 sql(5, qq{SELECT sync_unschedule($job)});
 
 $nginx->stop;
