@@ -43,7 +43,9 @@ my $inbox = qq{
 			client_max_body_size 1k;
 		}
 };
-my $nginx = SyncNginx->new(prefix => "$tmp/nginx", root => $www, extra => $inbox);
+my ($ca, $cert, $key) = SyncNginx::make_certificates("$tmp/certs");
+my $nginx = SyncNginx->new(prefix => "$tmp/nginx", root => $www, extra => $inbox,
+	cert => $cert, key => $key);
 
 my $schema = q{
 	CREATE EXTENSION sync;
@@ -182,8 +184,12 @@ kill 'TERM', $child;
 waitpid($child, 0);
 close($cutter);
 
-sql(5, "SELECT sync_set_push('" . $nginx->url('inbox/m5/') . "', username => 'pusher', password => 'secret')");
-is(sql(5, q{SELECT files FROM sync_push()}), '2', 'the next push completes: the delta, then the index');
+# over https: the hub's certificate is verified, against the CA file given
+sql(5, "SELECT sync_set_push('" . $nginx->tls_url('inbox/m5/') . "', username => 'pusher', password => 'secret')");
+push_fails(qr/ERROR:  TLS certificate of the push target is not trusted\nDETAIL:  .*\nHINT:  If the push target uses a certificate of your own certificate authority, give its CA file with sync_set_push\(url, ca_file => '\.\.\.'\)\./,
+	'an untrusted hub certificate');
+sql(5, "SELECT sync_set_push('" . $nginx->tls_url('inbox/m5/') . "', ca_file => '$ca')");
+is(sql(5, q{SELECT files FROM sync_push()}), '2', 'with its CA trusted, the push completes over https: the delta, then the index');
 like(pull(7, 5), qr/^applied\|1\|0\|0$/, 'and machine 7 takes it');
 
 # a scheduled dump pushes after each dump
