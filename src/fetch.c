@@ -201,7 +201,9 @@ static void
 ReportCurlError(const SyncRemote *remote, const char *url, Transfer *t,
 				CURLcode rc, const char *errbuf)
 {
-	const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+	/* libcurl may quote the proxy setting, credentials and all */
+	const char *detail = (errbuf[0] && !(remote->proxy && strstr(errbuf, remote->proxy))) ?
+		errbuf : curl_easy_strerror(rc);
 
 	/* a machine, or (no machine id) the push target */
 	bool		push = (remote->machine_id < 0);

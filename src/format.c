@@ -602,11 +602,17 @@ SyncIndexOfDump(const char *text, size_t len, int64 machine_id)
 {
 	SyncIndex  *index = palloc(sizeof(SyncIndex));
 
+	int			i;
+
 	if (!pg_verify_mbstr(PG_UTF8, text, (int) len, true) ||
 		SyncParseIndex(text, len, index) != NULL ||
 		index->format != SYNC_FORMAT_VERSION || index->machine_id != machine_id ||
 		index->archive == NULL || !SyncIsArchiveFileOf(index->archive, machine_id))
 		return NULL;
+	/* every file it names is an archive of the machine's, in the directory */
+	for (i = 0; i < index->ndeltas; i++)
+		if (!SyncIsArchiveFileOf(index->deltas[i].archive, machine_id))
+			return NULL;
 	return index;
 }
 

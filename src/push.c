@@ -107,6 +107,10 @@ PushBody(void *arg)
 	save_nestlevel = SyncPinSettings(false);
 	SPI_connect();
 	MemoryContextSwitchTo(run->cxt);
+
+	/* no dump replaces the files while they are read and sent */
+	SyncExecute("SELECT pg_catalog.pg_advisory_xact_lock(" CppAsString2(SYNC_LOCK_DUMP) ", 1)",
+				0, NULL, NULL, NULL);
 	SyncRequireLocalMachine(&local);
 	run->machine_id = local.id;
 	if (!SyncReadPushTarget(&run->target))

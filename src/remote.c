@@ -261,6 +261,11 @@ sync_set_push(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("push URL must start with http:// or https://"),
 				 errhint("Give the URL of the hub's inbox for this machine, e.g. https://hub.example.org/inbox/42/.")));
+	if (strpbrk(url, "?#") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("push URL must not hold a query or a fragment"),
+				 errhint("Give the URL of the inbox's directory: the names of the files are appended to it.")));
 	if (UrlHasCredentials(url))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -294,14 +299,11 @@ sync_set_push(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("a password needs a user name")));
-	if (ExecuteAsOwner(psprintf("SELECT 1 FROM %s WHERE username IS NOT NULL",
-								SyncObject("sync_push_target")),
-					   0, NULL, NULL, NULL) > 0 &&
-		pg_strncasecmp(url, "https://", 8) != 0 && !LoopbackUrl(url))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-				 errmsg("credentials for the push target are sent only over https"),
-				 errhint("Give an https:// URL (plain http is allowed to a loopback address only).")));
+	{
+		SyncRemote	target;
+
+		(void) SyncReadPushTarget(&target);
+	}
 	SPI_finish();
 	AtEOXact_GUC(true, save_nestlevel);
 	PG_RETURN_VOID();
@@ -309,8 +311,9 @@ sync_set_push(PG_FUNCTION_ARGS)
 
 /*
  * Where this machine pushes its files, and how (machine_id -1 in target:
- * no machine); false if sync_set_push has not said.  The caller is
- * connected to SPI.
+ * no machine); false if sync_set_push has not said.  Credentials to be
+ * sent in clear to anything but this machine itself are an ERROR.  The
+ * caller is connected to SPI.
  */
 bool
 SyncReadPushTarget(SyncRemote *target)
@@ -326,6 +329,14 @@ SyncReadPushTarget(SyncRemote *target)
 	target->username = SyncGetText(0, 3);
 	target->password = SyncGetText(0, 4);
 	target->proxy = SyncGetText(0, 5);
+
+	/* plain http only to this machine itself, and not through a proxy */
+	if (target->username && pg_strncasecmp(target->url, "https://", 8) != 0 &&
+		(!LoopbackUrl(target->url) || target->proxy != NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("credentials for the push target are sent only over https"),
+				 errhint("Give an https:// URL (plain http is allowed to a loopback address only, without a proxy).")));
 	return true;
 }
 

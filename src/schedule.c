@@ -461,6 +461,15 @@ sync_schedule_dump(PG_FUNCTION_ARGS)
 				 errmsg("permission denied to schedule dumps"),
 				 errdetail("A scheduled dump runs as the role that scheduled it, which needs EXECUTE on sync_dump()."),
 				 errhint("Superusers and members of pg_write_server_files have it.")));
+	if (spec.push &&
+		SyncExecute(psprintf("SELECT 1 WHERE pg_catalog.has_function_privilege(%s, 'EXECUTE')",
+							 quote_literal_cstr(psprintf("%s()", SyncObject("sync_push")))),
+					0, NULL, NULL, NULL) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to schedule pushes"),
+				 errdetail("A scheduled dump that pushes runs sync_push() as the role that scheduled it."),
+				 errhint("Grant that role EXECUTE on sync_push(), or schedule the dump without push.")));
 	job = ScheduleJob(&spec);
 	SPI_finish();
 	AtEOXact_GUC(true, save_nestlevel);

@@ -77,6 +77,12 @@ like($err, qr/ERROR:  credentials for the push target are sent only over https/,
 	'credentials go over plain http only to a loopback address');
 ($rc, $out, $err) = $node{5}->psql('postgres', q{SELECT sync_set_push('https://pusher:secret@hub.example.org/inbox/m5/')});
 like($err, qr/ERROR:  push URL must not hold credentials/, 'a push URL holds no credentials (they would be logged)');
+($rc, $out, $err) = $node{5}->psql('postgres', q{SELECT sync_set_push('https://hub.example.org/inbox/m5/?token=x')});
+like($err, qr/ERROR:  push URL must not hold a query or a fragment/, 'nor a query');
+($rc, $out, $err) = $node{5}->psql('postgres',
+	q{SELECT sync_set_push('http://127.0.0.1:9/inbox/m5/', username => 'pusher', password => 'secret', proxy => 'http://proxy.example.org:3128')});
+like($err, qr/ERROR:  credentials for the push target are sent only over https/,
+	'credentials go in clear to a loopback address only without a proxy');
 
 sql(5, "SELECT sync_set_push('" . $nginx->url('inbox/m5/') . "', username => 'pusher', password => 'secret')");
 is(sql(5, q{SELECT count(*) FROM sync_push_target WHERE password = 'secret'}), '1', 'the target is set');
