@@ -143,6 +143,11 @@ sql(5, "SELECT sync_set_push('http://127.0.0.1:" . $silent->sockport . "/inbox/m
 	my ($rc, $out, $err) = $node{5}->psql('postgres', q{SET sync.timeout = '1s'; SELECT * FROM sync_push()});
 	like($err, qr/ERROR:  uploading archive to the push target timed out\n/, 'a hub that does not answer: the push times out');
 	is(slurp_file("$hub/m5/sync-index.json"), $before, 'a hub that does not answer: the inbox\'s index is unchanged');
+	# a cancel (here statement_timeout) stops the transfer promptly
+	my $t0 = time;
+	($rc, $out, $err) = $node{5}->psql('postgres', q{SET statement_timeout = '1s'; SELECT * FROM sync_push()});
+	like($err, qr/ERROR:  canceling statement due to statement timeout/, 'a cancel stops a push');
+	ok(time - $t0 < 15, 'promptly');
 }
 close($silent);
 
