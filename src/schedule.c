@@ -419,6 +419,26 @@ sync_schedule_name(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The function name(argtypes) of the extension, in its schema.  The caller
+ * is connected to SPI.
+ */
+static Oid
+OwnFunction(const char *name, const char *argtypes)
+{
+	SyncExecute(psprintf("SELECT %s::pg_catalog.regprocedure::pg_catalog.oid",
+						 quote_literal_cstr(psprintf("%s%s", SyncObject(name), argtypes))),
+				0, NULL, NULL, NULL);
+	return SyncGetOid(0, 1);
+}
+
+/* May the current user run the function name(argtypes) of the extension? */
+static bool
+MayRunOwnFunction(const char *name, const char *argtypes)
+{
+	return pg_proc_aclcheck(OwnFunction(name, argtypes), GetUserId(), ACL_EXECUTE) == ACLCHECK_OK;
+}
+
+/*
  * sync_schedule_dump(every, level, anonymize, unchecked, start_at, end_at,
  *					  max_runs, timeout, enabled, name) returns the job's id
  */
@@ -452,19 +472,13 @@ sync_schedule_dump(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("this server is not a machine of the federation yet"),
 				 errhint("Run sync_init(id) with the id registered for this server first.")));
-	if (SyncExecute(psprintf("SELECT 1 WHERE pg_catalog.has_function_privilege(%s, 'EXECUTE')",
-							 quote_literal_cstr(psprintf("%s(integer, boolean, boolean, boolean)",
-														 SyncObject("sync_dump")))),
-					0, NULL, NULL, NULL) == 0)
+	if (!MayRunOwnFunction("sync_dump", "(integer, boolean, boolean, boolean)"))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to schedule dumps"),
 				 errdetail("A scheduled dump runs as the role that scheduled it, which needs EXECUTE on sync_dump()."),
 				 errhint("Superusers and members of pg_write_server_files have it.")));
-	if (spec.push &&
-		SyncExecute(psprintf("SELECT 1 WHERE pg_catalog.has_function_privilege(%s, 'EXECUTE')",
-							 quote_literal_cstr(psprintf("%s()", SyncObject("sync_push")))),
-					0, NULL, NULL, NULL) == 0)
+	if (spec.push && !MayRunOwnFunction("sync_push", "()"))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to schedule pushes"),
@@ -1065,18 +1079,13 @@ BeginJob(int64 job, JobWork *work)
 static HeapTupleHeader
 CallOwnFunction(const char *name, const char *argtypes, int nargs, NullableDatum *args)
 {
-	const char *func = psprintf("%s%s", SyncObject(name), argtypes);
-	Oid			fn_oid;
+	Oid			fn_oid = OwnFunction(name, argtypes);
 	AclResult	aclresult;
 	FmgrInfo	flinfo;
 	Datum		result;
 
 	LOCAL_FCINFO(call, 6);
 
-	SyncExecute(psprintf("SELECT %s::pg_catalog.regprocedure::pg_catalog.oid",
-						 quote_literal_cstr(func)),
-				0, NULL, NULL, NULL);
-	fn_oid = SyncGetOid(0, 1);
 	aclresult = pg_proc_aclcheck(fn_oid, GetUserId(), ACL_EXECUTE);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(fn_oid));
@@ -1085,7 +1094,7 @@ CallOwnFunction(const char *name, const char *argtypes, int nargs, NullableDatum
 	memcpy(call->args, args, sizeof(NullableDatum) * nargs);
 	result = FunctionCallInvoke(call);
 	if (call->isnull)
-		elog(ERROR, "%s returned null", func);
+		elog(ERROR, "%s%s returned null", name, argtypes);
 	return DatumGetHeapTupleHeader(result);
 }
 
